@@ -1,0 +1,1 @@
+//! Module `policy`: declares its part of the environment; plan, apply and destroy go through the engine.
