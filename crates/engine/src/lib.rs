@@ -3,4 +3,31 @@
 //! Desired state (resources, their addresses, values with placeholders), the dependency graph
 //! and its ordering, plans and changes, diff rendering, hashing and redaction.
 //!
-//! Architecture Invariant: this crate does no I/O (no files, no network, no processes, no clock).
+//! Architecture Invariant: this crate does no I/O (no files, no network, no processes, no clock,
+//! no environment variables, no randomness). Everything here is unit-tested without a cluster.
+//!
+//! # Map
+//! - [`Address`], [`ResourceKind`]: `<module>.<kind>.<name>`.
+//! - [`FieldPath`]: `spec.containers[0].image`, used in errors, sensitive paths and drift.
+//! - [`values`]: placeholders (`${output.m.n}`, `${secret.m.n}`), [`find_placeholders`],
+//!   [`resolve`].
+//! - [`Module`], [`Resource`], [`ResourceSpec`], [`Output`]: what a module declares.
+//! - [`hash`]: [`sha256_hex`], [`canonical_hash`].
+
+pub mod address;
+pub mod hash;
+pub mod path;
+pub mod resource;
+pub mod values;
+
+pub use address::{Address, AddressError, ResourceKind};
+pub use hash::{canonical_hash, canonical_json, sha256_hex};
+pub use path::{FieldPath, PathError, PathSegment};
+pub use resource::{
+    ChartSource, ClusterProvider, ClusterSpec, Dependency, Encoding, GeneratedSecretSpec,
+    Generator, HelmReleaseSpec, Module, ObjectSpec, Output, Ownership, Resource, ResourceSpec,
+};
+pub use values::{
+    Bindings, OutputRef, Placeholder, PlaceholderUse, Resolved, SecretRef, ValueError,
+    find_placeholders, known_after_apply, resolve,
+};

@@ -1,0 +1,120 @@
+//! sha256 hashing of bytes and of JSON documents in a canonical form.
+//!
+//! [`canonical_hash`] is what fingerprints (live state seen by a plan), values hashes and the
+//! cluster spec hash use: two documents that differ only in map key order hash the same.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// The sha256 of `bytes`, as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// `value` as compact JSON with every map's keys sorted (by their UTF-8 bytes) at every level.
+///
+/// Numbers and strings are written the way `serde_json` writes them, so the text is stable
+/// across runs and platforms.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The sha256 (hex) of [`canonical_json`] of `value`.
+pub fn canonical_hash(value: &Value) -> String {
+    sha256_hex(canonical_json(value).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sha256_of_known_vectors() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn canonical_hash_ignores_key_order_at_every_level() {
+        let a = json!({"b": 1, "a": {"y": [1, {"q": 1, "p": 2}], "x": "s"}});
+        let b = json!({"a": {"x": "s", "y": [1, {"p": 2, "q": 1}]}, "b": 1});
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":"s","y":[1,{"p":2,"q":1}]},"b":1}"#
+        );
+        assert_eq!(canonical_hash(&a), canonical_hash(&b));
+    }
+
+    #[test]
+    fn canonical_hash_sees_real_differences() {
+        let base = json!({"a": [1, 2]});
+        for other in [
+            json!({"a": [2, 1]}),
+            json!({"a": [1, 2, 3]}),
+            json!({"a": ["1", 2]}),
+            json!({"A": [1, 2]}),
+        ] {
+            assert_ne!(canonical_hash(&base), canonical_hash(&other), "{other}");
+        }
+    }
+
+    #[test]
+    fn canonical_hash_is_pinned() {
+        // Changing the canonical form invalidates every stored fingerprint: do it on purpose only.
+        assert_eq!(
+            canonical_hash(&json!({"b": "x", "a": [true, null, 1.5]})),
+            sha256_hex(br#"{"a":[true,null,1.5],"b":"x"}"#)
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Field paths inside a JSON document: `spec.template.spec.containers[0].image`.
+//!
+//! Syntax, used in error messages, sensitive paths and drift reports alike:
+//! - keys separated by `.`: `config.staticClients`;
+//! - array indices in brackets: `hostAliases[0].ip`;
+//! - keys that contain `.`, `[`, `]`, `"`, `*` or whitespace (or are empty) are quoted:
+//!   `metadata.annotations["envctl.dev/module"]`;
+//! - wildcards (only in patterns such as sensitive paths): `*` matches any key, `[*]` any index.
+//!
+//! The empty path `""` is the whole document.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+/// One step of a [`FieldPath`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathSegment {
+    /// A map key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+    /// `*`: any map key (patterns only).
+    AnyKey,
+    /// `[*]`: any array index (patterns only).
+    AnyIndex,
+}
+
+/// A path to a field in a JSON document. See the [module docs](self) for the syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldPath {
+    /// The steps from the root.
+    pub segments: Vec<PathSegment>,
+}
+
+impl FieldPath {
+    /// The path of the whole document.
+    pub fn root() -> FieldPath {
+        FieldPath::default()
+    }
+
+    /// This path followed by a map key.
+    pub fn key(&self, key: &str) -> FieldPath {
+        let mut next = self.clone();
+        next.segments.push(PathSegment::Key(key.to_owned()));
+        next
+    }
+
+    /// This path followed by an array index.
+    pub fn index(&self, index: usize) -> FieldPath {
+        let mut next = self.clone();
+        next.segments.push(PathSegment::Index(index));
+        next
+    }
+
+    /// `prefix` followed by this path.
+    pub fn prefixed(&self, prefix: &FieldPath) -> FieldPath {
+        let mut segments = prefix.segments.clone();
+        segments.extend(self.segments.iter().cloned());
+        FieldPath { segments }
+    }
+
+    /// True if the path has wildcards.
+    pub fn is_pattern(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, PathSegment::AnyKey | PathSegment::AnyIndex))
+    }
+
+    /// The value at this path, if the path has no wildcards and the field exists.
+    pub fn get<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        let mut current = value;
+        for segment in &self.segments {
+            current = match (segment, current) {
+                (PathSegment::Key(k), Value::Object(map)) => map.get(k)?,
+                (PathSegment::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// Every concrete path in `value` that this pattern matches (the path itself when it has no
+    /// wildcards and exists), in document order.
+    pub fn matches(&self, value: &Value) -> Vec<FieldPath> {
+        let mut found = Vec::new();
+        collect_matches(&self.segments, value, FieldPath::root(), &mut found);
+        found
+    }
+}
+
+fn collect_matches(
+    pattern: &[PathSegment],
+    value: &Value,
+    here: FieldPath,
+    found: &mut Vec<FieldPath>,
+) {
+    let Some((first, rest)) = pattern.split_first() else {
+        found.push(here);
+        return;
+    };
+    match (first, value) {
+        (PathSegment::Key(k), Value::Object(map)) => {
+            if let Some(child) = map.get(k) {
+                collect_matches(rest, child, here.key(k), found);
+            }
+        }
+        (PathSegment::AnyKey, Value::Object(map)) => {
+            for (k, child) in map {
+                collect_matches(rest, child, here.key(k), found);
+            }
+        }
+        (PathSegment::Index(i), Value::Array(items)) => {
+            if let Some(child) = items.get(*i) {
+                collect_matches(rest, child, here.index(*i), found);
+            }
+        }
+        (PathSegment::AnyIndex, Value::Array(items)) => {
+            for (i, child) in items.iter().enumerate() {
+                collect_matches(rest, child, here.index(i), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn needs_quotes(key: &str) -> bool {
+    key.is_empty()
+        || key
+            .chars()
+            .any(|c| matches!(c, '.' | '[' | ']' | '"' | '*' | '\\') || c.is_whitespace())
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                PathSegment::Key(k) if needs_quotes(k) => {
+                    let quoted = serde_json::to_string(k).map_err(|_| fmt::Error)?;
+                    write!(f, "[{quoted}]")?;
+                }
+                PathSegment::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                PathSegment::AnyKey => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str("*")?;
+                }
+                PathSegment::Index(n) => write!(f, "[{n}]")?,
+                PathSegment::AnyIndex => f.write_str("[*]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field path that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{path}` is not a field path ({problem}); write e.g. `config.staticClients[0].secret` or `metadata.annotations[\"envctl.dev/module\"]`"
+)]
+pub struct PathError {
+    /// The text that was parsed.
+    pub path: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl FromStr for FieldPath {
+    type Err = PathError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |problem: &str| PathError {
+            path: s.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let mut segments = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        // True when the next thing must be a key (at the start or right after a `.`).
+        let mut expect_key = true;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'[' => {
+                    let rest = &s[i + 1..];
+                    if let Some(after_quote) = rest.strip_prefix('"') {
+                        // A quoted key: find the closing quote, honouring backslash escapes.
+                        let mut end = None;
+                        let mut escaped = false;
+                        for (j, c) in after_quote.char_indices() {
+                            match c {
+                                _ if escaped => escaped = false,
+                                '\\' => escaped = true,
+                                '"' => {
+                                    end = Some(j);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                        let end = end.ok_or_else(|| fail("unterminated quoted key"))?;
+                        let literal = &rest[..end + 2];
+                        let key: String = serde_json::from_str(literal)
+                            .map_err(|_| fail("bad escape in quoted key"))?;
+                        if !rest[end + 2..].starts_with(']') {
+                            return Err(fail("expected `]` after a quoted key"));
+                        }
+                        segments.push(PathSegment::Key(key));
+                        i += 1 + end + 3;
+                    } else {
+                        let close = rest.find(']').ok_or_else(|| fail("missing `]`"))?;
+                        let inner = &rest[..close];
+                        let segment = if inner == "*" {
+                            PathSegment::AnyIndex
+                        } else {
+                            PathSegment::Index(
+                                inner
+                                    .parse()
+                                    .map_err(|_| fail("an index must be a number or `*`"))?,
+                            )
+                        };
+                        segments.push(segment);
+                        i += 1 + close + 1;
+                    }
+                    expect_key = false;
+                }
+                b'.' => {
+                    if expect_key {
+                        return Err(fail("empty key"));
+                    }
+                    expect_key = true;
+                    i += 1;
+                    if i == bytes.len() {
+                        return Err(fail("ends with `.`"));
+                    }
+                }
+                _ => {
+                    if !expect_key {
+                        return Err(fail("expected `.` or `[` between fields"));
+                    }
+                    let rest = &s[i..];
+                    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                    let key = &rest[..end];
+                    if key.contains([']', '"']) {
+                        return Err(fail("unexpected `]` or `\"`; quote such keys"));
+                    }
+                    segments.push(if key == "*" {
+                        PathSegment::AnyKey
+                    } else {
+                        PathSegment::Key(key.to_owned())
+                    });
+                    expect_key = false;
+                    i += end;
+                }
+            }
+        }
+        Ok(FieldPath { segments })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips() {
+        for text in [
+            "",
+            "spec",
+            "spec.replicas",
+            "hostAliases[0].ip",
+            "config.staticClients[*].secret",
+            "data.*",
+            "metadata.annotations[\"envctl.dev/module\"]",
+            "[\"a.b\"].c",
+            "[3]",
+        ] {
+            let path: FieldPath = text.parse().unwrap();
+            assert_eq!(path.to_string(), text, "round trip of {text:?}");
+        }
+    }
+
+    #[test]
+    fn built_paths_render_like_parsed_ones() {
+        let path = FieldPath::root()
+            .key("metadata")
+            .key("labels")
+            .key("app.kubernetes.io/managed-by");
+        assert_eq!(
+            path.to_string(),
+            "metadata.labels[\"app.kubernetes.io/managed-by\"]"
+        );
+        assert_eq!(path.to_string().parse::<FieldPath>().unwrap(), path);
+    }
+
+    #[test]
+    fn rejects_malformed_paths() {
+        for bad in ["a..b", ".a", "a.", "a[x]", "a[1", "a[\"b]", "a]b", "a[0]b"] {
+            let err = bad.parse::<FieldPath>().unwrap_err();
+            assert_eq!(err.path, bad);
+        }
+    }
+
+    #[test]
+    fn get_and_match() {
+        let doc = json!({"config": {"staticClients": [{"secret": "s1"}, {"secret": "s2"}]},
+                         "data": {"a": 1, "b": 2}});
+        let path: FieldPath = "config.staticClients[1].secret".parse().unwrap();
+        assert_eq!(path.get(&doc), Some(&json!("s2")));
+        let pattern: FieldPath = "config.staticClients[*].secret".parse().unwrap();
+        let found: Vec<String> = pattern
+            .matches(&doc)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "config.staticClients[0].secret",
+                "config.staticClients[1].secret"
+            ]
+        );
+        let keys: FieldPath = "data.*".parse().unwrap();
+        assert_eq!(keys.matches(&doc).len(), 2);
+        let missing: FieldPath = "config.nope".parse().unwrap();
+        assert!(missing.matches(&doc).is_empty());
+    }
+}
