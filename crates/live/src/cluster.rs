@@ -1,0 +1,265 @@
+//! A connection to one cluster: the kube client and one discovery per run.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::LiveError;
+
+/// The field manager this project applies with.
+pub const FIELD_MANAGER: &str = "envctl";
+
+/// A resource type the server serves.
+#[derive(Debug, Clone)]
+pub struct TypeInfo {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// A connected cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    discovery: Arc<RwLock<Arc<Discovery>>>,
+    /// The context name the client was built from (for messages).
+    pub context: String,
+}
+
+impl Cluster {
+    /// Connects with the given kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`)
+    /// and context (default: the file's current context), and runs discovery once.
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<Self, LiveError> {
+        let kubeconfig = match kubeconfig {
+            Some(path) => Kubeconfig::read_from(path),
+            None => Kubeconfig::read(),
+        }
+        .map_err(|e| LiveError::Connect(format!("cannot read kubeconfig: {e}")))?;
+        let context_name = context
+            .map(str::to_owned)
+            .or_else(|| kubeconfig.current_context.clone())
+            .unwrap_or_default();
+        if !context_name.is_empty() && !kubeconfig.contexts.iter().any(|c| c.name == context_name) {
+            let known: Vec<&str> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(LiveError::Connect(format!(
+                "kubeconfig has no context `{context_name}` (it has: {})",
+                known.join(", ")
+            )));
+        }
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| LiveError::Connect(format!("kubeconfig context `{context_name}`: {e}")))?;
+        let client = Client::try_from(config).map_err(|e| LiveError::Connect(e.to_string()))?;
+        let discovery = Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .map_err(|e| {
+                LiveError::Connect(format!(
+                    "cannot reach the API server of `{context_name}`: {e}"
+                ))
+            })?;
+        Ok(Cluster {
+            client,
+            discovery: Arc::new(RwLock::new(Arc::new(discovery))),
+            context: context_name,
+        })
+    }
+
+    /// The underlying client, for callers that need typed APIs.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs discovery again (after CRDs were created, their kinds become resolvable).
+    pub async fn refresh_discovery(&self) -> Result<(), LiveError> {
+        let discovery = Discovery::new(self.client.clone()).run_aggregated().await?;
+        *self.discovery.write().expect("discovery lock") = Arc::new(discovery);
+        Ok(())
+    }
+
+    /// The served type for `apiVersion` + `kind`, if the server knows it.
+    pub fn resolve(&self, api_version: &str, kind: &str) -> Option<TypeInfo> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let discovery = self.discovery.read().expect("discovery lock").clone();
+        discovery
+            .resolve_gvk(&gvk)
+            .map(
+                |(resource, caps): (ApiResource, ApiCapabilities)| TypeInfo {
+                    resource,
+                    namespaced: caps.scope == Scope::Namespaced,
+                },
+            )
+    }
+
+    fn api(&self, ty: &TypeInfo, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (ty.namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ty.resource),
+            _ => Api::all_with(self.client.clone(), &ty.resource),
+        }
+    }
+
+    /// Lists objects of a type (in every namespace) that match a label selector.
+    pub async fn list(&self, ty: &TypeInfo, label_selector: &str) -> Result<Vec<Value>, LiveError> {
+        let api = self.api(ty, None);
+        let mut out = Vec::new();
+        let mut params = ListParams::default().labels(label_selector).limit(500);
+        loop {
+            let page = api.list(&params).await?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            for item in page.items {
+                let mut value = serde_json::to_value(item)?;
+                // Items of a list carry no type; put it back so they read like a GET.
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("apiVersion".into(), ty.resource.api_version.clone().into());
+                    obj.insert("kind".into(), ty.resource.kind.clone().into());
+                }
+                out.push(value);
+            }
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Reads one object; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        ty: &TypeInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, LiveError> {
+        let found = self.api(ty, namespace).get_opt(name).await?;
+        Ok(found.map(serde_json::to_value).transpose()?)
+    }
+
+    /// Server-side apply of `manifest` with this project's field manager.
+    ///
+    /// With `dry_run`, nothing is persisted and the result is what the object would become.
+    /// A conflict with another field manager is returned as [`LiveError::Conflict`].
+    pub async fn apply(
+        &self,
+        ty: &TypeInfo,
+        manifest: &Value,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Value, LiveError> {
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let namespace = manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if force {
+            params = params.force();
+        }
+        if dry_run {
+            params = params.dry_run();
+        }
+        let result = self
+            .api(ty, namespace)
+            .patch(name, &params, &Patch::Apply(manifest))
+            .await;
+        match result {
+            Ok(object) => Ok(serde_json::to_value(object)?),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(LiveError::Conflict(conflict_from(&status)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object (foreground propagation: dependents go first). Absent is fine.
+    pub async fn delete(
+        &self,
+        ty: &TypeInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), LiveError> {
+        match self
+            .api(ty, namespace)
+            .delete(name, &DeleteParams::foreground())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Another field manager owns fields that an apply would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The managers named by the server, e.g. `kubectl-edit`.
+    pub managers: Vec<String>,
+    /// The conflicting fields, as the server names them (e.g. `.spec.replicas`).
+    pub fields: Vec<String>,
+    pub message: String,
+}
+
+fn conflict_from(status: &kube::core::Status) -> Conflict {
+    let mut managers = Vec::new();
+    let mut fields = Vec::new();
+    if let Some(details) = &status.details {
+        for cause in &details.causes {
+            fields.push(cause.field.clone());
+            if let Some(name) = manager_in(&cause.message) {
+                managers.push(name);
+            }
+        }
+    }
+    if managers.is_empty()
+        && let Some(name) = manager_in(&status.message)
+    {
+        managers.push(name);
+    }
+    managers.sort();
+    managers.dedup();
+    Conflict {
+        managers,
+        fields,
+        message: status.message.clone(),
+    }
+}
+
+/// Extracts the manager from a server message like `conflict with "kubectl-edit" using apps/v1`.
+fn manager_in(message: &str) -> Option<String> {
+    let rest = &message[message.find("conflict with \"")? + "conflict with \"".len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_is_read_from_the_servers_conflict_message() {
+        assert_eq!(
+            manager_in("conflict with \"kubectl-edit\" using apps/v1").as_deref(),
+            Some("kubectl-edit")
+        );
+        assert_eq!(manager_in("something else"), None);
+    }
+}

@@ -1,0 +1,452 @@
+//! Pure helpers over Kubernetes object JSON: removing server noise, finding the fields that
+//! differ between two versions of an object, and attributing a field to the manager that last
+//! wrote it (from `metadata.managedFields`).
+//!
+//! Nothing here talks to a cluster; it is unit-tested on literal objects.
+
+use serde_json::{Map, Value};
+
+/// Metadata fields the server assigns or maintains. They never show in a diff.
+const NOISY_METADATA: &[&str] = &[
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+    "deletionGracePeriodSeconds",
+];
+
+/// Annotations written by controllers, not by users.
+const NOISY_ANNOTATIONS: &[&str] = &[
+    "deployment.kubernetes.io/revision",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// Returns `object` without `status`, server-assigned metadata and controller annotations.
+///
+/// Used on both sides of a diff (live, and the server's dry-run result), so that what remains
+/// differs only where this project's configuration changes something.
+pub fn strip_noise(object: &Value) -> Value {
+    let mut out = object.clone();
+    let Some(map) = out.as_object_mut() else {
+        return out;
+    };
+    map.remove("status");
+    if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+        for key in NOISY_METADATA {
+            meta.remove(*key);
+        }
+        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+            for key in NOISY_ANNOTATIONS {
+                annotations.remove(*key);
+            }
+            if annotations.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    out
+}
+
+/// One step of a path into an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A path into an object, e.g. `spec.template.spec.containers[0].image`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldPath(pub Vec<Step>);
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for step in &self.0 {
+            match step {
+                Step::Key(k) if k.contains('.') || k.contains('/') => write!(f, "[{k:?}]")?,
+                Step::Key(k) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Step::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl FieldPath {
+    fn child(&self, step: Step) -> FieldPath {
+        let mut steps = self.0.clone();
+        steps.push(step);
+        FieldPath(steps)
+    }
+}
+
+/// The paths at which `before` and `after` differ, as deep as both sides are objects.
+///
+/// Lists are compared element by element when they have the same length and atomically
+/// otherwise (a changed length is reported at the list itself).
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
+    let mut out = Vec::new();
+    walk_changes(&FieldPath::default(), before, after, &mut out);
+    out
+}
+
+fn walk_changes(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let path = at.child(Step::Key(key.clone()));
+                match (b.get(key), a.get(key)) {
+                    (Some(bv), Some(av)) => walk_changes(&path, bv, av, out),
+                    (None, None) => {}
+                    _ => out.push(path),
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                walk_changes(&at.child(Step::Index(i)), bv, av, out);
+            }
+        }
+        _ if before == after => {}
+        _ => out.push(at.clone()),
+    }
+}
+
+/// True when every field set in `desired` has the same value in `live`.
+///
+/// Lists must have the same length and each desired element must be contained in the live
+/// element at the same index (the server adds defaulted fields inside elements). A `false`
+/// is not proof of a change (the server may have normalised a value, e.g. `0.1` CPU to `100m`);
+/// callers then ask the server with a dry run. A `true` together with an unchanged
+/// configuration hash means the object needs no request at all.
+pub fn is_contained(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_contained(dv, lv))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_contained(dv, lv))
+        }
+        _ => desired == live,
+    }
+}
+
+/// One entry of `metadata.managedFields`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedFieldsEntry {
+    pub manager: String,
+    pub operation: String,
+    pub time: Option<String>,
+    pub subresource: Option<String>,
+    fields: Value,
+}
+
+/// Parses `metadata.managedFields` of a live object.
+pub fn managed_fields(object: &Value) -> Vec<ManagedFieldsEntry> {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            Some(ManagedFieldsEntry {
+                manager: e.get("manager")?.as_str()?.to_owned(),
+                operation: e
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                time: e.get("time").and_then(Value::as_str).map(str::to_owned),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                fields: e.get("fieldsV1").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+impl ManagedFieldsEntry {
+    /// Whether this entry owns `path` (or a field below it) of `object`.
+    ///
+    /// Field sets use `f:<name>` for map keys, `k:{...}` for list elements identified by keys,
+    /// `v:<json>` for set elements and `i:<n>` for positions; list elements are matched against
+    /// the element of `object` at the path's index.
+    pub fn owns(&self, object: &Value, path: &FieldPath) -> bool {
+        owns_in(&self.fields, object, &path.0)
+    }
+}
+
+fn owns_in(set: &Value, object: &Value, steps: &[Step]) -> bool {
+    let Some(set) = set.as_object() else {
+        return false;
+    };
+    let Some((step, rest)) = steps.split_first() else {
+        // The path ends here: owned if the set names it (as a leaf or with children).
+        return true;
+    };
+    match step {
+        Step::Key(key) => {
+            let Some(child) = set.get(&format!("f:{key}")) else {
+                return false;
+            };
+            let next = object.get(key).unwrap_or(&Value::Null);
+            owns_in(child, next, rest)
+        }
+        Step::Index(i) => {
+            let Some(element) = object.as_array().and_then(|a| a.get(*i)) else {
+                return false;
+            };
+            set.iter()
+                .any(|(k, child)| list_key_matches(k, element, *i) && owns_in(child, element, rest))
+        }
+    }
+}
+
+fn list_key_matches(key: &str, element: &Value, index: usize) -> bool {
+    if let Some(json) = key.strip_prefix("k:") {
+        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(json) else {
+            return false;
+        };
+        keys.iter().all(|(k, v)| element.get(k) == Some(v))
+    } else if let Some(json) = key.strip_prefix("v:") {
+        serde_json::from_str::<Value>(json).is_ok_and(|v| &v == element)
+    } else if let Some(n) = key.strip_prefix("i:") {
+        n.parse::<usize>() == Ok(index)
+    } else {
+        false
+    }
+}
+
+/// The manager that last wrote `path`: an owner of the path itself, else an owner of its
+/// immediate parent (a removed field is attributed to whoever last wrote the map it was in).
+///
+/// Entries are tried newest first, so that of two managers sharing a field the one that wrote
+/// it last is named.
+pub fn last_writer<'a>(
+    entries: &'a [ManagedFieldsEntry],
+    object: &Value,
+    path: &FieldPath,
+    ignore_manager: &str,
+) -> Option<&'a ManagedFieldsEntry> {
+    let mut ordered: Vec<&ManagedFieldsEntry> = entries
+        .iter()
+        .filter(|e| e.manager != ignore_manager)
+        .collect();
+    ordered.sort_by(|a, b| b.time.cmp(&a.time));
+    if let Some(found) = ordered.iter().find(|e| e.owns(object, path)) {
+        return Some(found);
+    }
+    // Only the immediate parent: a manager that owns some other field of `spec` did not
+    // necessarily touch `spec.template...`.
+    let parent = FieldPath(path.0[..path.0.len().saturating_sub(1)].to_vec());
+    if parent.0.is_empty() {
+        return None;
+    }
+    ordered.into_iter().find(|e| e.owns(object, &parent))
+}
+
+/// Sets `metadata.labels[key] = value` (creating the maps on the way).
+pub fn set_label(object: &mut Value, key: &str, value: &str) {
+    set_metadata_entry(object, "labels", key, value);
+}
+
+/// Sets `metadata.annotations[key] = value` (creating the maps on the way).
+pub fn set_annotation(object: &mut Value, key: &str, value: &str) {
+    set_metadata_entry(object, "annotations", key, value);
+}
+
+fn set_metadata_entry(object: &mut Value, map_name: &str, key: &str, value: &str) {
+    let Some(obj) = object.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let map = meta
+        .entry(map_name)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(map) = map.as_object_mut() {
+        map.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn live_deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "nginx", "namespace": "default", "uid": "u-1", "resourceVersion": "42",
+                "generation": 3, "creationTimestamp": "2026-11-28T10:00:00Z",
+                "annotations": {"deployment.kubernetes.io/revision": "2"},
+                "labels": {"app": "nginx"},
+                "managedFields": [
+                    {"manager": "envctl", "operation": "Apply", "time": "2026-11-28T10:00:00Z",
+                     "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}},
+                                  "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                                      "k:{\"name\":\"nginx\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}},
+                    {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-28T11:00:00Z",
+                     "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                     "time": "2026-11-28T11:00:01Z", "fieldsV1": {"f:status": {"f:replicas": {}}}}
+                ]
+            },
+            "spec": {"replicas": 5, "template": {"spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1.27", "terminationMessagePath": "/dev/termination-log"}]}}},
+            "status": {"replicas": 5}
+        })
+    }
+
+    #[test]
+    fn strip_noise_removes_server_fields_and_keeps_user_fields() {
+        let stripped = strip_noise(&live_deployment());
+        let meta = stripped["metadata"].as_object().unwrap();
+        assert_eq!(
+            meta.keys().collect::<Vec<_>>(),
+            ["name", "namespace", "labels"],
+            "only user metadata remains"
+        );
+        assert!(stripped.get("status").is_none());
+        assert_eq!(stripped["spec"]["replicas"], 5);
+    }
+
+    #[test]
+    fn changed_paths_descends_into_maps_and_equal_length_lists() {
+        let before = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx:1.27"}]}}}, "metadata": {"labels": {"a": "1"}}});
+        let after = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx:1.28"}]}}}, "metadata": {"labels": {"a": "1", "b": "2"}}});
+        let paths: Vec<String> = changed_paths(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "metadata.labels.b",
+                "spec.replicas",
+                "spec.template.spec.containers[0].image"
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_paths_reports_a_list_of_other_length_as_one_change() {
+        let paths = changed_paths(&json!({"l": [1, 2]}), &json!({"l": [1, 2, 3]}));
+        assert_eq!(
+            paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["l"]
+        );
+    }
+
+    #[test]
+    fn path_display_quotes_keys_with_dots_and_slashes() {
+        let path = FieldPath(vec![
+            Step::Key("metadata".into()),
+            Step::Key("labels".into()),
+            Step::Key("app.kubernetes.io/managed-by".into()),
+        ]);
+        assert_eq!(
+            path.to_string(),
+            "metadata.labels[\"app.kubernetes.io/managed-by\"]"
+        );
+    }
+
+    #[test]
+    fn contained_ignores_defaulted_fields_inside_list_elements() {
+        let desired = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx:1.27"}]}}}});
+        assert!(is_contained(&desired, &live_deployment()));
+        let changed = json!({"spec": {"replicas": 2}});
+        assert!(!is_contained(&changed, &live_deployment()));
+        let longer = json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx"}, {"name": "x"}]}}}});
+        assert!(!is_contained(&longer, &live_deployment()));
+    }
+
+    #[test]
+    fn drifted_field_is_attributed_to_the_manager_that_wrote_it_last() {
+        let live = live_deployment();
+        let entries = managed_fields(&live);
+        let replicas = FieldPath(vec![Step::Key("spec".into()), Step::Key("replicas".into())]);
+        let writer = last_writer(&entries, &live, &replicas, "envctl").unwrap();
+        assert_eq!(writer.manager, "kubectl-edit");
+        assert_eq!(writer.operation, "Update");
+        assert_eq!(writer.time.as_deref(), Some("2026-11-28T11:00:00Z"));
+    }
+
+    #[test]
+    fn list_elements_are_matched_by_their_keys() {
+        let live = live_deployment();
+        let entries = managed_fields(&live);
+        let image = FieldPath(vec![
+            Step::Key("spec".into()),
+            Step::Key("template".into()),
+            Step::Key("spec".into()),
+            Step::Key("containers".into()),
+            Step::Index(0),
+            Step::Key("image".into()),
+        ]);
+        assert!(
+            entries[0].owns(&live, &image),
+            "envctl owns the image of container nginx"
+        );
+        assert!(!entries[1].owns(&live, &image));
+        assert!(last_writer(&entries, &live, &image, "envctl").is_none());
+    }
+
+    #[test]
+    fn a_removed_field_is_attributed_to_the_owner_of_its_parent() {
+        let mut live = live_deployment();
+        live["metadata"]["managedFields"][1]["fieldsV1"] = json!({"f:metadata": {"f:labels": {}}});
+        let entries = managed_fields(&live);
+        let gone = FieldPath(vec![
+            Step::Key("metadata".into()),
+            Step::Key("labels".into()),
+            Step::Key("tier".into()),
+        ]);
+        assert_eq!(
+            last_writer(&entries, &live, &gone, "envctl")
+                .unwrap()
+                .manager,
+            "kubectl-edit"
+        );
+    }
+
+    #[test]
+    fn labels_and_annotations_are_added_without_losing_existing_ones() {
+        let mut object = json!({"metadata": {"name": "x", "labels": {"keep": "1"}}});
+        set_label(&mut object, "app.kubernetes.io/managed-by", "envctl");
+        set_annotation(&mut object, "envctl.dev/module", "gateway");
+        assert_eq!(object["metadata"]["labels"]["keep"], "1");
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "envctl"
+        );
+        assert_eq!(
+            object["metadata"]["annotations"]["envctl.dev/module"],
+            "gateway"
+        );
+    }
+}
