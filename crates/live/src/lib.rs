@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod fields;
+pub mod objects;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};

@@ -1,0 +1,501 @@
+//! Planning and converging Kubernetes objects against the live cluster.
+//!
+//! For each desired object the server is asked, with a server-side-apply dry run under this
+//! project's field manager, what the object would become; the plan is the difference between
+//! the live object and that answer, both stripped of server noise. So defaulted fields,
+//! `status` and server-assigned metadata never show: only what the configuration changes.
+//!
+//! A dry run is skipped when it cannot change anything: the live object carries the hash of
+//! the configuration it was last applied from, that hash is unchanged, and every desired field
+//! still has its value live. Steady-state plans therefore cost one list per type.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+
+use crate::fields::{self, FieldPath};
+use crate::{Cluster, LiveError, TypeInfo};
+
+/// Label selecting everything this project owns.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=envctl";
+/// Label naming the environment an owned object belongs to (labels can be selected on).
+pub const ENVIRONMENT_LABEL: &str = "envctl.dev/environment";
+/// Annotation: sha256 of the configuration the object was last applied from.
+pub const CONFIG_HASH_ANNOTATION: &str = "envctl.dev/config-hash";
+/// Annotation: the object's resource address.
+pub const ADDRESS_ANNOTATION: &str = "envctl.dev/address";
+
+/// One object the configuration wants.
+#[derive(Debug, Clone)]
+pub struct DesiredObject {
+    /// Resource address, e.g. `gateway.object.deployment/default/nginx`.
+    pub address: String,
+    /// The manifest to apply (ownership labels and annotations included for owned objects).
+    pub manifest: Value,
+    /// False for objects this project only patches (e.g. a label on namespace `default`).
+    pub owned: bool,
+    /// Whether placeholders in the manifest are still unknown (then no dry run is possible).
+    pub has_unknowns: bool,
+}
+
+impl DesiredObject {
+    fn api_version(&self) -> &str {
+        self.manifest
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    fn kind(&self) -> &str {
+        self.manifest
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    fn name(&self) -> &str {
+        self.manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    fn namespace(&self) -> Option<&str> {
+        self.manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+    }
+}
+
+/// A field that differs live from what the configuration wants, and who last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub path: String,
+    pub manager: Option<String>,
+    pub operation: Option<String>,
+    pub time: Option<String>,
+}
+
+/// What the cluster says about one desired object.
+#[derive(Debug, Clone)]
+pub enum ObjectState {
+    /// Absent. `validated` says whether the server accepted it in a dry run; `waits_for`
+    /// names what must be created first (its CRD or namespace) when it could not be checked.
+    Absent {
+        validated: bool,
+        waits_for: Option<String>,
+    },
+    /// Present and as configured: nothing to send.
+    InSync { live: Value },
+    /// Present and different: `before`/`after` are stripped of noise.
+    Differs {
+        live: Value,
+        before: Value,
+        after: Value,
+        drift: Vec<Drift>,
+        conflict: Option<crate::Conflict>,
+    },
+    /// Present, but what it would become is not known until other resources are applied.
+    Unknown { live: Value },
+    /// The server refused the object even in a dry run (validation error, immutable field).
+    Invalid {
+        live: Option<Value>,
+        message: String,
+        immutable: bool,
+    },
+}
+
+/// Facts for a whole set of desired objects, plus owned objects nobody wants any more.
+#[derive(Debug, Default)]
+pub struct ObjectFacts {
+    pub states: BTreeMap<String, ObjectState>,
+    /// Owned objects of this environment whose address is not desired: to be pruned.
+    pub orphans: Vec<Value>,
+    /// Requests made, by verb, for benchmarks and tests.
+    pub requests: BTreeMap<&'static str, usize>,
+}
+
+/// What the planner needs to know about resources that will exist after earlier steps.
+#[derive(Debug, Default, Clone)]
+pub struct PlannedCreations {
+    /// `group/Kind` -> name of the CRD object in this plan that defines it.
+    pub kinds: BTreeMap<String, String>,
+    /// Namespaces created by this plan.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// sha256 of a manifest's configuration (what we send, minus the hash annotation itself).
+pub fn config_hash(manifest: &Value) -> String {
+    let mut copy = manifest.clone();
+    if let Some(Value::Object(meta)) = copy.pointer_mut("/metadata") {
+        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
+            a.remove(CONFIG_HASH_ANNOTATION);
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    engine::canonical_hash(&copy)
+}
+
+/// Adds the environment label and the configuration hash to an owned manifest.
+pub fn stamp(manifest: &Value, environment: &str) -> Value {
+    let mut out = manifest.clone();
+    fields::set_label(&mut out, ENVIRONMENT_LABEL, environment);
+    let hash = config_hash(&out);
+    fields::set_annotation(&mut out, CONFIG_HASH_ANNOTATION, &hash);
+    out
+}
+
+fn key(api_version: &str, kind: &str) -> (String, String) {
+    (api_version.to_owned(), kind.to_owned())
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+fn live_key(object: &Value) -> (Option<String>, String) {
+    let ns = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    (ns, name)
+}
+
+/// Gathers the facts for `desired` (all of one environment) in parallel, bounded by
+/// `concurrency`. `extra_types` are further `(apiVersion, kind)` pairs to look for orphans in
+/// (types this environment applied before, from its inventory).
+pub async fn gather(
+    cluster: &Cluster,
+    environment: &str,
+    desired: &[DesiredObject],
+    planned: &PlannedCreations,
+    extra_types: &[(String, String)],
+    concurrency: usize,
+) -> Result<ObjectFacts, LiveError> {
+    let mut facts = ObjectFacts::default();
+    let selector = format!("{MANAGED_BY_SELECTOR},{ENVIRONMENT_LABEL}={environment}");
+
+    // One list per served type: the owned objects of this environment.
+    let mut types: BTreeMap<(String, String), Option<TypeInfo>> = BTreeMap::new();
+    for d in desired {
+        types.entry(key(d.api_version(), d.kind())).or_insert(None);
+    }
+    for (v, k) in extra_types {
+        types.entry(key(v, k)).or_insert(None);
+    }
+    for ((v, k), slot) in types.iter_mut() {
+        *slot = cluster.resolve(v, k);
+    }
+    let lists = stream::iter(
+        types
+            .iter()
+            .filter_map(|(k, t)| t.clone().map(|t| (k.clone(), t))),
+    )
+    .map(|(k, ty)| {
+        let selector = selector.clone();
+        async move { cluster.list(&ty, &selector).await.map(|items| (k, items)) }
+    })
+    .buffer_unordered(concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    let mut owned: BTreeMap<(String, String), BTreeMap<(Option<String>, String), Value>> =
+        BTreeMap::new();
+    for result in lists {
+        let (k, items) = result?;
+        *facts.requests.entry("list").or_default() += 1;
+        owned.insert(k, items.into_iter().map(|o| (live_key(&o), o)).collect());
+    }
+
+    // Namespaces that exist (one list), to tell "create after namespace" from a typo.
+    let namespaces: BTreeSet<String> = match cluster.resolve("v1", "Namespace") {
+        Some(ty) => {
+            *facts.requests.entry("list").or_default() += 1;
+            cluster
+                .list(&ty, "")
+                .await?
+                .iter()
+                .map(|o| live_key(o).1)
+                .collect()
+        }
+        None => BTreeSet::new(),
+    };
+
+    let desired_addresses: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
+    for items in owned.values() {
+        for object in items.values() {
+            let address = object
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(ADDRESS_ANNOTATION))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !desired_addresses.contains(address) {
+                facts.orphans.push(object.clone());
+            }
+        }
+    }
+
+    let results = stream::iter(desired.iter())
+        .map(|d| {
+            let ty = types
+                .get(&key(d.api_version(), d.kind()))
+                .cloned()
+                .flatten();
+            let listed = owned
+                .get(&key(d.api_version(), d.kind()))
+                .and_then(|m| m.get(&(d.namespace().map(str::to_owned), d.name().to_owned())))
+                .cloned();
+            let namespaces = &namespaces;
+            async move {
+                (
+                    d.address.clone(),
+                    plan_one(cluster, d, ty, listed, namespaces, planned).await,
+                )
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    for (address, result) in results {
+        let (state, requests) = result?;
+        for verb in requests {
+            *facts.requests.entry(verb).or_default() += 1;
+        }
+        facts.states.insert(address, state);
+    }
+    Ok(facts)
+}
+
+async fn plan_one(
+    cluster: &Cluster,
+    desired: &DesiredObject,
+    ty: Option<TypeInfo>,
+    listed: Option<Value>,
+    namespaces: &BTreeSet<String>,
+    planned: &PlannedCreations,
+) -> Result<(ObjectState, Vec<&'static str>), LiveError> {
+    let mut requests = Vec::new();
+    let Some(ty) = ty else {
+        let group_kind = format!("{}/{}", group_of(desired.api_version()), desired.kind());
+        return match planned.kinds.get(&group_kind) {
+            Some(crd) => Ok((
+                ObjectState::Absent {
+                    validated: false,
+                    waits_for: Some(format!("customresourcedefinition/{crd}")),
+                },
+                requests,
+            )),
+            None => Err(LiveError::Other(format!(
+                "{}: the cluster does not serve {} {} and no CustomResourceDefinition in the \
+                 configuration defines it (is a CRD missing, or the apiVersion misspelt?)",
+                desired.address,
+                desired.api_version(),
+                desired.kind()
+            ))),
+        };
+    };
+    if let Some(ns) = desired.namespace().filter(|_| ty.namespaced)
+        && !namespaces.contains(ns)
+    {
+        return if planned.namespaces.contains(ns) {
+            Ok((
+                ObjectState::Absent {
+                    validated: false,
+                    waits_for: Some(format!("namespace/{ns}")),
+                },
+                requests,
+            ))
+        } else {
+            Err(LiveError::Other(format!(
+                "{}: namespace `{ns}` does not exist and nothing in the configuration creates it",
+                desired.address
+            )))
+        };
+    }
+
+    let live = match listed {
+        Some(live) => Some(live),
+        None => {
+            requests.push("get");
+            cluster
+                .get(&ty, desired.namespace(), desired.name())
+                .await?
+        }
+    };
+    let Some(live) = live else {
+        if desired.has_unknowns {
+            return Ok((
+                ObjectState::Absent {
+                    validated: false,
+                    waits_for: None,
+                },
+                requests,
+            ));
+        }
+        requests.push("dry-run");
+        return match cluster.apply(&ty, &desired.manifest, true, false).await {
+            Ok(_) => Ok((
+                ObjectState::Absent {
+                    validated: true,
+                    waits_for: None,
+                },
+                requests,
+            )),
+            Err(LiveError::Api(kube::Error::Api(status)))
+                if status.code == 422 || status.code == 400 =>
+            {
+                Ok((
+                    ObjectState::Invalid {
+                        live: None,
+                        message: status.message.clone(),
+                        immutable: false,
+                    },
+                    requests,
+                ))
+            }
+            Err(e) => Err(e),
+        };
+    };
+
+    if desired.has_unknowns {
+        return Ok((ObjectState::Unknown { live }, requests));
+    }
+    if desired.owned
+        && hash_matches(desired, &live)
+        && fields::is_contained(&desired.manifest, &live)
+    {
+        return Ok((ObjectState::InSync { live }, requests));
+    }
+
+    // Owned objects are ours: a field someone else overwrote is drift that apply takes back.
+    // For objects we only patch, another manager's field is a conflict the user must settle.
+    requests.push("dry-run");
+    let (after, conflict) = match cluster.apply(&ty, &desired.manifest, true, false).await {
+        Ok(after) => (after, None),
+        Err(LiveError::Conflict(conflict)) => {
+            requests.push("dry-run");
+            let after = cluster.apply(&ty, &desired.manifest, true, true).await?;
+            (after, if desired.owned { None } else { Some(conflict) })
+        }
+        Err(LiveError::Api(kube::Error::Api(status)))
+            if status.code == 422 || status.code == 400 =>
+        {
+            let immutable = status.message.contains("immutable");
+            return Ok((
+                ObjectState::Invalid {
+                    live: Some(live),
+                    message: status.message.clone(),
+                    immutable,
+                },
+                requests,
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let before = fields::strip_noise(&live);
+    let after_stripped = fields::strip_noise(&after);
+    if before == after_stripped {
+        return Ok((ObjectState::InSync { live }, requests));
+    }
+    let managers = fields::managed_fields(&live);
+    let drift = fields::changed_paths(&before, &after_stripped)
+        .into_iter()
+        .filter(|p| !is_bookkeeping(p))
+        .map(|path| {
+            let writer = fields::last_writer(&managers, &live, &path, crate::FIELD_MANAGER);
+            Drift {
+                path: path.to_string(),
+                manager: writer.map(|w| w.manager.clone()),
+                operation: writer.map(|w| w.operation.clone()),
+                time: writer.and_then(|w| w.time.clone()),
+            }
+        })
+        .collect();
+    Ok((
+        ObjectState::Differs {
+            live,
+            before,
+            after: after_stripped,
+            drift,
+            conflict,
+        },
+        requests,
+    ))
+}
+
+/// Our own bookkeeping annotation changes with every configuration change; it is not drift.
+fn is_bookkeeping(path: &FieldPath) -> bool {
+    path.to_string().contains(CONFIG_HASH_ANNOTATION)
+}
+
+fn hash_matches(desired: &DesiredObject, live: &Value) -> bool {
+    let want = desired
+        .manifest
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
+    let have = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
+    want.is_some() && want == have
+}
+
+/// The manifest that removes this project's fields from an object it only patches: applying
+/// just the identity under our field manager drops every field we managed.
+pub fn release_fields(manifest: &Value) -> Value {
+    let mut out = serde_json::json!({
+        "apiVersion": manifest.get("apiVersion").cloned().unwrap_or_default(),
+        "kind": manifest.get("kind").cloned().unwrap_or_default(),
+        "metadata": {"name": manifest.pointer("/metadata/name").cloned().unwrap_or_default()},
+    });
+    if let Some(ns) = manifest.pointer("/metadata/namespace") {
+        out["metadata"]["namespace"] = ns.clone();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_hash_ignores_its_own_annotation_and_key_order() {
+        let a =
+            json!({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "1", "b": "2"}});
+        let stamped = stamp(&a, "default");
+        let reordered = json!({"data": {"b": "2", "a": "1"}, "metadata": {"name": "x",
+            "labels": {"envctl.dev/environment": "default"}}, "kind": "ConfigMap"});
+        assert_eq!(config_hash(&stamped), config_hash(&reordered));
+        assert_eq!(
+            stamped["metadata"]["annotations"][CONFIG_HASH_ANNOTATION],
+            config_hash(&reordered).as_str()
+        );
+    }
+
+    #[test]
+    fn a_changed_value_changes_the_hash() {
+        let a = stamp(
+            &json!({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "1"}}),
+            "e",
+        );
+        let b = stamp(
+            &json!({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "2"}}),
+            "e",
+        );
+        assert_ne!(config_hash(&a), config_hash(&b));
+    }
+
+    #[test]
+    fn releasing_fields_keeps_only_the_identity() {
+        let patch = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}});
+        assert_eq!(
+            release_fields(&patch),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+        );
+    }
+}
