@@ -1,0 +1,1571 @@
+//! `load`: reads `infra/` into an [`Environment`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::de::from_node;
+use crate::error::{ConfigError, Errors, Location};
+use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
+use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
+use crate::settings::{Provider, Settings, parse_minor};
+use crate::yaml::{
+    Entry, Node, NodeValue, SourceFile, SourceMap, join_index, join_key, locate_in_tree,
+};
+use crate::{
+    ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
+    ReleaseConfig, SecretEncoding, suggest, validate,
+};
+
+/// File names inside the infra directory.
+const ENVIRONMENT_FILE: &str = "environment.yaml";
+const ENVS_DIR: &str = "envs";
+const PINS_FILE: &str = "pins/gateway-api.yaml";
+const MODULES_FILE: &str = "modules.yaml";
+
+/// Annotation that marks a manifest as [`Ownership::FieldsOnly`].
+const OWNERSHIP_ANNOTATION: &str = "envctl.dev/ownership";
+
+/// Kinds that are cluster-scoped (others must name a namespace).
+const CLUSTER_SCOPED: [&str; 12] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "GatewayClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+];
+
+/// Loads the environment from `infra_dir`: `environment.yaml`, merged with
+/// `envs/<env>.yaml` when `env` is given, then the pins, `modules.yaml` and every values file
+/// and manifest it lists.
+///
+/// # Errors
+/// Every problem found, each with file, line, column and field path (loading goes on after
+/// most errors; it stops early only when the environment file itself cannot be read).
+pub fn load(infra_dir: &Path, env: Option<&str>) -> Result<Environment, Errors> {
+    let mut loader = Loader {
+        infra_dir: infra_dir.to_path_buf(),
+        errors: Errors::default(),
+        sources: SourceMap::default(),
+        secret_refs: Vec::new(),
+    };
+    let result = loader.run(env);
+    match result {
+        Some(environment) if loader.errors.is_empty() => Ok(environment),
+        _ => Err(loader.errors),
+    }
+}
+
+struct Loader {
+    infra_dir: PathBuf,
+    errors: Errors,
+    sources: SourceMap,
+    /// `${secret.*}` seen in values and manifests, checked once every secret is known.
+    secret_refs: Vec<(String, String, Location, String)>,
+}
+
+/// modules.yaml as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModulesFile {
+    #[serde(default)]
+    cluster: ModuleFiles,
+    #[serde(default)]
+    gateway: ModuleFiles,
+    #[serde(default)]
+    mesh: ModuleFiles,
+    #[serde(default)]
+    sso: ModuleFiles,
+    #[serde(default)]
+    policy: ModuleFiles,
+}
+
+impl ModulesFile {
+    fn module(&self, name: &str) -> &ModuleFiles {
+        match name {
+            "cluster" => &self.cluster,
+            "gateway" => &self.gateway,
+            "mesh" => &self.mesh,
+            "sso" => &self.sso,
+            _ => &self.policy,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleFiles {
+    #[serde(default)]
+    releases: Vec<ReleaseEntry>,
+    #[serde(default)]
+    manifests: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReleaseEntry {
+    name: String,
+    namespace: String,
+    values: String,
+    #[serde(default)]
+    version_from: Option<String>,
+}
+
+/// A GeneratedSecret document as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GeneratedSecretDoc {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: SecretMeta,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    generate: BTreeMap<String, GeneratedKeyDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretMeta {
+    name: String,
+    namespace: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneratedKeyDoc {
+    bytes: usize,
+    encoding: SecretEncoding,
+}
+
+impl Loader {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.infra_dir.join(rel)
+    }
+
+    fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    /// Reads and parses a file; `None` (error recorded) when it is missing or not valid YAML.
+    fn read(&mut self, rel: &str, what: &str, field: (&Path, &str)) -> Option<Arc<SourceFile>> {
+        let path = self.path(rel);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                let (file, f) = field;
+                let error = match self
+                    .sources
+                    .resolve(&self.infra_dir, file)
+                    .and_then(|s| (0..s.docs.len()).find_map(|i| s.locate_field(i, f)))
+                {
+                    Some(location) => ConfigError::new(
+                        location,
+                        f,
+                        format!("{what} `{}` cannot be read: {e}", path.display()),
+                    ),
+                    None => ConfigError::in_file(
+                        &path,
+                        "",
+                        format!("{what} `{}` cannot be read: {e}", path.display()),
+                    ),
+                };
+                self.push(error.with_help(format!(
+                    "create the file, or correct the path (relative to {})",
+                    self.infra_dir.display()
+                )));
+                return None;
+            }
+        };
+        let (file, errors) = SourceFile::parse(&path, &text);
+        let complete = file.complete;
+        let file = Arc::new(file);
+        self.sources.insert(file.clone());
+        for e in errors {
+            self.push(e);
+        }
+        complete.then_some(file)
+    }
+
+    fn run(&mut self, env: Option<&str>) -> Option<Environment> {
+        let no_field = (Path::new(""), "");
+        let base_file = self.read(ENVIRONMENT_FILE, "the environment file", no_field)?;
+        let mut tree = single_doc(&base_file)?;
+        let mut overlay_names_itself = false;
+        if let Some(name) = env {
+            let overlay = self.read_overlay(name)?;
+            let overlay_tree = single_doc(&overlay)?;
+            if let Some(entry) = overlay_tree.entry("name") {
+                overlay_names_itself = true;
+                if entry.value.as_str() != Some(name) {
+                    self.push(
+                        ConfigError::new(
+                            entry.value.location(),
+                            "name",
+                            format!(
+                                "the overlay envs/{name}.yaml names its environment `{}`",
+                                entry.value.as_str().unwrap_or("?")
+                            ),
+                        )
+                        .with_help(format!(
+                            "remove `name:` (an overlay is named after its file) or set it to `{name}`"
+                        )),
+                    );
+                }
+            }
+            tree.merge(overlay_tree);
+        }
+        let tree = Arc::new(tree);
+        self.sources.settings = Some(tree.clone());
+
+        let mut settings: Settings = match from_node(&tree, "") {
+            Ok(s) => s,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+        if let (Some(name), false) = (env, overlay_names_itself) {
+            settings.name = name.to_string();
+        }
+
+        let pins = self.read_pins();
+        self.check_settings(&settings, &tree);
+        let (gateway_pins, compatibility) = match &pins {
+            Some(pins) => self.check_versions(&mut settings, &tree, pins)?,
+            None => return None,
+        };
+        self.check_port_clashes(&settings, &tree, env);
+
+        let env_json = env_context(&settings);
+        let modules_file = self.read(MODULES_FILE, "the module index", no_field)?;
+        let modules_doc = single_doc(&modules_file)?;
+        let modules: ModulesFile = match from_node(&modules_doc, "") {
+            Ok(m) => m,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+
+        let releases = self.load_releases(&modules, &modules_file, &settings, &tree, &env_json);
+        let (manifests, generated_secrets) =
+            self.load_manifests(&modules, &modules_file, &env_json);
+        self.check_unlisted_files(&modules);
+        self.check_secret_refs(&generated_secrets);
+
+        Some(Environment {
+            infra_dir: self.infra_dir.clone(),
+            settings,
+            pins: gateway_pins,
+            compatibility,
+            releases,
+            manifests,
+            generated_secrets,
+            sources: std::mem::take(&mut self.sources),
+        })
+    }
+
+    fn read_overlay(&mut self, name: &str) -> Option<Arc<SourceFile>> {
+        let available = available_envs(&self.path(ENVS_DIR));
+        if !available.iter().any(|e| e == name) {
+            let names: Vec<&str> = available.iter().map(String::as_str).collect();
+            let help = if names.is_empty() {
+                format!(
+                    "create {} to define it; without --env the defaults of environment.yaml are used",
+                    self.path(ENVS_DIR).join(format!("{name}.yaml")).display()
+                )
+            } else {
+                format!(
+                    "{}; or create envs/{name}.yaml",
+                    suggest::help_for(name, names.iter().copied(), "available environments")
+                )
+            };
+            self.push(
+                ConfigError::in_file(
+                    self.path(ENVS_DIR),
+                    "--env",
+                    format!("unknown environment `{name}`"),
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        self.read(
+            &format!("{ENVS_DIR}/{name}.yaml"),
+            "the environment overlay",
+            (Path::new(""), ""),
+        )
+    }
+
+    fn read_pins(&mut self) -> Option<PinsFile> {
+        let file = self.read(PINS_FILE, "the pins file", (Path::new(""), ""))?;
+        let doc = single_doc(&file)?;
+        match from_node::<PinsFile>(&doc, "") {
+            Ok(pins) => {
+                for (version, release) in &pins.releases {
+                    for (i, entry) in release.files.iter().enumerate() {
+                        if let Err(why) = validate::sha256_hex(&entry.sha256) {
+                            let field = format!("releases.{version}.files[{i}].sha256");
+                            self.push(
+                                self.error_in(&file, 0, &field, format!("invalid sha256: {why}"))
+                                    .with_help("copy the digest from `sha256sum <file>`"),
+                            );
+                        }
+                    }
+                }
+                Some(pins)
+            }
+            Err(e) => {
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// An error at a field of document `doc` in `file` (at the file when not found).
+    fn error_in(&self, file: &SourceFile, doc: usize, field: &str, message: String) -> ConfigError {
+        let location = file.locate_field(doc, field).unwrap_or(Location {
+            file: file.path.to_path_buf(),
+            line: 0,
+            column: 0,
+        });
+        ConfigError::new(location, field, message)
+    }
+
+    /// An error at a setting of the merged environment file.
+    fn setting_error(&self, tree: &Node, field: &str, message: String) -> ConfigError {
+        let location = locate_in_tree(tree, field).unwrap_or_else(|| tree.location());
+        ConfigError::new(location, field, message)
+    }
+
+    fn check_settings(&mut self, s: &Settings, tree: &Node) {
+        let mut errors = Vec::new();
+        let mut check = |field: &str, result: Result<(), String>, what: &str, help: &str| {
+            if let Err(why) = result {
+                errors.push(
+                    self.setting_error(tree, field, format!("{what}: {why}"))
+                        .with_help(help.to_string()),
+                );
+            }
+        };
+        check(
+            "name",
+            validate::dns_label(&s.name),
+            &format!("invalid environment name `{}`", s.name),
+            "use lowercase letters, digits and `-` (it becomes an annotation value and file name)",
+        );
+        check(
+            "cluster.name",
+            validate::dns_label(&s.cluster.name),
+            &format!("invalid cluster name `{}`", s.cluster.name),
+            "use lowercase letters, digits and `-`, e.g. `istio-staging`",
+        );
+        check(
+            "domain",
+            validate::dns_subdomain(&s.domain),
+            &format!("invalid domain `{}`", s.domain),
+            "use a DNS name such as `example.com` (lowercase, no scheme, no trailing dot)",
+        );
+        for (key, host) in [("nginx", &s.hosts.nginx), ("dex", &s.hosts.dex)] {
+            check(
+                &format!("hosts.{key}"),
+                validate::dns_label(host),
+                &format!("invalid host name `{host}`"),
+                "a host is one DNS label (lowercase letters, digits, `-`); the domain is added",
+            );
+        }
+        if s.hosts.nginx == s.hosts.dex {
+            check(
+                "hosts.dex",
+                Err(format!("`{}` is also the nginx host", s.hosts.dex)),
+                "hosts clash",
+                "Dex and the application need different host names",
+            );
+        }
+        let kind = &s.cluster.kind;
+        if kind.host_port == 0 {
+            check(
+                "cluster.kind.hostPort",
+                Err("0 is not a port".into()),
+                "hostPort must be between 1 and 65535",
+                "pick a free port on this machine, e.g. 80 or 8080",
+            );
+        }
+        if !(30000..=32767).contains(&kind.node_port) {
+            check(
+                "cluster.kind.nodePort",
+                Err(format!("{} is outside 30000-32767", kind.node_port)),
+                "nodePort must be in Kubernetes' NodePort range",
+                "pick a port from 30000 to 32767, e.g. 30080",
+            );
+        }
+        check(
+            "cluster.kind.listenAddress",
+            kind.listen_address
+                .parse::<IpAddr>()
+                .map(|_| ())
+                .map_err(|_| format!("`{}` is not an IP address", kind.listen_address)),
+            "invalid listenAddress",
+            "write an IP address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        );
+        check(
+            "cluster.kind.nodeImage",
+            kind.kubernetes_version()
+                .map(|_| ())
+                .ok_or_else(|| format!("`{}` has no version tag", kind.node_image)),
+            "invalid nodeImage",
+            "write the image with its Kubernetes version tag, e.g. kindest/node:v1.36.1",
+        );
+        match (s.cluster.provider, &s.cluster.context) {
+            (Provider::Existing, None) => check(
+                "cluster.provider",
+                Err("provider `existing` needs `cluster.context`".into()),
+                "missing kube context",
+                "add `context: <name>` under `cluster:` (see `kubectl config get-contexts`)",
+            ),
+            (Provider::Kind | Provider::Kwok, Some(_)) => check(
+                "cluster.context",
+                Err(format!(
+                    "provider `{}` picks its own context",
+                    s.cluster.provider.as_str()
+                )),
+                "`context` is only for provider `existing`",
+                "remove `context:`, or set `provider: existing`",
+            ),
+            _ => {}
+        }
+        let sso = &s.sso;
+        check(
+            "sso.clientId",
+            validate::dns_subdomain(&sso.client_id),
+            &format!("invalid client id `{}`", sso.client_id),
+            "use lowercase letters, digits and `-`, e.g. `oauth2-proxy`",
+        );
+        check(
+            "sso.staticUser.email",
+            validate::email(&sso.static_user.email),
+            &format!("invalid email `{}`", sso.static_user.email),
+            "write an address like admin@example.com (it is the login name at Dex)",
+        );
+        check(
+            "sso.staticUser.hash",
+            validate::bcrypt_hash(&sso.static_user.hash),
+            "invalid bcrypt hash",
+            "write the bcrypt hash of the password, not the password: \
+             htpasswd -bnBC 10 \"\" 'password' | tr -d ':\\n' | sed 's/$2y/$2a/' \
+             (and quote it in YAML)",
+        );
+        for (field, value) in [
+            ("sso.staticUser.username", &sso.static_user.username),
+            ("sso.staticUser.userID", &sso.static_user.user_id),
+            ("sso.extAuthz.provider", &sso.ext_authz.provider),
+        ] {
+            if value.trim().is_empty() {
+                check(
+                    field,
+                    Err("it is empty".into()),
+                    "missing value",
+                    "write a value",
+                );
+            }
+        }
+        for e in errors {
+            self.push(e);
+        }
+    }
+
+    /// Gateway API pins and the Istio / Gateway API / Kubernetes pairing; fills in
+    /// `versions.istio` when left out.
+    fn check_versions(
+        &mut self,
+        settings: &mut Settings,
+        tree: &Node,
+        pins: &PinsFile,
+    ) -> Option<(GatewayApiPins, Compatibility)> {
+        let gateway_api = settings.versions.gateway_api.clone();
+        let Some(release) = pins.releases.get(&gateway_api) else {
+            let known: Vec<&str> = pins.releases.keys().map(String::as_str).collect();
+            self.push(
+                self.setting_error(
+                    tree,
+                    "versions.gatewayApi",
+                    format!("no pinned files for Gateway API `{gateway_api}` in {PINS_FILE}"),
+                )
+                .with_help(format!(
+                    "{}; or add `releases.{gateway_api}` to {PINS_FILE}",
+                    suggest::help_for(&gateway_api, known.iter().copied(), "pinned releases")
+                )),
+            );
+            return None;
+        };
+        let for_gateway_api: Vec<&Compatibility> = pins
+            .compatibility
+            .iter()
+            .filter(|row| row.gateway_api == gateway_api)
+            .collect();
+        if settings.versions.istio.is_empty() {
+            match for_gateway_api
+                .iter()
+                .rev()
+                .find_map(|row| row.istio.clone())
+            {
+                Some(istio) => settings.versions.istio = istio,
+                None => {
+                    self.push(
+                        self.setting_error(
+                            tree,
+                            "versions.gatewayApi",
+                            format!(
+                                "no default Istio release for Gateway API `{gateway_api}` in the compatibility table"
+                            ),
+                        )
+                        .with_help("set `versions.istio` to a release of a matching Istio minor"),
+                    );
+                    return None;
+                }
+            }
+        }
+        let istio = settings.versions.istio.clone();
+        let istio_field = if locate_in_tree(tree, "versions.istio").is_some() {
+            "versions.istio"
+        } else {
+            "versions.gatewayApi"
+        };
+        let Some((major, minor)) = parse_minor(&istio) else {
+            self.push(
+                self.setting_error(
+                    tree,
+                    istio_field,
+                    format!("invalid Istio version `{istio}`"),
+                )
+                .with_help("write a release like 1.30.3"),
+            );
+            return None;
+        };
+        let istio_minor = format!("{major}.{minor}");
+        let Some(row) = pins
+            .compatibility
+            .iter()
+            .find(|row| row.istio_minor == istio_minor)
+        else {
+            let known: Vec<&str> = pins
+                .compatibility
+                .iter()
+                .map(|r| r.istio_minor.as_str())
+                .collect();
+            self.push(
+                self.setting_error(
+                    tree,
+                    istio_field,
+                    format!("Istio {istio} is not in the compatibility table"),
+                )
+                .with_help(format!(
+                    "use one of the Istio minors {}, or add a row to `compatibility` in {PINS_FILE}",
+                    suggest::list(known.iter().copied())
+                )),
+            );
+            return None;
+        };
+        if row.gateway_api != gateway_api {
+            let pairs: Vec<String> = for_gateway_api
+                .iter()
+                .map(|r| format!("{}.x", r.istio_minor))
+                .collect();
+            let other = if pairs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", or keep {gateway_api} with Istio {} (set versions.istio, or remove it to take the table's default)",
+                    pairs.join(" / ")
+                )
+            };
+            self.push(
+                self.setting_error(
+                    tree,
+                    "versions.gatewayApi",
+                    format!(
+                        "Gateway API {gateway_api} does not pair with Istio {istio}: Istio {istio_minor} pairs with Gateway API {}",
+                        row.gateway_api
+                    ),
+                )
+                .with_help(format!("set versions.gatewayApi: {}{other}", row.gateway_api)),
+            );
+            return None;
+        }
+        if settings.cluster.provider == Provider::Kind
+            && let (Some(have), Some(need)) = (
+                settings.cluster.kind.kubernetes_version(),
+                parse_minor(&row.min_kubernetes),
+            )
+            && have < need
+        {
+            self.push(
+                self.setting_error(
+                    tree,
+                    "cluster.kind.nodeImage",
+                    format!(
+                        "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
+                        have.0, have.1, settings.cluster.kind.node_image, row.min_kubernetes
+                    ),
+                )
+                .with_help(format!(
+                    "use a kindest/node image of Kubernetes {} or newer, e.g. kindest/node:v1.36.1",
+                    row.min_kubernetes
+                )),
+            );
+        }
+        let files = release
+            .files
+            .iter()
+            .map(|f| PinnedFile {
+                name: f.name.clone(),
+                url: pins
+                    .base_url
+                    .replace("{version}", &gateway_api)
+                    .replace("{file}", &f.name),
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        Some((
+            GatewayApiPins {
+                version: gateway_api,
+                files,
+            },
+            row.clone(),
+        ))
+    }
+
+    /// Two kind environments cannot both bind the same host port.
+    fn check_port_clashes(&mut self, settings: &Settings, tree: &Node, env: Option<&str>) {
+        if settings.cluster.provider != Provider::Kind {
+            return;
+        }
+        let mut others: Vec<Option<String>> = available_envs(&self.path(ENVS_DIR))
+            .into_iter()
+            .filter(|e| Some(e.as_str()) != env)
+            .map(Some)
+            .collect();
+        if env.is_some() {
+            others.push(None);
+        }
+        for other in others {
+            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref()) else {
+                continue;
+            };
+            let (a, b) = (&settings.cluster.kind, &theirs.cluster.kind);
+            let overlapping = a.listen_address == b.listen_address
+                || a.listen_address == "0.0.0.0"
+                || b.listen_address == "0.0.0.0";
+            if theirs.cluster.provider == Provider::Kind
+                && theirs.cluster.name != settings.cluster.name
+                && a.host_port == b.host_port
+                && overlapping
+            {
+                let name = other.as_deref().unwrap_or("default");
+                self.push(
+                    self.setting_error(
+                        tree,
+                        "cluster.kind.hostPort",
+                        format!(
+                            "hostPort {} clashes with environment `{name}` (cluster `{}`), which binds the same port",
+                            a.host_port, theirs.cluster.name
+                        ),
+                    )
+                    .with_help("give each kind environment its own hostPort, e.g. 8080"),
+                );
+            }
+        }
+    }
+
+    fn load_releases(
+        &mut self,
+        modules: &ModulesFile,
+        modules_file: &SourceFile,
+        settings: &Settings,
+        tree: &Node,
+        env_json: &Value,
+    ) -> Vec<ReleaseConfig> {
+        let mut releases = Vec::new();
+        let mut declared = BTreeSet::new();
+        let versions = serde_json::to_value(&settings.versions).unwrap_or(Value::Null);
+        for module in MODULES {
+            for (i, entry) in modules.module(module).releases.iter().enumerate() {
+                let base = format!("{module}.releases[{i}]");
+                declared.insert(entry.name.clone());
+                if let Err(why) = validate::dns_label(&entry.namespace) {
+                    let field = format!("{base}.namespace");
+                    self.push(
+                        self.error_in(
+                            modules_file,
+                            0,
+                            &field,
+                            format!("invalid namespace `{}`: {why}", entry.namespace),
+                        )
+                        .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
+                    );
+                }
+                let values_field = format!("{base}.values");
+                let values =
+                    self.load_values(module, &entry.values, modules_file, &values_field, env_json);
+                let Some(spec) = settings.charts.get(&entry.name) else {
+                    self.push(
+                        self.setting_error(tree, "charts", format!("no chart source for release `{}`", entry.name))
+                            .with_help(format!(
+                                "add `charts.{}: {{repo: <url>, chart: <name>}}` (or `path:`) to environment.yaml",
+                                entry.name
+                            )),
+                    );
+                    continue;
+                };
+                let chart_field = join_key("charts", &entry.name);
+                let chart = if let Some(path) = &spec.path {
+                    let dir = self.infra_dir.join(path);
+                    if !dir.join("Chart.yaml").is_file() {
+                        let why = if dir.is_dir() {
+                            "has no Chart.yaml"
+                        } else {
+                            "does not exist"
+                        };
+                        self.push(
+                            self.setting_error(tree, &format!("{chart_field}.path"), format!("chart directory `{}` {why}", dir.display()))
+                                .with_help(format!(
+                                    "the path is relative to {}; create the chart there, or remove `path:` to use the repository",
+                                    self.infra_dir.display()
+                                )),
+                        );
+                    }
+                    Some(ChartSource::Local { path: dir })
+                } else {
+                    let version = spec.version.clone().or_else(|| {
+                        let key = entry.version_from.as_deref()?;
+                        versions.get(key)?.as_str().map(str::to_string)
+                    });
+                    if let Some(key) = &entry.version_from
+                        && versions.get(key).is_none()
+                    {
+                        let field = format!("{base}.versionFrom");
+                        let keys: Vec<String> = versions
+                            .as_object()
+                            .map(|o| o.keys().cloned().collect())
+                            .unwrap_or_default();
+                        self.push(
+                            self.error_in(
+                                modules_file,
+                                0,
+                                &field,
+                                format!("`versions` has no key `{key}`"),
+                            )
+                            .with_help(suggest::help_for(
+                                key,
+                                keys.iter().map(String::as_str),
+                                "keys of versions",
+                            )),
+                        );
+                    }
+                    match (&spec.repo, &spec.chart, version) {
+                        (Some(repo), Some(chart), Some(version)) => {
+                            if !(repo.starts_with("https://")
+                                || repo.starts_with("http://")
+                                || repo.starts_with("oci://"))
+                            {
+                                self.push(
+                                    self.setting_error(
+                                        tree,
+                                        &format!("{chart_field}.repo"),
+                                        format!("`{repo}` is not a repository URL"),
+                                    )
+                                    .with_help("write an https://, http:// or oci:// URL"),
+                                );
+                            }
+                            Some(ChartSource::Repo {
+                                repo: repo.clone(),
+                                chart: chart.clone(),
+                                version,
+                                sha256: spec.sha256.clone(),
+                            })
+                        }
+                        (repo, chart, version) => {
+                            let missing = [
+                                ("repo", repo.is_none()),
+                                ("chart", chart.is_none()),
+                                ("version", version.is_none()),
+                            ]
+                            .iter()
+                            .filter(|(_, m)| *m)
+                            .map(|(k, _)| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                            self.push(
+                                self.setting_error(tree, &chart_field, format!("the chart of release `{}` has no {missing}", entry.name))
+                                    .with_help("set `repo`, `chart` and `version` (or `versionFrom` in modules.yaml), or `path` to a local chart"),
+                            );
+                            None
+                        }
+                    }
+                };
+                if let Some(sha) = &spec.sha256
+                    && let Err(why) = validate::sha256_hex(sha)
+                {
+                    self.push(
+                        self.setting_error(
+                            tree,
+                            &format!("{chart_field}.sha256"),
+                            format!("invalid sha256: {why}"),
+                        )
+                        .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
+                    );
+                }
+                if let (Some(chart), Some(values)) = (chart, values) {
+                    releases.push(ReleaseConfig {
+                        name: entry.name.clone(),
+                        module: module.to_string(),
+                        namespace: entry.namespace.clone(),
+                        chart,
+                        values,
+                    });
+                }
+            }
+        }
+        for name in settings.charts.keys() {
+            if !declared.contains(name) {
+                let names: Vec<&str> = declared.iter().map(String::as_str).collect();
+                self.push(
+                    self.setting_error(
+                        tree,
+                        &join_key("charts", name),
+                        format!("`{name}` is not a release in {MODULES_FILE}"),
+                    )
+                    .with_help(suggest::help_for(
+                        name,
+                        names.iter().copied(),
+                        "releases",
+                    )),
+                );
+            }
+        }
+        releases
+    }
+
+    fn load_values(
+        &mut self,
+        module: &str,
+        rel: &str,
+        modules_file: &SourceFile,
+        field: &str,
+        env_json: &Value,
+    ) -> Option<Document> {
+        let file = self.read(rel, "values file", (&modules_file.path, field))?;
+        if file.docs.len() > 1 {
+            self.push(
+                ConfigError::new(
+                    file.docs[1].location(),
+                    "",
+                    "a values file holds one YAML document",
+                )
+                .with_help("remove the `---` and merge the documents"),
+            );
+        }
+        let node = file
+            .docs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| empty_map(&file));
+        let node = if node.is_null() {
+            empty_map(&file)
+        } else {
+            node
+        };
+        if !matches!(node.value, NodeValue::Map(_)) {
+            self.push(
+                ConfigError::new(
+                    node.location(),
+                    "",
+                    format!("values must be a mapping, not {}", node.describe()),
+                )
+                .with_help("write `key: value` pairs (or `{}` for none)"),
+            );
+            return None;
+        }
+        let node = self.substitute(&file, node, "", env_json);
+        Some(Document {
+            file: file.path.to_path_buf(),
+            index_in_file: 0,
+            module: module.to_string(),
+            ownership: Ownership::Object,
+            value: node.to_json(),
+        })
+    }
+
+    fn load_manifests(
+        &mut self,
+        modules: &ModulesFile,
+        modules_file: &SourceFile,
+        env_json: &Value,
+    ) -> (Vec<Document>, Vec<GeneratedSecret>) {
+        let mut manifests = Vec::new();
+        let mut secrets = Vec::new();
+        let mut seen: HashMap<(String, String, String, String), Location> = HashMap::new();
+        for module in MODULES {
+            for (i, rel) in modules.module(module).manifests.iter().enumerate() {
+                let field = format!("{module}.manifests[{i}]");
+                let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) else {
+                    continue;
+                };
+                for (index, doc) in file.docs.iter().enumerate() {
+                    if doc.is_null() {
+                        continue;
+                    }
+                    let Some(doc) = self.check_object(&file, doc) else {
+                        continue;
+                    };
+                    let doc = self.substitute(&file, doc, "", env_json);
+                    let api_version = doc
+                        .get("apiVersion")
+                        .and_then(Node::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let kind = doc
+                        .get("kind")
+                        .and_then(Node::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let meta = doc.get("metadata");
+                    let name_node = meta.and_then(|m| m.get("name"));
+                    let name = name_node
+                        .and_then(Node::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let namespace = meta
+                        .and_then(|m| m.get("namespace"))
+                        .and_then(Node::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let group = api_version
+                        .rsplit_once('/')
+                        .map(|(g, _)| g)
+                        .unwrap_or("")
+                        .to_string();
+                    let key = (group, kind.clone(), namespace.clone(), name.clone());
+                    let here = name_node
+                        .map(Node::location)
+                        .unwrap_or_else(|| doc.location());
+                    if let Some(first) = seen.get(&key) {
+                        let what = if namespace.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{namespace}/{name}")
+                        };
+                        self.push(
+                            ConfigError::new(
+                                here.clone(),
+                                "metadata.name",
+                                format!("duplicate object: {kind} {what} is already declared"),
+                            )
+                            .with_help(format!(
+                                "it is first declared at {}:{}:{}; remove one of them or rename it",
+                                first.file.display(),
+                                first.line,
+                                first.column
+                            )),
+                        );
+                        continue;
+                    }
+                    seen.insert(key, here);
+                    if api_version == "envctl.dev/v1" && kind == "GeneratedSecret" {
+                        match from_node::<GeneratedSecretDoc>(&doc, "") {
+                            Ok(secret) => {
+                                for (key, gen_key) in &secret.generate {
+                                    if !(1..=1024).contains(&gen_key.bytes) {
+                                        let field = format!("generate.{key}.bytes");
+                                        self.push(
+                                            self.error_in(&file, index, &field, format!("{} random bytes is out of range", gen_key.bytes))
+                                                .with_help("use 16, 24 or 32 (OAuth2 Proxy's cookie secret needs one of these)"),
+                                        );
+                                    }
+                                }
+                                secrets.push(GeneratedSecret {
+                                    module: module.to_string(),
+                                    name: secret.metadata.name,
+                                    namespace: secret.metadata.namespace,
+                                    plain: secret.data,
+                                    generated: secret
+                                        .generate
+                                        .into_iter()
+                                        .map(|(k, g)| {
+                                            (
+                                                k,
+                                                GeneratedKey {
+                                                    bytes: g.bytes,
+                                                    encoding: g.encoding,
+                                                },
+                                            )
+                                        })
+                                        .collect(),
+                                    file: file.path.to_path_buf(),
+                                    index_in_file: index,
+                                });
+                            }
+                            Err(e) => self.push(e),
+                        }
+                        continue;
+                    }
+                    let mut value = doc.to_json();
+                    let ownership = take_ownership(&mut value);
+                    let ownership = match ownership {
+                        Ok(o) => o,
+                        Err(text) => {
+                            let field = format!("metadata.annotations[\"{OWNERSHIP_ANNOTATION}\"]");
+                            self.push(
+                                self.error_in(&file, index, &field, format!("unknown ownership `{text}`"))
+                                    .with_help("write `fields` (envctl owns only the fields written here), or remove the annotation"),
+                            );
+                            Ownership::Object
+                        }
+                    };
+                    manifests.push(Document {
+                        file: file.path.to_path_buf(),
+                        index_in_file: index,
+                        module: module.to_string(),
+                        ownership,
+                        value,
+                    });
+                }
+            }
+        }
+        (manifests, secrets)
+    }
+
+    /// apiVersion, kind, metadata.name (and namespace for namespaced kinds) are present and
+    /// valid; returns the document when it can be used.
+    fn check_object(&mut self, file: &SourceFile, doc: &Node) -> Option<Node> {
+        if !matches!(doc.value, NodeValue::Map(_)) {
+            self.push(
+                ConfigError::new(
+                    doc.location(),
+                    "",
+                    format!("a manifest must be a mapping, not {}", doc.describe()),
+                )
+                .with_help("write a Kubernetes object: apiVersion, kind, metadata, ..."),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for key in ["apiVersion", "kind"] {
+            match doc.get(key) {
+                Some(node) if node.as_str().is_some_and(|s| !s.is_empty()) => {}
+                Some(node) => {
+                    self.push(
+                        ConfigError::new(
+                            node.location(),
+                            key,
+                            format!("`{key}` must be a non-empty string"),
+                        )
+                        .with_help(format!(
+                            "write e.g. `{key}: {}`",
+                            if key == "kind" { "ConfigMap" } else { "v1" }
+                        )),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.push(
+                        ConfigError::new(doc.location(), key, format!("the object has no `{key}`"))
+                            .with_help(format!(
+                                "add `{key}:` (e.g. `{key}: {}`)",
+                                if key == "kind" { "ConfigMap" } else { "v1" }
+                            )),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let name = doc.get("metadata").and_then(|m| m.get("name"));
+        match name.map(|n| (n, n.as_str())) {
+            None => {
+                let at = doc.get("metadata").unwrap_or(doc);
+                self.push(
+                    ConfigError::new(
+                        at.location(),
+                        "metadata.name",
+                        "the object has no `metadata.name`",
+                    )
+                    .with_help("add `metadata: {name: <name>}`"),
+                );
+                ok = false;
+            }
+            Some((node, None)) => {
+                self.push(
+                    ConfigError::new(
+                        node.location(),
+                        "metadata.name",
+                        format!("`metadata.name` must be a string, not {}", node.describe()),
+                    )
+                    .with_help("write a name, e.g. `name: nginx`"),
+                );
+                ok = false;
+            }
+            Some((node, Some(text))) if placeholders(text).is_empty() => {
+                if let Err(why) = validate::dns_subdomain(text) {
+                    self.push(
+                        ConfigError::new(
+                            node.location(),
+                            "metadata.name",
+                            format!("invalid name `{text}`: {why}"),
+                        )
+                        .with_help("use lowercase letters, digits, `-` and `.`"),
+                    );
+                    ok = false;
+                }
+            }
+            Some(_) => {}
+        }
+        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
+        let namespace = doc.get("metadata").and_then(|m| m.get("namespace"));
+        match namespace.map(|n| (n, n.as_str())) {
+            None if !CLUSTER_SCOPED.contains(&kind) && !kind.is_empty() => {
+                let at = doc.get("metadata").unwrap_or(doc);
+                self.push(
+                    ConfigError::new(at.location(), "metadata.namespace", format!("{kind} is namespaced but has no `metadata.namespace`"))
+                        .with_help("add `namespace: <namespace>` under metadata (objects never land in a namespace by accident)"),
+                );
+                ok = false;
+            }
+            Some((node, Some(ns))) if placeholders(ns).is_empty() => {
+                if let Err(why) = validate::dns_label(ns) {
+                    self.push(
+                        ConfigError::new(
+                            node.location(),
+                            "metadata.namespace",
+                            format!("invalid namespace `{ns}`: {why}"),
+                        )
+                        .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
+                    );
+                    ok = false;
+                }
+            }
+            _ => {}
+        }
+        let _ = file;
+        ok.then(|| doc.clone())
+    }
+
+    /// Every `*.yaml` in a module's directory must be listed in modules.yaml.
+    fn check_unlisted_files(&mut self, modules: &ModulesFile) {
+        for module in MODULES {
+            let dir = self.path(module);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let files = modules.module(module);
+            let listed: BTreeSet<PathBuf> = files
+                .manifests
+                .iter()
+                .chain(files.releases.iter().map(|r| &r.values))
+                .map(|rel| self.path(rel))
+                .collect();
+            let mut unlisted: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .filter(|p| !listed.contains(p))
+                .collect();
+            unlisted.sort();
+            for path in unlisted {
+                let rel = path
+                    .strip_prefix(&self.infra_dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let kind = if rel.ends_with(".values.yaml") {
+                    "a release's `values`"
+                } else {
+                    "`manifests`"
+                };
+                self.push(
+                    ConfigError::in_file(
+                        &path,
+                        "",
+                        format!("`{rel}` is not listed in {MODULES_FILE}"),
+                    )
+                    .with_help(format!(
+                        "add it to {kind} of module `{module}` in {MODULES_FILE}, or delete it"
+                    )),
+                );
+            }
+        }
+    }
+
+    fn check_secret_refs(&mut self, secrets: &[GeneratedSecret]) {
+        for (module, name, location, field) in std::mem::take(&mut self.secret_refs) {
+            if !secrets.iter().any(|s| s.module == module && s.name == name) {
+                let known: Vec<String> = secrets
+                    .iter()
+                    .map(|s| format!("{}.{}", s.module, s.name))
+                    .collect();
+                let wanted = format!("{module}.{name}");
+                self.push(
+                    ConfigError::new(
+                        location,
+                        field,
+                        format!("`${{secret.{wanted}}}`: no such generated secret"),
+                    )
+                    .with_help(suggest::help_for(
+                        &wanted,
+                        known.iter().map(String::as_str),
+                        "generated secrets",
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Substitutes `${env.*}` in every string of `node`; checks `${output.*}` names and
+    /// remembers `${secret.*}` for later.
+    fn substitute(&mut self, file: &SourceFile, node: Node, path: &str, env: &Value) -> Node {
+        let Node {
+            value,
+            pos,
+            file: origin,
+        } = node;
+        let value = match value {
+            NodeValue::Str(text) => {
+                return self.substitute_str(
+                    file,
+                    Node {
+                        value: NodeValue::Null,
+                        pos,
+                        file: origin,
+                    },
+                    text,
+                    path,
+                    env,
+                );
+            }
+            NodeValue::Seq(items) => NodeValue::Seq(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| self.substitute(file, item, &join_index(path, i), env))
+                    .collect(),
+            ),
+            NodeValue::Map(entries) => NodeValue::Map(
+                entries
+                    .into_iter()
+                    .map(|e| {
+                        let child = join_key(path, &e.key);
+                        Entry {
+                            value: self.substitute(file, e.value, &child, env),
+                            ..e
+                        }
+                    })
+                    .collect(),
+            ),
+            other => other,
+        };
+        Node {
+            value,
+            pos,
+            file: origin,
+        }
+    }
+
+    fn substitute_str(
+        &mut self,
+        file: &SourceFile,
+        mut node: Node,
+        text: String,
+        path: &str,
+        env: &Value,
+    ) -> Node {
+        let found = placeholders(&text);
+        if found.is_empty() {
+            node.value = NodeValue::Str(text);
+            return node;
+        }
+        let at = |needle: &str| {
+            file.find_in(node.pos, needle)
+                .unwrap_or_else(|| node.location())
+        };
+        let mut out = String::new();
+        let mut last = 0;
+        let whole = found.len() == 1
+            && found[0]
+                .as_ref()
+                .is_ok_and(|(r, _)| r.start == 0 && r.end == text.len());
+        for item in &found {
+            match item {
+                Err(e) => {
+                    self.push(
+                        ConfigError::new(at(&text[e.range.clone()]), path, e.message.clone())
+                            .with_help(e.help.clone()),
+                    );
+                }
+                Ok((range, placeholder)) => {
+                    out.push_str(&text[last..range.start]);
+                    last = range.end;
+                    let raw = &text[range.clone()];
+                    match placeholder {
+                        Placeholder::Env(env_path) => match lookup(env, env_path) {
+                            Ok(value) if whole => {
+                                node.value = json_to_node_value(value, &node);
+                                return node;
+                            }
+                            Ok(Value::String(s)) => out.push_str(s),
+                            Ok(v @ (Value::Number(_) | Value::Bool(_))) => {
+                                out.push_str(&v.to_string())
+                            }
+                            Ok(v) => {
+                                self.push(
+                                    ConfigError::new(at(raw), path, format!("`{raw}` is {}, which cannot be part of a string", describe_json(v)))
+                                        .with_help("use the placeholder as the whole value, or point it at a single value"),
+                                );
+                            }
+                            Err((message, help)) => {
+                                self.push(
+                                    ConfigError::new(
+                                        at(raw),
+                                        path,
+                                        format!("unknown setting `{raw}`: {message}"),
+                                    )
+                                    .with_help(help),
+                                );
+                            }
+                        },
+                        Placeholder::Output { module, name } => {
+                            let full = format!("{module}.{name}");
+                            if !KNOWN_OUTPUTS.contains(&full.as_str()) {
+                                self.push(
+                                    ConfigError::new(
+                                        at(raw),
+                                        path,
+                                        format!("no module produces output `{full}`"),
+                                    )
+                                    .with_help(
+                                        suggest::help_for(
+                                            &full,
+                                            KNOWN_OUTPUTS,
+                                            "outputs (docs/dev/contract.md)",
+                                        ),
+                                    ),
+                                );
+                            }
+                            out.push_str(raw);
+                        }
+                        Placeholder::Secret { module, name } => {
+                            self.secret_refs.push((
+                                module.clone(),
+                                name.clone(),
+                                at(raw),
+                                path.to_string(),
+                            ));
+                            out.push_str(raw);
+                        }
+                    }
+                }
+            }
+        }
+        out.push_str(&text[last.min(text.len())..]);
+        node.value = NodeValue::Str(out);
+        node
+    }
+}
+
+/// The document of a file that must hold one (an empty file is an empty mapping).
+fn single_doc(file: &SourceFile) -> Option<Node> {
+    let node = file
+        .docs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| empty_map(file));
+    Some(if node.is_null() {
+        empty_map(file)
+    } else {
+        node
+    })
+}
+
+fn empty_map(file: &SourceFile) -> Node {
+    Node {
+        value: NodeValue::Map(Vec::new()),
+        pos: crate::yaml::Pos {
+            line: 1,
+            column: 1,
+            start: 0,
+            end: 0,
+        },
+        file: file.path.clone(),
+    }
+}
+
+/// Names of `envs/*.yaml`, sorted.
+fn available_envs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            (path.extension()? == "yaml").then(|| path.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Another environment's settings, for cross-environment checks; `None` if it does not load.
+fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
+    let read = |rel: &str| {
+        let path = infra_dir.join(rel);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let (file, errors) = SourceFile::parse(&path, &text);
+        errors.is_empty().then(|| single_doc(&file))?
+    };
+    let mut tree = read(ENVIRONMENT_FILE)?;
+    if let Some(name) = env {
+        tree.merge(read(&format!("{ENVS_DIR}/{name}.yaml"))?);
+    }
+    from_node(&tree, "").ok()
+}
+
+/// What `${env.*}` reads: the settings with the file's key names, plus `fqdn`.
+fn env_context(settings: &Settings) -> Value {
+    let mut value = serde_json::to_value(settings).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        let fqdn = settings
+            .fqdns()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        map.insert("fqdn".to_string(), Value::Object(fqdn));
+    }
+    value
+}
+
+/// Follows `a.b.c` in the env context; on failure says where and suggests.
+fn lookup<'a>(env: &'a Value, path: &str) -> Result<&'a Value, (String, String)> {
+    let mut value = env;
+    let mut walked = String::new();
+    for segment in path.split('.') {
+        let next = match value {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => value = v,
+            None => {
+                let at = if walked.is_empty() {
+                    "the environment file".to_string()
+                } else {
+                    format!("`{walked}`")
+                };
+                let help = match value {
+                    Value::Object(map) => {
+                        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                        let prefix = if walked.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{walked}.")
+                        };
+                        match suggest::closest(segment, keys.iter().copied()) {
+                            Some(best) => format!(
+                                "did you mean `${{env.{prefix}{best}}}`? keys of {at}: {}",
+                                suggest::list(keys.iter().copied())
+                            ),
+                            None => {
+                                format!("keys of {at}: {}", suggest::list(keys.iter().copied()))
+                            }
+                        }
+                    }
+                    _ => format!("{at} is a single value, it has no `{segment}`"),
+                };
+                return Err((format!("{at} has no `{segment}`"), help));
+            }
+        }
+        walked = if walked.is_empty() {
+            segment.to_string()
+        } else {
+            format!("{walked}.{segment}")
+        };
+    }
+    Ok(value)
+}
+
+fn describe_json(value: &Value) -> &'static str {
+    match value {
+        Value::Object(_) => "a mapping",
+        Value::Array(_) => "a list",
+        Value::Null => "null",
+        _ => "a value",
+    }
+}
+
+fn json_to_node_value(value: &Value, at: &Node) -> NodeValue {
+    match value {
+        Value::Null => NodeValue::Null,
+        Value::Bool(b) => NodeValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => NodeValue::Int(i),
+            None => NodeValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => NodeValue::Str(s.clone()),
+        Value::Array(items) => NodeValue::Seq(
+            items
+                .iter()
+                .map(|v| Node {
+                    value: json_to_node_value(v, at),
+                    ..at.clone()
+                })
+                .collect(),
+        ),
+        Value::Object(map) => NodeValue::Map(
+            map.iter()
+                .map(|(k, v)| Entry {
+                    key: k.clone(),
+                    key_pos: at.pos,
+                    value: Node {
+                        value: json_to_node_value(v, at),
+                        ..at.clone()
+                    },
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Removes the ownership annotation (and an emptied `annotations`); `Err(text)` if unknown.
+fn take_ownership(value: &mut Value) -> Result<Ownership, String> {
+    let Some(annotations) = value
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    else {
+        return Ok(Ownership::Object);
+    };
+    let Some(text) = annotations.remove(OWNERSHIP_ANNOTATION) else {
+        return Ok(Ownership::Object);
+    };
+    if annotations.is_empty()
+        && let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.remove("annotations");
+    }
+    match text.as_str() {
+        Some("fields") => Ok(Ownership::FieldsOnly),
+        Some("object") => Ok(Ownership::Object),
+        _ => Err(text.to_string()),
+    }
+}

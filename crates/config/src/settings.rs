@@ -1,0 +1,190 @@
+//! The environment file (`infra/environment.yaml` + `infra/envs/<name>.yaml`) as typed data.
+//!
+//! Field names are the file's keys in camelCase. Every struct refuses unknown keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything in the environment file, after the overlay is merged and defaults are resolved.
+///
+/// `${env.<path>}` placeholders read this structure serialized with the file's key names
+/// (e.g. `${env.cluster.kind.nodePort}`), plus the computed `fqdn` map (see [`Settings::fqdns`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Environment name (`default`, or the overlay's file name).
+    pub name: String,
+    pub cluster: ClusterSettings,
+    /// DNS domain of every host: a host is `<host>.<domain>`.
+    pub domain: String,
+    pub hosts: Hosts,
+    pub versions: Versions,
+    pub sso: SsoSettings,
+    /// Chart source per Helm release name, as written; see [`crate::ReleaseConfig::chart`] for
+    /// the resolved source.
+    pub charts: BTreeMap<String, ChartSpec>,
+}
+
+impl Settings {
+    /// `<host>.<domain>`.
+    pub fn fqdn(&self, host: &str) -> String {
+        format!("{host}.{}", self.domain)
+    }
+
+    /// The demo application's host name, e.g. `nginx.example.com`.
+    pub fn nginx_fqdn(&self) -> String {
+        self.fqdn(&self.hosts.nginx)
+    }
+
+    /// Dex's host name, e.g. `dex.example.com`.
+    pub fn dex_fqdn(&self) -> String {
+        self.fqdn(&self.hosts.dex)
+    }
+
+    /// Every host's FQDN by host key (`nginx`, `dex`): what `${env.fqdn.<key>}` reads.
+    pub fn fqdns(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("nginx".to_string(), self.nginx_fqdn()),
+            ("dex".to_string(), self.dex_fqdn()),
+        ])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Cluster name (kind cluster `--name`; kube context `kind-<name>` for kind).
+    pub name: String,
+    pub provider: Provider,
+    /// Kube context to use; required with provider `existing`, refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// kind settings (used by provider `kind` only; still validated for the others).
+    pub kind: KindSettings,
+}
+
+/// What kind of cluster the environment runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// A local kind cluster, created and deleted by envctl.
+    Kind,
+    /// The test control plane (kube-apiserver + kwok) from `infra/testenv`.
+    Kwok,
+    /// A cluster envctl does not create or delete; reached through `cluster.context`.
+    Existing,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Kind => "kind",
+            Provider::Kwok => "kwok",
+            Provider::Existing => "existing",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KindSettings {
+    /// e.g. `kindest/node:v1.36.1`; its tag gives the Kubernetes version checked against the
+    /// compatibility table.
+    pub node_image: String,
+    /// Port on the host (1-65535) mapped to `nodePort` (kind `extraPortMappings.hostPort`).
+    pub host_port: u16,
+    /// NodePort of the gateway's Service port 80 (30000-32767).
+    pub node_port: u16,
+    /// Host address `hostPort` binds to (an IP address).
+    pub listen_address: String,
+}
+
+impl KindSettings {
+    /// The Kubernetes `(major, minor)` of `nodeImage`'s tag (`kindest/node:v1.36.1` -> (1, 36)).
+    pub fn kubernetes_version(&self) -> Option<(u32, u32)> {
+        let tag = self.node_image.rsplit_once(':')?.1;
+        let tag = tag.split('@').next()?;
+        parse_minor(tag.strip_prefix('v').unwrap_or(tag))
+    }
+}
+
+/// `1.36.1` / `v1.36` / `1.36` -> (1, 36).
+pub(crate) fn parse_minor(version: &str) -> Option<(u32, u32)> {
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Host names (first DNS label) of the public endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hosts {
+    /// The demo application (also carries OAuth2 Proxy's `/oauth2` paths).
+    pub nginx: String,
+    /// Dex (the OIDC issuer is `http://<dex fqdn>/dex`).
+    pub dex: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Versions {
+    /// Gateway API release (`v1.5.1`); selects the pinned CRD files.
+    pub gateway_api: String,
+    /// Istio release = Istio chart version. When the file leaves it out, it is filled from the
+    /// compatibility row of `gatewayApi`.
+    #[serde(default)]
+    pub istio: String,
+    /// Dex chart version.
+    pub dex: String,
+    /// OAuth2 Proxy chart version.
+    pub oauth2_proxy: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoSettings {
+    /// OIDC client id of OAuth2 Proxy at Dex.
+    pub client_id: String,
+    pub static_user: StaticUser,
+    pub ext_authz: ExtAuthz,
+}
+
+/// Dex's static password-DB user. Field names are Dex's own (`staticPasswords[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticUser {
+    pub email: String,
+    pub username: String,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    /// bcrypt hash (`$2a$10$...`) of the password.
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthz {
+    /// Name of the Istio extension provider used by the CUSTOM AuthorizationPolicy.
+    pub provider: String,
+}
+
+/// One entry of `charts:` as written (all optional; see [`crate::ChartSource`] for the result).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChartSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Local chart directory, relative to `infra/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// sha256 of the chart archive, 64 lowercase hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}

@@ -1,0 +1,671 @@
+//! YAML files as trees that remember where every node came from.
+//!
+//! serde-saphyr's own deserializer reports where an error is, but not the field path, and
+//! cannot merge two files; so files are parsed here with its event parser (granit-parser) into
+//! [`Node`]s that carry file, line and column, merged as trees, and handed to serde through
+//! [`crate::de`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
+
+use crate::error::{ConfigError, Location};
+
+/// Where a node starts (1-based line and column) and its char range in the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub column: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Pos {
+    fn of(span: &Span) -> Pos {
+        Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+            start: span.start.index(),
+            end: span.end.index(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub value: NodeValue,
+    pub pos: Pos,
+    pub file: Arc<Path>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum NodeValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn location(&self) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line: self.pos.line,
+            column: self.pos.column,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        match &self.value {
+            NodeValue::Map(entries) => entries.iter().find(|e| e.key == key),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, NodeValue::Null)
+    }
+
+    /// What the node is, for messages.
+    pub fn describe(&self) -> &'static str {
+        match self.value {
+            NodeValue::Null => "nothing (null)",
+            NodeValue::Bool(_) => "a boolean",
+            NodeValue::Int(_) => "an integer",
+            NodeValue::Float(_) => "a number",
+            NodeValue::Str(_) => "a string",
+            NodeValue::Seq(_) => "a list",
+            NodeValue::Map(_) => "a mapping",
+        }
+    }
+
+    /// Follows a parsed field path; also returns the entry's key position when the last step
+    /// is a mapping key.
+    pub fn walk(&self, path: &[Step]) -> Option<(&Node, Option<Pos>)> {
+        let mut node = self;
+        let mut key_pos = None;
+        for step in path {
+            match (step, &node.value) {
+                (Step::Key(k), NodeValue::Map(entries)) => {
+                    let entry = entries.iter().find(|e| &e.key == k)?;
+                    key_pos = Some(entry.key_pos);
+                    node = &entry.value;
+                }
+                (Step::Index(i), NodeValue::Seq(items)) => {
+                    node = items.get(*i)?;
+                    key_pos = None;
+                }
+                _ => return None,
+            }
+        }
+        Some((node, key_pos))
+    }
+
+    /// Deep merge of `overlay` over `self`: mappings merge key by key, `null` removes a key,
+    /// anything else replaces.
+    pub fn merge(&mut self, overlay: Node) {
+        match (&mut self.value, overlay.value) {
+            (NodeValue::Map(base), NodeValue::Map(over)) => {
+                for entry in over {
+                    let existing = base.iter().position(|e| e.key == entry.key);
+                    match (existing, entry.value.is_null()) {
+                        (Some(i), true) => {
+                            base.remove(i);
+                        }
+                        (None, true) => {}
+                        (Some(i), false) => {
+                            let both_maps = matches!(base[i].value.value, NodeValue::Map(_))
+                                && matches!(entry.value.value, NodeValue::Map(_));
+                            if both_maps {
+                                base[i].value.merge(entry.value);
+                            } else {
+                                base[i] = entry;
+                            }
+                        }
+                        (None, false) => base.push(entry),
+                    }
+                }
+            }
+            (_, value) => {
+                *self = Node {
+                    value,
+                    pos: overlay.pos,
+                    file: overlay.file,
+                }
+            }
+        }
+    }
+
+    /// The node as JSON (numbers that JSON cannot hold, NaN/inf, become null).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.value {
+            NodeValue::Null => Value::Null,
+            NodeValue::Bool(b) => Value::Bool(*b),
+            NodeValue::Int(i) => Value::from(*i),
+            NodeValue::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            NodeValue::Str(s) => Value::String(s.clone()),
+            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses `a.b[0].c["x.y/z"]` into steps.
+pub(crate) fn parse_path(path: &str) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut chars = path.chars().peekable();
+    let mut key = String::new();
+    let mut expect_key = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                if !key.is_empty() {
+                    steps.push(Step::Key(std::mem::take(&mut key)));
+                } else if expect_key {
+                    return None;
+                }
+                expect_key = true;
+            }
+            '[' => {
+                if !key.is_empty() {
+                    steps.push(Step::Key(std::mem::take(&mut key)));
+                }
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    let mut quoted = String::new();
+                    loop {
+                        match chars.next()? {
+                            '"' => break,
+                            c => quoted.push(c),
+                        }
+                    }
+                    steps.push(Step::Key(quoted));
+                } else {
+                    let mut digits = String::new();
+                    while let Some(&d) = chars.peek() {
+                        if d == ']' {
+                            break;
+                        }
+                        digits.push(d);
+                        chars.next();
+                    }
+                    steps.push(Step::Index(digits.parse().ok()?));
+                }
+                if chars.next()? != ']' {
+                    return None;
+                }
+                expect_key = false;
+            }
+            c => {
+                key.push(c);
+                expect_key = false;
+            }
+        }
+    }
+    if !key.is_empty() {
+        steps.push(Step::Key(key));
+    }
+    Some(steps)
+}
+
+/// Appends a key to a field path, quoting keys that hold `.` or brackets.
+pub(crate) fn join_key(path: &str, key: &str) -> String {
+    let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
+    match (path.is_empty(), plain) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{path}.{key}"),
+        (_, false) => format!("{path}[\"{key}\"]"),
+    }
+}
+
+pub(crate) fn join_index(path: &str, index: usize) -> String {
+    format!("{path}[{index}]")
+}
+
+/// One parsed file: its text (to find placeholders in) and its documents.
+#[derive(Debug)]
+pub(crate) struct SourceFile {
+    pub path: Arc<Path>,
+    pub text: Vec<char>,
+    /// Char index of the start of each line.
+    line_starts: Vec<usize>,
+    pub docs: Vec<Node>,
+    /// False after a syntax error: `docs` is then only what came before it.
+    pub complete: bool,
+}
+
+impl SourceFile {
+    /// Parses `text` (every document). Duplicate keys are reported and the later one is
+    /// dropped; a syntax error ends parsing.
+    pub fn parse(path: &Path, text: &str) -> (SourceFile, Vec<ConfigError>) {
+        let path: Arc<Path> = Arc::from(path);
+        let chars: Vec<char> = text.chars().collect();
+        let mut line_starts = vec![0];
+        for (i, c) in chars.iter().enumerate() {
+            if *c == '\n' {
+                line_starts.push(i + 1);
+            }
+        }
+        let mut builder = Builder {
+            file: path.clone(),
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            docs: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut complete = true;
+        for event in Parser::new_from_str(text) {
+            match event {
+                Ok((event, span)) => builder.event(event, &span),
+                Err(e) => {
+                    let marker = e.marker();
+                    let field = builder.current_path();
+                    builder.errors.push(
+                        ConfigError::new(
+                            Location {
+                                file: path.to_path_buf(),
+                                line: marker.line(),
+                                column: marker.col() + 1,
+                            },
+                            field,
+                            format!("YAML syntax error: {}", e.info()),
+                        )
+                        .with_help(
+                            "fix the YAML here (indentation, a missing `:` or a quote that is \
+                             not closed are the usual causes)",
+                        ),
+                    );
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let file = SourceFile {
+            path,
+            text: chars,
+            line_starts,
+            docs: builder.docs,
+            complete,
+        };
+        (file, builder.errors)
+    }
+
+    /// 1-based line and column of a char index.
+    pub fn position(&self, index: usize) -> (usize, usize) {
+        let line = match self.line_starts.binary_search(&index) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        (line + 1, index - self.line_starts[line] + 1)
+    }
+
+    pub fn location_of(&self, index: usize) -> Location {
+        let (line, column) = self.position(index);
+        Location {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    /// Where `needle` occurs inside a node's source text (e.g. a placeholder in a scalar).
+    pub fn find_in(&self, pos: Pos, needle: &str) -> Option<Location> {
+        let needle: Vec<char> = needle.chars().collect();
+        let end = pos.end.min(self.text.len());
+        if needle.is_empty() || pos.start >= end {
+            return None;
+        }
+        (pos.start..end)
+            .find(|&i| self.text[i..].starts_with(&needle))
+            .map(|i| self.location_of(i))
+    }
+
+    /// First occurrence of `needle` in the file, outside comments.
+    pub fn find_text(&self, needle: &str) -> Option<Location> {
+        let mut found = None;
+        for doc in &self.docs {
+            visit_scalars(doc, "", &mut |node, _| {
+                if found.is_none() && node.as_str().is_some_and(|s| s.contains(needle)) {
+                    found = self.find_in(node.pos, needle).or(Some(node.location()));
+                }
+            });
+        }
+        found
+    }
+
+    /// Field path of the first string holding `needle`.
+    pub fn field_of_text(&self, needle: &str) -> Option<String> {
+        let mut found = None;
+        for doc in &self.docs {
+            visit_scalars(doc, "", &mut |node, path| {
+                if found.is_none() && node.as_str().is_some_and(|s| s.contains(needle)) {
+                    found = Some(path.to_string());
+                }
+            });
+        }
+        found
+    }
+
+    /// Where a field is in document `index`: its value (for a mapping key: where the value
+    /// starts; for a block mapping or list value: its key).
+    pub fn locate_field(&self, index: usize, field: &str) -> Option<Location> {
+        let doc = self.docs.get(index)?;
+        locate_in_tree(doc, field)
+    }
+}
+
+pub(crate) fn locate_in_tree(root: &Node, field: &str) -> Option<Location> {
+    let steps = parse_path(field)?;
+    let (node, key_pos) = root.walk(&steps)?;
+    let at_key = matches!(node.value, NodeValue::Map(_) | NodeValue::Seq(_));
+    let pos = match (at_key, key_pos) {
+        (true, Some(k)) => k,
+        _ => node.pos,
+    };
+    Some(Location {
+        file: node.file.to_path_buf(),
+        line: pos.line,
+        column: pos.column,
+    })
+}
+
+/// Calls `f` for every scalar with its field path.
+pub(crate) fn visit_scalars(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &str)) {
+    match &node.value {
+        NodeValue::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                visit_scalars(item, &join_index(path, i), f);
+            }
+        }
+        NodeValue::Map(entries) => {
+            for e in entries {
+                visit_scalars(&e.value, &join_key(path, &e.key), f);
+            }
+        }
+        _ => f(node, path),
+    }
+}
+
+struct Builder {
+    file: Arc<Path>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    docs: Vec<Node>,
+    errors: Vec<ConfigError>,
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        pos: Pos,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        pos: Pos,
+        anchor: usize,
+        key: Option<(String, Pos)>,
+    },
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, span: &Span) {
+        let pos = Pos::of(span);
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let quoted = !matches!(style, ScalarStyle::Plain);
+                let as_str = tag.as_ref().is_some_and(|t| t.suffix() == "str");
+                let value = if quoted || as_str {
+                    NodeValue::Str(text.into_owned())
+                } else {
+                    resolve_plain(&text)
+                };
+                let node = Node {
+                    value,
+                    pos,
+                    file: self.file.clone(),
+                };
+                self.finish(node, anchor);
+            }
+            Event::SequenceStart(_, anchor, _) => self.stack.push(Frame::Seq {
+                items: Vec::new(),
+                pos,
+                anchor,
+            }),
+            Event::MappingStart(_, anchor, _) => self.stack.push(Frame::Map {
+                entries: Vec::new(),
+                pos,
+                anchor,
+                key: None,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, pos, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq { items, pos, anchor }) => (NodeValue::Seq(items), pos, anchor),
+                    Some(Frame::Map {
+                        entries,
+                        pos,
+                        anchor,
+                        ..
+                    }) => (NodeValue::Map(entries), pos, anchor),
+                    None => return,
+                };
+                let node = Node {
+                    value,
+                    pos,
+                    file: self.file.clone(),
+                };
+                self.finish(node, anchor);
+            }
+            Event::Alias(id) => {
+                let node = match self.anchors.get(&id) {
+                    Some(anchored) => Node {
+                        pos,
+                        ..anchored.clone()
+                    },
+                    None => Node {
+                        value: NodeValue::Null,
+                        pos,
+                        file: self.file.clone(),
+                    },
+                };
+                self.finish(node, 0);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let path = self.current_path();
+        match self.stack.last_mut() {
+            None => self.docs.push(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let text = match &node.value {
+                        NodeValue::Str(s) => s.clone(),
+                        NodeValue::Int(i) => i.to_string(),
+                        NodeValue::Bool(b) => b.to_string(),
+                        NodeValue::Float(f) => f.to_string(),
+                        NodeValue::Null => "null".to_string(),
+                        NodeValue::Seq(_) | NodeValue::Map(_) => {
+                            self.errors.push(
+                                ConfigError::new(
+                                    node.location(),
+                                    path,
+                                    "a mapping key must be a plain value, not a list or mapping",
+                                )
+                                .with_help("write the key as a string"),
+                            );
+                            "?".to_string()
+                        }
+                    };
+                    *key = Some((text, node.pos));
+                }
+                Some((name, key_pos)) => {
+                    if let Some(first) = entries.iter().find(|e| e.key == name) {
+                        let field = join_key(&path, &name);
+                        self.errors.push(
+                            ConfigError::new(
+                                Location {
+                                    file: self.file.to_path_buf(),
+                                    line: key_pos.line,
+                                    column: key_pos.column,
+                                },
+                                field,
+                                format!(
+                                    "duplicate key `{name}` (first written at line {})",
+                                    first.key_pos.line
+                                ),
+                            )
+                            .with_help("remove one of the two; a key may appear only once"),
+                        );
+                    } else {
+                        entries.push(Entry {
+                            key: name,
+                            key_pos,
+                            value: node,
+                        });
+                    }
+                }
+            },
+        }
+    }
+
+    /// Field path of the node being built.
+    fn current_path(&self) -> String {
+        let mut path = String::new();
+        for frame in &self.stack {
+            match frame {
+                Frame::Seq { items, .. } => path = join_index(&path, items.len()),
+                Frame::Map { key, .. } => {
+                    if let Some((k, _)) = key {
+                        path = join_key(&path, k);
+                    }
+                }
+            }
+        }
+        path
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(text: &str) -> NodeValue {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
+        "true" | "True" | "TRUE" => return NodeValue::Bool(true),
+        "false" | "False" | "FALSE" => return NodeValue::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return NodeValue::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return NodeValue::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return NodeValue::Float(f64::NAN),
+        _ => {}
+    }
+    let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
+    if let Some(hex) = text.strip_prefix("0x")
+        && digits(hex, 16)
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return NodeValue::Int(i);
+    }
+    if let Some(oct) = text.strip_prefix("0o")
+        && digits(oct, 8)
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return NodeValue::Int(i);
+    }
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits(unsigned, 10) {
+        if let Ok(i) = text.parse::<i64>() {
+            return NodeValue::Int(i);
+        }
+        return NodeValue::Str(text.to_string());
+    }
+    let is_float = {
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+            None => (unsigned, None),
+        };
+        let mantissa_ok = match mantissa.split_once('.') {
+            Some((a, b)) => {
+                (digits(a, 10) || a.is_empty())
+                    && (digits(b, 10) || b.is_empty())
+                    && !(a.is_empty() && b.is_empty())
+            }
+            None => digits(mantissa, 10),
+        };
+        let exponent_ok =
+            exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e), 10));
+        mantissa_ok && exponent_ok && (mantissa.contains('.') || exponent.is_some())
+    };
+    if is_float && let Ok(f) = text.parse::<f64>() {
+        return NodeValue::Float(f);
+    }
+    NodeValue::Str(text.to_string())
+}
+
+/// Every file read while loading, to map positions back later.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceMap {
+    pub files: BTreeMap<PathBuf, Arc<SourceFile>>,
+    /// The merged environment file (each node remembers its own file).
+    pub settings: Option<Arc<Node>>,
+}
+
+impl SourceMap {
+    pub fn insert(&mut self, file: Arc<SourceFile>) {
+        self.files.insert(file.path.to_path_buf(), file);
+    }
+
+    pub fn resolve(&self, infra_dir: &Path, file: &Path) -> Option<&SourceFile> {
+        self.files
+            .get(file)
+            .or_else(|| self.files.get(&infra_dir.join(file)))
+            .map(|f| &**f)
+    }
+
+    pub fn locate_setting(&self, field: &str) -> Option<Location> {
+        locate_in_tree(self.settings.as_ref()?, field)
+    }
+}
