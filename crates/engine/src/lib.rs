@@ -14,15 +14,28 @@
 //! - [`Module`], [`Resource`], [`ResourceSpec`], [`Output`]: what a module declares.
 //! - [`hash`]: [`sha256_hex`], [`canonical_hash`].
 
+// Errors carry the address, field path and known names they report; they are built once, on
+// the way out, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod address;
+pub mod desired;
+pub mod graph;
 pub mod hash;
 pub mod path;
+pub mod redact;
 pub mod resource;
 pub mod values;
 
+#[cfg(test)]
+mod testutil;
+
 pub use address::{Address, AddressError, ResourceKind};
+pub use desired::{Desired, helm_release_document, with_ownership};
+pub use graph::{DesiredError, Edge, EdgeReason, Graph, GraphError};
 pub use hash::{canonical_hash, canonical_json, sha256_hex};
 pub use path::{FieldPath, PathError, PathSegment};
+pub use redact::{SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes};
 pub use resource::{
     ChartSource, ClusterProvider, ClusterSpec, Dependency, Encoding, GeneratedSecretSpec,
     Generator, HelmReleaseSpec, Module, ObjectSpec, Output, Ownership, Resource, ResourceSpec,
