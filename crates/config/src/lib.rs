@@ -25,6 +25,7 @@
 //! **Invariant:** reads files only; never contacts a cluster.
 
 mod de;
+mod declare;
 mod error;
 mod load;
 mod pins;

@@ -297,7 +297,17 @@ impl SourceFile {
                 Ok((event, span)) => builder.event(event, &span),
                 Err(e) => {
                     let marker = e.marker();
-                    let field = builder.current_path();
+                    let mut field = builder.current_path(true);
+                    // The scanner often fails before it hands out the key of the line it is
+                    // on: take that key from the text.
+                    if builder.awaiting_key()
+                        && let Some(key) = text
+                            .lines()
+                            .nth(marker.line().saturating_sub(1))
+                            .and_then(key_of_line)
+                    {
+                        field = join_key(&field, key);
+                    }
                     builder.errors.push(
                         ConfigError::new(
                             Location {
@@ -516,7 +526,7 @@ impl Builder {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
-        let path = self.current_path();
+        let path = self.current_path(false);
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -572,14 +582,18 @@ impl Builder {
         }
     }
 
-    /// Field path of the node being built.
-    fn current_path(&self) -> String {
+    /// Field path of the node being built (with `last_key`: including the innermost
+    /// mapping's pending key; without: the path of that mapping).
+    fn current_path(&self, last_key: bool) -> String {
         let mut path = String::new();
-        for frame in &self.stack {
+        let count = self.stack.len();
+        for (i, frame) in self.stack.iter().enumerate() {
             match frame {
                 Frame::Seq { items, .. } => path = join_index(&path, items.len()),
                 Frame::Map { key, .. } => {
-                    if let Some((k, _)) = key {
+                    if let Some((k, _)) = key
+                        && (last_key || i + 1 < count)
+                    {
                         path = join_key(&path, k);
                     }
                 }
@@ -587,6 +601,22 @@ impl Builder {
         }
         path
     }
+
+    /// Whether the innermost collection is a mapping waiting for its next key.
+    fn awaiting_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }) | None)
+    }
+}
+
+/// `key` of a line `  key: ...` (a plain key only).
+fn key_of_line(line: &str) -> Option<&str> {
+    let trimmed = line.trim_start().trim_start_matches("- ");
+    let (key, _) = trimmed.split_once(':')?;
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    plain.then_some(key)
 }
 
 /// YAML 1.2 core schema resolution of a plain scalar.

@@ -1,0 +1,708 @@
+//! Every kind of mistake in `infra/` is reported with file, line, column, field and help.
+//!
+//! Each test copies the real `infra/` into a temp dir, breaks one thing, and checks the error.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use config::ConfigError;
+
+struct Infra {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Infra {
+    /// A copy of the real infra/.
+    fn copy() -> Infra {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("infra");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            &root,
+        );
+        Infra { _dir: dir, root }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        fs::write(self.path(rel), text).unwrap();
+    }
+
+    /// Replaces the one occurrence of `from` in `rel`.
+    fn edit(&self, rel: &str, from: &str, to: &str) -> &Infra {
+        let text = self.read(rel);
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "`{from}` must occur once in {rel}"
+        );
+        self.write(rel, &text.replacen(from, to, 1));
+        self
+    }
+
+    /// 1-based line and column of the first `needle` in `rel` (after `after`, if given).
+    fn pos(&self, rel: &str, after: &str, needle: &str) -> (usize, usize) {
+        let text = self.read(rel);
+        let start = text
+            .find(after)
+            .unwrap_or_else(|| panic!("`{after}` not in {rel}"));
+        let at = start
+            + text[start..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("`{needle}` not in {rel}"));
+        let line = text[..at].matches('\n').count() + 1;
+        let column = text[..at].rsplit('\n').next().unwrap().chars().count() + 1;
+        (line, column)
+    }
+
+    fn errors(&self, env: Option<&str>) -> Vec<ConfigError> {
+        match config::load(&self.root, env) {
+            Ok(_) => panic!("expected errors, the environment loaded"),
+            Err(errors) => errors.into_iter().collect(),
+        }
+    }
+
+    /// The one error whose message contains `message`; checks file, position and field.
+    fn expect(
+        &self,
+        env: Option<&str>,
+        message: &str,
+        file: &str,
+        (line, column): (usize, usize),
+        field: &str,
+    ) -> ConfigError {
+        let errors = self.errors(env);
+        let found: Vec<&ConfigError> = errors
+            .iter()
+            .filter(|e| e.message.contains(message))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one error with `{message}` expected, got:\n{}",
+            render(&errors)
+        );
+        let e = found[0].clone();
+        assert_eq!(e.file, self.path(file), "{e}");
+        assert_eq!((e.line, e.column), (line, column), "{e}");
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.help.is_some(), "every error says what to do: {e}");
+        e
+    }
+}
+
+fn render(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("{e}\n")).collect()
+}
+
+const ENV: &str = "environment.yaml";
+
+#[test]
+fn unknown_key_suggests_the_closest() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "hostPort: 80", "hostPrt: 80");
+    let e = infra.expect(
+        None,
+        "unknown key `hostPrt`",
+        ENV,
+        infra.pos(ENV, "", "hostPrt"),
+        "cluster.kind.hostPrt",
+    );
+    assert!(e.help.unwrap().contains("did you mean `hostPort`?"));
+}
+
+#[test]
+fn wrong_type() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "nodePort: 30080", "nodePort: thirty");
+    infra.expect(
+        None,
+        "wrong type: expected u16",
+        ENV,
+        infra.pos(ENV, "nodePort:", "thirty"),
+        "cluster.kind.nodePort",
+    );
+}
+
+#[test]
+fn unknown_enum_value() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "provider: kind", "provider: kidn");
+    let e = infra.expect(
+        None,
+        "unknown value `kidn`",
+        ENV,
+        infra.pos(ENV, "provider:", "kidn"),
+        "cluster.provider",
+    );
+    assert!(e.help.unwrap().contains("did you mean `kind`?"));
+}
+
+#[test]
+fn missing_key() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "domain: example.com\n", "");
+    let e = infra.expect(
+        None,
+        "missing key `domain`",
+        ENV,
+        infra.pos(ENV, "", "name: default"),
+        "domain",
+    );
+    assert_eq!(e.help.as_deref(), Some("add `domain:` here"));
+}
+
+#[test]
+fn invalid_host_name() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "nginx: nginx", "nginx: Nginx_App");
+    infra.expect(
+        None,
+        "invalid host name `Nginx_App`",
+        ENV,
+        infra.pos(ENV, "nginx: ", "Nginx_App"),
+        "hosts.nginx",
+    );
+}
+
+#[test]
+fn invalid_cluster_name() {
+    let infra = Infra::copy();
+    infra.edit(
+        "envs/staging.yaml",
+        "name: istio-staging",
+        "name: istio.staging",
+    );
+    infra.expect(
+        Some("staging"),
+        "invalid cluster name `istio.staging`",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "", "istio.staging"),
+        "cluster.name",
+    );
+}
+
+#[test]
+fn host_port_zero() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "hostPort: 80", "hostPort: 0");
+    infra.expect(
+        None,
+        "hostPort must be between 1 and 65535",
+        ENV,
+        infra.pos(ENV, "hostPort:", "0"),
+        "cluster.kind.hostPort",
+    );
+}
+
+#[test]
+fn host_port_too_large() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "hostPort: 80", "hostPort: 70000");
+    infra.expect(
+        None,
+        "number out of range: integer `70000`",
+        ENV,
+        infra.pos(ENV, "", "70000"),
+        "cluster.kind.hostPort",
+    );
+}
+
+#[test]
+fn node_port_outside_the_nodeport_range() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "nodePort: 30080", "nodePort: 8080");
+    infra.expect(
+        None,
+        "nodePort must be in Kubernetes' NodePort range",
+        ENV,
+        infra.pos(ENV, "nodePort:", "8080"),
+        "cluster.kind.nodePort",
+    );
+}
+
+#[test]
+fn host_ports_of_two_kind_environments_clash() {
+    let infra = Infra::copy();
+    infra.edit("envs/staging.yaml", "hostPort: 8080", "hostPort: 80");
+    let e = infra.expect(
+        Some("staging"),
+        "hostPort 80 clashes with environment `default`",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "hostPort:", "80"),
+        "cluster.kind.hostPort",
+    );
+    assert!(e.help.unwrap().contains("8080"));
+}
+
+#[test]
+fn invalid_listen_address() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "listenAddress: 127.0.0.1", "listenAddress: localhost");
+    infra.expect(
+        None,
+        "invalid listenAddress",
+        ENV,
+        infra.pos(ENV, "listenAddress:", "localhost"),
+        "cluster.kind.listenAddress",
+    );
+}
+
+#[test]
+fn missing_values_file_points_at_the_index() {
+    let infra = Infra::copy();
+    fs::remove_file(infra.path("sso/dex.values.yaml")).unwrap();
+    infra.expect(
+        None,
+        "values file",
+        "modules.yaml",
+        infra.pos("modules.yaml", "values: sso/dex", "sso/dex"),
+        "sso.releases[0].values",
+    );
+}
+
+#[test]
+fn local_chart_path_that_does_not_exist() {
+    let infra = Infra::copy();
+    for chart in ["base", "cni", "istiod", "dex", "oauth2-proxy"] {
+        fs::create_dir_all(infra.path(&format!("testenv/charts/{chart}"))).unwrap();
+        infra.write(&format!("testenv/charts/{chart}/Chart.yaml"), "name: x\n");
+    }
+    infra.edit(
+        "envs/kwok.yaml",
+        "path: testenv/charts/dex",
+        "path: testenv/charts/dexx",
+    );
+    let e = infra.expect(
+        Some("kwok"),
+        "testenv/charts/dexx` does not exist",
+        "envs/kwok.yaml",
+        infra.pos("envs/kwok.yaml", "", "testenv/charts/dexx"),
+        "charts.dex.path",
+    );
+    assert!(e.help.unwrap().contains("relative to"));
+}
+
+#[test]
+fn chart_for_an_unknown_release() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  istiod:\n", "  istiodd:\n");
+    let errors = infra.errors(None);
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("`istiodd` is not a release"))
+        .expect("unknown chart key");
+    assert_eq!((e.line, e.column), infra.pos(ENV, "", "istiodd"));
+    assert_eq!(e.field, "charts.istiodd");
+    assert!(e.help.as_ref().unwrap().contains("did you mean `istiod`?"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message == "no chart source for release `istiod`")
+    );
+}
+
+#[test]
+fn unknown_env_placeholder() {
+    let infra = Infra::copy();
+    let file = "sso/dex.values.yaml";
+    infra.edit(
+        file,
+        "issuer: http://${env.fqdn.dex}/dex",
+        "issuer: http://${env.fqdn.dexx}/dex",
+    );
+    let e = infra.expect(
+        None,
+        "unknown setting `${env.fqdn.dexx}`",
+        file,
+        infra.pos(file, "issuer:", "${env"),
+        "config.issuer",
+    );
+    assert!(e.help.unwrap().contains("did you mean `${env.fqdn.dex}`?"));
+}
+
+#[test]
+fn malformed_placeholder_in_a_block_scalar() {
+    let infra = Infra::copy();
+    let file = "sso/oauth2-proxy.values.yaml";
+    infra.edit(
+        file,
+        "cookie_domains = [ \".${env.domain}\" ]",
+        "cookie_domains = [ \".${env domain}\" ]",
+    );
+    infra.expect(
+        None,
+        "malformed placeholder `${env domain}`",
+        file,
+        infra.pos(file, "cookie_domains", "${env"),
+        "config.configFile",
+    );
+}
+
+#[test]
+fn unclosed_placeholder() {
+    let infra = Infra::copy();
+    let file = "gateway/gateway.yaml";
+    infra.edit(
+        file,
+        "nodePort: ${env.cluster.kind.nodePort}",
+        "nodePort: ${env.cluster.kind.nodePort",
+    );
+    infra.expect(
+        None,
+        "is not closed",
+        file,
+        infra.pos(file, "nodePort:", "${env"),
+        "data.service",
+    );
+}
+
+#[test]
+fn unknown_output() {
+    let infra = Infra::copy();
+    let file = "gateway/gateway.yaml";
+    infra.edit(
+        file,
+        "${output.mesh.gateway_class}",
+        "${output.mesh.gateway_klass}",
+    );
+    let e = infra.expect(
+        None,
+        "no module produces output `mesh.gateway_klass`",
+        file,
+        infra.pos(file, "", "${output.mesh"),
+        "spec.gatewayClassName",
+    );
+    assert!(
+        e.help
+            .unwrap()
+            .contains("did you mean `mesh.gateway_class`?")
+    );
+}
+
+#[test]
+fn unknown_generated_secret() {
+    let infra = Infra::copy();
+    let file = "sso/dex.values.yaml";
+    infra.edit(
+        file,
+        "${secret.sso.oauth2-proxy}",
+        "${secret.sso.oauth2-proxi}",
+    );
+    infra.expect(
+        None,
+        "no such generated secret",
+        file,
+        infra.pos(file, "", "${secret"),
+        "envVars[0].valueFrom.secretKeyRef.name",
+    );
+}
+
+#[test]
+fn unknown_env_name_lists_the_available_ones() {
+    let infra = Infra::copy();
+    let e = infra.expect(
+        Some("stagin"),
+        "unknown environment `stagin`",
+        "envs",
+        (0, 0),
+        "--env",
+    );
+    let help = e.help.unwrap();
+    assert!(help.contains("did you mean `staging`?"), "{help}");
+    assert!(help.contains("`kwok`, `staging`"), "{help}");
+}
+
+#[test]
+fn incompatible_istio_and_gateway_api() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
+    infra.edit(ENV, "# istio: 1.30.3", "istio: 1.30.3");
+    let e = infra.expect(
+        None,
+        "Gateway API v1.3.0 does not pair with Istio 1.30.3",
+        ENV,
+        infra.pos(ENV, "gatewayApi:", "v1.3.0"),
+        "versions.gatewayApi",
+    );
+    assert!(e.help.unwrap().contains("1.27.x"));
+}
+
+#[test]
+fn gateway_api_without_pins() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "gatewayApi: v1.5.1", "gatewayApi: v1.4.0");
+    infra.expect(
+        None,
+        "no pinned files for Gateway API `v1.4.0`",
+        ENV,
+        infra.pos(ENV, "gatewayApi:", "v1.4.0"),
+        "versions.gatewayApi",
+    );
+}
+
+#[test]
+fn kubernetes_too_old_for_istio() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "kindest/node:v1.36.1\n", "kindest/node:v1.29.2\n");
+    infra.expect(
+        None,
+        "Kubernetes 1.29 (kindest/node:v1.29.2) is older than 1.32",
+        ENV,
+        infra.pos(ENV, "nodeImage:", "kindest"),
+        "cluster.kind.nodeImage",
+    );
+}
+
+#[test]
+fn invalid_bcrypt_hash() {
+    let infra = Infra::copy();
+    infra.edit(
+        ENV,
+        "\"$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W\"",
+        "password",
+    );
+    let e = infra.expect(
+        None,
+        "invalid bcrypt hash",
+        ENV,
+        infra.pos(ENV, "hash:", "password"),
+        "sso.staticUser.hash",
+    );
+    assert!(e.help.unwrap().contains("htpasswd"));
+}
+
+#[test]
+fn invalid_email() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "email: admin@example.com", "email: admin");
+    infra.expect(
+        None,
+        "invalid email `admin`",
+        ENV,
+        infra.pos(ENV, "email:", "admin"),
+        "sso.staticUser.email",
+    );
+}
+
+#[test]
+fn duplicate_object_across_files() {
+    let infra = Infra::copy();
+    let file = "gateway/nginx.yaml";
+    let mut text = infra.read(file);
+    text.push_str(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\n  namespace: default\n",
+    );
+    infra.write(file, &text);
+    // The copy's `name: nginx` is the second-to-last line.
+    let line = text.lines().count() - 1;
+    let e = infra.expect(
+        None,
+        "duplicate object: Service default/nginx",
+        file,
+        (line, 9),
+        "metadata.name",
+    );
+    assert!(e.help.unwrap().contains("first declared at"));
+}
+
+#[test]
+fn manifest_without_kind() {
+    let infra = Infra::copy();
+    let file = "policy/authorization-policy.yaml";
+    infra.edit(file, "kind: AuthorizationPolicy\n", "");
+    infra.expect(
+        None,
+        "the object has no `kind`",
+        file,
+        infra.pos(file, "", "apiVersion"),
+        "kind",
+    );
+}
+
+#[test]
+fn manifest_without_name() {
+    let infra = Infra::copy();
+    let file = "sso/namespace.yaml";
+    infra.edit(file, "  name: sso\n", "  labels: {}\n");
+    infra.expect(
+        None,
+        "the object has no `metadata.name`",
+        file,
+        infra.pos(file, "", "labels"),
+        "metadata.name",
+    );
+}
+
+#[test]
+fn namespaced_manifest_without_namespace() {
+    let infra = Infra::copy();
+    let file = "policy/authorization-policy.yaml";
+    infra.edit(file, "  namespace: default\n", "");
+    infra.expect(
+        None,
+        "AuthorizationPolicy is namespaced but has no `metadata.namespace`",
+        file,
+        infra.pos(file, "", "name: oauth2-policy"),
+        "metadata.namespace",
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_the_parsers_position() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "domain: example.com", "domain: example.com: x");
+    let e = infra.expect(
+        None,
+        "YAML syntax error",
+        ENV,
+        infra.pos(ENV, "domain: example.com", ": x"),
+        "domain",
+    );
+    assert!(e.message.contains("mapping values are not allowed"), "{e}");
+}
+
+#[test]
+fn duplicate_key() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: dex\n", "  dex: dex\n  dex: login\n");
+    infra.expect(
+        None,
+        "duplicate key `dex`",
+        ENV,
+        infra.pos(ENV, "  dex: dex\n", "dex: login"),
+        "hosts.dex",
+    );
+}
+
+#[test]
+fn file_not_listed_in_the_module_index() {
+    let infra = Infra::copy();
+    infra.write(
+        "gateway/extra.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n",
+    );
+    infra.expect(
+        None,
+        "`gateway/extra.yaml` is not listed in modules.yaml",
+        "gateway/extra.yaml",
+        (0, 0),
+        "",
+    );
+}
+
+#[test]
+fn overlay_named_unlike_its_file() {
+    let infra = Infra::copy();
+    let mut text = infra.read("envs/staging.yaml");
+    text.push_str("name: prod\n");
+    infra.write("envs/staging.yaml", &text);
+    infra.expect(
+        Some("staging"),
+        "names its environment `prod`",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "name: prod", "prod"),
+        "name",
+    );
+}
+
+#[test]
+fn context_required_for_an_existing_cluster() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "provider: kind", "provider: existing");
+    infra.expect(
+        None,
+        "missing kube context",
+        ENV,
+        infra.pos(ENV, "provider:", "existing"),
+        "cluster.provider",
+    );
+}
+
+#[test]
+fn errors_display_like_rustc() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "hostPort: 80", "hostPort: 0");
+    let errors = config::load(&infra.root, None).unwrap_err();
+    let (line, column) = infra.pos(ENV, "hostPort:", "0");
+    let expected = format!(
+        "error: hostPort must be between 1 and 65535: 0 is not a port\n  --> {}:{line}:{column} (field cluster.kind.hostPort)\n  = help: pick a free port on this machine, e.g. 80 or 8080",
+        infra.path(ENV).display()
+    );
+    assert_eq!(errors.to_string(), expected);
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "nginx: nginx", "nginx: NGINX");
+    infra.edit(ENV, "email: admin@example.com", "email: admin");
+    let errors = infra.errors(None);
+    assert_eq!(errors.len(), 2, "{}", render(&errors));
+}
+
+/// The one-line switch to the walkthrough's Gateway API release works (Istio follows).
+#[test]
+fn gateway_api_v1_3_0_is_one_line_away() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
+    let env = config::load(&infra.root, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(env.settings.versions.istio, "1.27.9");
+    assert_eq!(env.pins.files.len(), 5);
+    assert!(env.pins.files[0].url.starts_with(
+        "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.3.0/config/crd/standard/"
+    ));
+    assert!(
+        matches!(&env.release("istiod").unwrap().chart, config::ChartSource::Repo { version, .. } if version == "1.27.9")
+    );
+}
+
+/// The walkthrough hard-codes a client secret and a cookie secret; none may land in infra/.
+#[test]
+fn walkthrough_secrets_are_not_in_infra() {
+    const LITERALS: [&str; 2] = [
+        "b2F1dGgyLXByb3h5LWNsaWVudC1zZWNyZXQK",
+        "OQINaROshtE9TcZkNAm-5Zs2Pv3xaWytBmc5W7sPX7w=",
+    ];
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if let Ok(text) = fs::read_to_string(&path) {
+                for literal in LITERALS {
+                    if text.contains(literal) {
+                        found.push(format!("{} holds {literal}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+        &mut found,
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}
