@@ -42,7 +42,7 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use pins::{Compatibility, GatewayApiPins, PinnedFile};
+pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
 pub use placeholder::{KNOWN_OUTPUTS, Placeholder, PlaceholderError, placeholders};
 pub use settings::{
     ChartSpec, ClusterSettings, ExtAuthz, Hosts, KindSettings, Provider, Settings, SsoSettings,

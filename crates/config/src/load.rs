@@ -637,6 +637,7 @@ impl Loader {
                     .replace("{version}", &gateway_api)
                     .replace("{file}", &f.name),
                 sha256: f.sha256.clone(),
+                objects: f.objects.clone(),
             })
             .collect();
         Some((

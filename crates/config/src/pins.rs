@@ -24,6 +24,22 @@ pub struct PinnedFile {
     pub url: String,
     /// 64 lowercase hex digits.
     pub sha256: String,
+    /// The objects the file holds, so that a plan can name (and order) them before the file is
+    /// fetched.
+    pub objects: Vec<PinnedObject>,
+}
+
+/// One object of a pinned file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PinnedObject {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    /// For a CustomResourceDefinition: the kind it defines (its group is the CRD name's
+    /// suffix after the first `.`).
+    #[serde(default)]
+    pub defines: Option<String>,
 }
 
 /// One row of the compatibility table.
@@ -61,4 +77,5 @@ pub(crate) struct PinsRelease {
 pub(crate) struct PinsEntry {
     pub name: String,
     pub sha256: String,
+    pub objects: Vec<PinnedObject>,
 }
