@@ -1,1 +1,117 @@
-//! Module `cluster`: declares its part of the environment; plan, apply and destroy go through the engine.
+//! Module `cluster`: the Kubernetes cluster itself.
+//!
+//! Providers: `kind` (a local kind cluster with the gateway's nodePort mapped to a host port,
+//! as in the walkthrough), `kwok` (the test control plane of `cargo xtask testenv`) and
+//! `existing` (any kubeconfig context; never created or deleted).
+
+use config::{ConfigError, Environment, Provider};
+use engine::{
+    Address, ClusterProvider, ClusterSpec, Module, Output, OutputRef, Resource, ResourceKind,
+    ResourceSpec,
+};
+use serde_json::{Value, json};
+
+/// This module's name: the first part of its addresses.
+pub const NAME: &str = "cluster";
+
+/// What the cluster module wants.
+pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
+    let cluster = &env.settings.cluster;
+    let (provider, context) = match cluster.provider {
+        Provider::Kind => (
+            ClusterProvider::Kind {
+                node_image: cluster.kind.node_image.clone(),
+                config: kind_config(env),
+            },
+            format!("kind-{}", cluster.name),
+        ),
+        Provider::Kwok => (ClusterProvider::Kwok, format!("kwok-{}", cluster.name)),
+        Provider::Existing => {
+            let context = cluster.context.clone().unwrap_or_default();
+            (
+                ClusterProvider::Existing {
+                    context: context.clone(),
+                },
+                context,
+            )
+        }
+    };
+    let address = Address::new(NAME, ResourceKind::Cluster, &cluster.name).map_err(|e| {
+        env.error_at(
+            &env.infra_dir.join("environment.yaml"),
+            "cluster.name",
+            e.to_string(),
+        )
+    })?;
+    let spec = ClusterSpec {
+        name: cluster.name.clone(),
+        provider,
+        context: context.clone(),
+    };
+    Ok(Module::new(NAME)
+        .with_output(Output::known(
+            OutputRef::new(NAME, "context"),
+            address.clone(),
+            Value::String(context),
+        ))
+        .with_resource(Resource::new(address, ResourceSpec::Cluster(spec))))
+}
+
+/// The kind `Cluster` configuration: one control-plane node of the pinned image, with the
+/// gateway's nodePort published on the host.
+pub fn kind_config(env: &Environment) -> Value {
+    let cluster = &env.settings.cluster;
+    json!({
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": cluster.name,
+        "nodes": [{
+            "role": "control-plane",
+            "image": cluster.kind.node_image,
+            "extraPortMappings": [{
+                "containerPort": cluster.kind.node_port,
+                "hostPort": cluster.kind.host_port,
+                "listenAddress": cluster.kind.listen_address,
+                "protocol": "TCP",
+            }],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infra() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra")
+    }
+
+    #[test]
+    fn kind_cluster_maps_the_gateway_node_port_to_the_host() {
+        let env = config::load(&infra(), None).expect("infra/ loads");
+        let module = declare(&env).unwrap();
+        assert_eq!(module.resources.len(), 1);
+        let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
+            panic!("a cluster")
+        };
+        assert_eq!(spec.context, "kind-istio");
+        let ClusterProvider::Kind { config, node_image } = &spec.provider else {
+            panic!("kind")
+        };
+        assert_eq!(node_image, "kindest/node:v1.36.1");
+        let mapping = &config["nodes"][0]["extraPortMappings"][0];
+        assert_eq!(mapping["containerPort"], 30080);
+        assert_eq!(mapping["hostPort"], 80);
+    }
+
+    #[test]
+    fn kwok_environment_uses_the_kwokctl_context() {
+        let env = config::load(&infra(), Some("kwok")).expect("infra/ loads for kwok");
+        let module = declare(&env).unwrap();
+        let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
+            panic!("a cluster")
+        };
+        assert!(matches!(spec.provider, ClusterProvider::Kwok));
+        assert_eq!(spec.context, format!("kwok-{}", env.settings.cluster.name));
+    }
+}

@@ -1,1 +1,82 @@
-//! Module `sso`: declares its part of the environment; plan, apply and destroy go through the engine.
+//! Module `sso`: Dex (OIDC provider) and OAuth2 Proxy via Helm, their generated credentials,
+//! and the HTTPRoutes that expose them through the gateway.
+//!
+//! OAuth2 Proxy resolves Dex's public host name inside the cluster through a host alias to
+//! Dex's ClusterIP: an output known only after Dex is installed, so OAuth2 Proxy (which runs
+//! OIDC discovery at start) always comes after Dex.
+
+use config::{ConfigError, Environment};
+use engine::{Address, Module, Output, OutputRef, ResourceKind};
+use serde_json::Value;
+
+/// This module's name: the first part of its addresses.
+pub const NAME: &str = "sso";
+
+/// Where the `dex_cluster_ip` output is read from once Dex is installed: Service `dex` in the
+/// release namespace, field `spec.clusterIP`.
+pub fn dex_service(env: &Environment) -> Option<(String, String)> {
+    env.release("dex")
+        .map(|r| (r.namespace.clone(), r.name.clone()))
+}
+
+/// What the sso module wants.
+pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
+    let release = |name: &str| {
+        Address::new(NAME, ResourceKind::HelmRelease, name).expect("valid release name")
+    };
+    let mut module = Module::new(NAME);
+    module.resources.extend(env.declared_resources(NAME)?);
+    if env.release("dex").is_some() {
+        module = module.with_output(Output::after_apply(
+            OutputRef::new(NAME, "dex_cluster_ip"),
+            release("dex"),
+        ));
+    }
+    if let Some(proxy) = env.release("oauth2-proxy") {
+        // The service istiod's ext-authz provider calls (infra/mesh/istiod.values.yaml).
+        let service = format!("{}.{}.svc.cluster.local", proxy.name, proxy.namespace);
+        module = module.with_output(Output::known(
+            OutputRef::new(NAME, "ext_authz_service"),
+            release("oauth2-proxy"),
+            Value::String(service),
+        ));
+    }
+    Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dex_cluster_ip_is_known_only_after_apply() {
+        let env = config::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            None,
+        )
+        .expect("infra/ loads");
+        let module = declare(&env).unwrap();
+        let ip = module
+            .outputs
+            .iter()
+            .find(|o| o.r#ref.name == "dex_cluster_ip")
+            .unwrap();
+        assert_eq!(ip.value, None);
+        assert_eq!(ip.producer.to_string(), "sso.helm_release.dex");
+        let svc = module
+            .outputs
+            .iter()
+            .find(|o| o.r#ref.name == "ext_authz_service")
+            .unwrap();
+        assert_eq!(
+            svc.value,
+            Some(Value::String("oauth2-proxy.sso.svc.cluster.local".into()))
+        );
+        assert!(
+            module
+                .resources
+                .iter()
+                .any(|r| r.address.to_string() == "sso.generated_secret.oauth2-proxy")
+        );
+    }
+}
