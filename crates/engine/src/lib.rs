@@ -23,7 +23,9 @@ pub mod desired;
 pub mod graph;
 pub mod hash;
 pub mod path;
+pub mod plan;
 pub mod redact;
+pub mod render;
 pub mod resource;
 pub mod values;
 
@@ -35,7 +37,11 @@ pub use desired::{Desired, helm_release_document, with_ownership};
 pub use graph::{DesiredError, Edge, EdgeReason, Graph, GraphError};
 pub use hash::{canonical_hash, canonical_json, sha256_hex};
 pub use path::{FieldPath, PathError, PathSegment};
+pub use plan::{
+    Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,
+};
 pub use redact::{SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes};
+pub use render::{render_yaml_documents, to_yaml};
 pub use resource::{
     ChartSource, ClusterProvider, ClusterSpec, Dependency, Encoding, GeneratedSecretSpec,
     Generator, HelmReleaseSpec, Module, ObjectSpec, Output, Ownership, Resource, ResourceSpec,
