@@ -8,11 +8,59 @@
 //!
 //! # Map
 //! - [`Address`], [`ResourceKind`]: `<module>.<kind>.<name>`.
-//! - [`FieldPath`]: `spec.containers[0].image`, used in errors, sensitive paths and drift.
+//! - [`FieldPath`]: `spec.containers[0].image`, the one path syntax of errors, sensitive paths
+//!   and drift.
 //! - [`values`]: placeholders (`${output.m.n}`, `${secret.m.n}`), [`find_placeholders`],
-//!   [`resolve`].
+//!   [`resolve`] against [`Bindings`].
 //! - [`Module`], [`Resource`], [`ResourceSpec`], [`Output`]: what a module declares.
-//! - [`hash`]: [`sha256_hex`], [`canonical_hash`].
+//! - [`Graph`]: validation, derived edges ([`EdgeReason`]), apply order, stages, cycles, and
+//!   the [`Desired`] document of each resource ([`desired`] lists their shapes).
+//! - [`Plan`], [`ResourceChange`], [`Action`]: what apply would do; [`Plan::render_text`]
+//!   (Terraform-like, see [`render`]) and [`Plan::to_json`] (`crates/engine/PLAN_JSON.md`).
+//! - [`redact`](mod@redact): `(sensitive value)`; plans never hold secret material.
+//! - [`hash`]: [`sha256_hex`], [`canonical_hash`] (fingerprints, values and spec hashes).
+//!
+//! # Example
+//!
+//! ```
+//! use engine::{Graph, Module, Output, OutputRef, Ownership, Plan, Resource};
+//! use serde_json::json;
+//!
+//! let namespace = Resource::object(
+//!     "app",
+//!     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+//!     Ownership::Owned,
+//! )?;
+//! let config = Resource::object(
+//!     "app",
+//!     json!({"apiVersion": "v1", "kind": "ConfigMap",
+//!            "metadata": {"name": "settings", "namespace": "app"},
+//!            "data": {"greeting": "${output.app.greeting}"}}),
+//!     Ownership::Owned,
+//! )?;
+//! let module = Module::new("app")
+//!     .with_output(Output::known(
+//!         OutputRef::new("app", "greeting"),
+//!         namespace.address.clone(),
+//!         json!("hello"),
+//!     ))
+//!     .with_resource(config)
+//!     .with_resource(namespace);
+//!
+//! let graph = Graph::build(vec![module])?;
+//! assert_eq!(
+//!     graph.render_text(),
+//!     "app.object.namespace/app\n\
+//!      app.object.configmap/app/settings\n\
+//!      \x20   <- app.object.namespace/app (output app.greeting)\n\
+//!      \x20   <- app.object.namespace/app (namespace app)\n"
+//! );
+//!
+//! let plan = Plan::offline(&graph, "dev", &graph.bindings())?;
+//! assert_eq!(plan.summary().to_string(), "Plan: 2 to add, 0 to change, 0 to destroy.");
+//! assert!(plan.render_text(false).contains("    +   greeting: hello\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 // Errors carry the address, field path and known names they report; they are built once, on
 // the way out, so their size does not matter.

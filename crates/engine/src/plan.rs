@@ -2,7 +2,7 @@
 //!
 //! A [`Plan`] holds one [`ResourceChange`] per resource, in the order apply (or destroy) will
 //! process them. Changes never hold secret material: [`ResourceChange::new`] redacts `before`
-//! and `after` (see [`crate::redact`]) after noting which sensitive values changed.
+//! and `after` (see [`mod@crate::redact`]) after noting which sensitive values changed.
 //!
 //! Text rendering is in [`Plan::render_text`]; the JSON form ([`Plan::to_json`]) is documented
 //! in `crates/engine/PLAN_JSON.md`.

@@ -535,3 +535,38 @@ fn yaml_keeps_insertion_order() {
         "z: 1\na:\n  \"y\":\n  - 1\n  - two\n  b: null\n"
     );
 }
+
+#[test]
+fn plan_json_md_documents_every_field() {
+    const DOC: &str = include_str!("../../PLAN_JSON.md");
+    let json = mixed_plan().to_json();
+    let mut fields: Vec<&String> = json.as_object().unwrap().keys().collect();
+    fields.extend(json["resource_changes"][0].as_object().unwrap().keys());
+    for field in fields {
+        assert!(
+            DOC.contains(&format!("| `{field}` |")),
+            "PLAN_JSON.md does not document `{field}`"
+        );
+    }
+    // The example in the document is a plan this version reads.
+    let example = DOC
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("PLAN_JSON.md has a json example");
+    let example: Value = serde_json::from_str(example).unwrap();
+    let plan = Plan::from_json(&example).unwrap();
+    assert_eq!(
+        plan.summary(),
+        Summary {
+            add: 1,
+            change: 0,
+            destroy: 0
+        }
+    );
+    assert_eq!(
+        plan.to_json(),
+        example,
+        "the example is exactly what to_json writes"
+    );
+}
