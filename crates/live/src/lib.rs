@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod fields;
 pub mod objects;
+pub mod sources;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
