@@ -92,7 +92,8 @@ pub use redact::{SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes}
 pub use render::{render_yaml_documents, to_yaml};
 pub use resource::{
     ChartSource, ClusterProvider, ClusterSpec, Dependency, Encoding, GeneratedSecretSpec,
-    Generator, HelmReleaseSpec, Module, ObjectSpec, Output, Ownership, Resource, ResourceSpec,
+    Generator, HelmReleaseSpec, LiveField, Module, ObjectSpec, Output, Ownership, Resource,
+    ResourceSpec,
 };
 pub use values::{
     Bindings, OutputRef, Placeholder, PlaceholderUse, Resolved, SecretRef, ValueError,

@@ -263,6 +263,19 @@ pub struct Output {
     pub producer: Address,
     /// The value when known at plan time; `None` means known only after apply.
     pub value: Option<Value>,
+    /// Where the live value is read once the producer exists (for outputs known after apply).
+    pub source: Option<LiveField>,
+}
+
+/// A field of a live object, e.g. `spec.clusterIP` of Service `sso/dex`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveField {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// A JSON pointer into the object, e.g. `/spec/clusterIP`.
+    pub pointer: String,
 }
 
 impl Output {
@@ -272,15 +285,17 @@ impl Output {
             r#ref,
             producer,
             value: Some(value),
+            source: None,
         }
     }
 
-    /// An output known only after its producer is applied.
-    pub fn after_apply(r#ref: OutputRef, producer: Address) -> Output {
+    /// An output known only after its producer is applied, read from a field of a live object.
+    pub fn after_apply(r#ref: OutputRef, producer: Address, source: LiveField) -> Output {
         Output {
             r#ref,
             producer,
             value: None,
+            source: Some(source),
         }
     }
 }

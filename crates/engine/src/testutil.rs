@@ -165,6 +165,13 @@ pub fn sso_module() -> Module {
         .with_output(Output::after_apply(
             OutputRef::new("sso", "dex_cluster_ip"),
             addr("sso.helm_release.dex"),
+            crate::resource::LiveField {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                namespace: Some("sso".into()),
+                name: "dex".into(),
+                pointer: "/spec/clusterIP".into(),
+            },
         ))
 }
 

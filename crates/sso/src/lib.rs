@@ -6,18 +6,11 @@
 //! OIDC discovery at start) always comes after Dex.
 
 use config::{ConfigError, Environment};
-use engine::{Address, Module, Output, OutputRef, ResourceKind};
+use engine::{Address, LiveField, Module, Output, OutputRef, ResourceKind};
 use serde_json::Value;
 
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "sso";
-
-/// Where the `dex_cluster_ip` output is read from once Dex is installed: Service `dex` in the
-/// release namespace, field `spec.clusterIP`.
-pub fn dex_service(env: &Environment) -> Option<(String, String)> {
-    env.release("dex")
-        .map(|r| (r.namespace.clone(), r.name.clone()))
-}
 
 /// What the sso module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
@@ -26,10 +19,19 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     };
     let mut module = Module::new(NAME);
     module.resources.extend(env.declared_resources(NAME)?);
-    if env.release("dex").is_some() {
+    if let Some(dex) = env.release("dex") {
+        // Read from Service `dex` (the chart names it after the release), once Dex is installed.
+        let service = LiveField {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+            namespace: Some(dex.namespace.clone()),
+            name: dex.name.clone(),
+            pointer: "/spec/clusterIP".into(),
+        };
         module = module.with_output(Output::after_apply(
             OutputRef::new(NAME, "dex_cluster_ip"),
             release("dex"),
+            service,
         ));
     }
     if let Some(proxy) = env.release("oauth2-proxy") {
