@@ -7,7 +7,10 @@
 
 pub mod cluster;
 pub mod fields;
+pub mod helm;
 pub mod objects;
+pub mod provider;
+pub mod secrets;
 pub mod sources;
 pub mod wait;
 

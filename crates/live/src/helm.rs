@@ -1,0 +1,1318 @@
+//! Helm releases through the helm CLI: facts (status, deployed values, deployed manifest),
+//! rendering, install/upgrade, uninstall, and the live drift of a release's objects.
+//!
+//! This module gathers facts and executes actions; it does not decide what to do. The
+//! orchestration compares [`Helm::status`] and [`Helm::deployed_values`] with the desired
+//! release (e.g. with `engine::helm_release_document` on both sides) and asks
+//! [`release_drift`] whether the objects of an unchanged release were changed out of band.
+//!
+//! # How helm is run
+//! - The binary is `$ENVCTL_HELM`, else `helm` on `PATH` ([`Helm::locate`]).
+//! - Through xshell, every argument separate (never a shell string); `--kubeconfig` and
+//!   `--kube-context` are passed when set.
+//! - Values go to helm in a file (`values.json`, mode 0600) inside a private temporary
+//!   directory (mode 0700) that is removed when the command returns. Values are never an
+//!   argument, and never part of an error: helm's stdout (which can hold rendered Secrets) is
+//!   never shown, and its stderr is cut to its end and every string value of the values
+//!   document (4 characters or longer) is replaced by `(sensitive value)` before it is shown
+//!   (the API server may echo a rejected value in a validation error that helm passes on).
+//! - Every command is bounded by a timeout.
+//! - The functions are `async`; helm runs on tokio's blocking pool.
+//!
+//! # Charts
+//! [`ChartRef::Repo`] charts are pulled (`helm pull`) into the temporary directory for every
+//! command that needs them, and the archive's sha256 is checked against the pin *before* helm
+//! reads it; a mismatch is [`HelmError::DigestMismatch`]. An unpinned repository chart is used
+//! as pulled (its digest is reported by [`Helm::pull_digest`], to pin it).
+//! [`ChartRef::Local`] charts (directories) are trusted as they are: a directory has no stable
+//! digest (`helm package` writes file times into the archive), so a pin is not checked for them.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::fields;
+use crate::objects::Drift;
+use crate::{Cluster, LiveError};
+
+/// Environment variable naming the helm binary.
+pub const HELM_ENV: &str = "ENVCTL_HELM";
+/// How to get helm, for error messages.
+pub const HELM_INSTALL_HINT: &str = "install helm (https://helm.sh/docs/intro/install/, or \
+     `go install helm.sh/helm/v3/cmd/helm@v3.22.0`) and put it on PATH, or set ENVCTL_HELM to \
+     the helm binary";
+
+/// Timeout of helm commands that do not wait for the cluster (status, get, template, pull).
+pub const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
+/// How many objects [`release_drift`] checks at once.
+pub const DRIFT_CONCURRENCY: usize = 8;
+/// The longest piece of helm's stderr put into an error.
+const STDERR_LIMIT: usize = 2000;
+/// Shorter strings of the values are not scrubbed from stderr (they would mangle the message
+/// and cannot be meaningful secrets).
+const SCRUB_MIN_LEN: usize = 4;
+
+/// A failure of a helm operation. Never contains values or rendered objects.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    #[error("helm binary not found ({tried}): {HELM_INSTALL_HINT}")]
+    NotFound { tried: String },
+    #[error(
+        "chart {chart} {version} from {repo}: the archive's sha256 is {actual}, but the \
+         configuration pins {expected}; refusing to use it (if the new chart is trusted, \
+         update the pin)"
+    )]
+    DigestMismatch {
+        repo: String,
+        chart: String,
+        version: String,
+        expected: String,
+        actual: String,
+    },
+    /// helm ran and failed; `stderr` is scrubbed of values and cut to its end.
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("`{command}` did not finish within {timeout:?}")]
+    Timeout { command: String, timeout: Duration },
+    #[error("cannot read the output of `{command}`: {message}")]
+    Output { command: String, message: String },
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+}
+
+impl From<HelmError> for LiveError {
+    fn from(e: HelmError) -> LiveError {
+        match e {
+            HelmError::Live(e) => e,
+            other => LiveError::Other(other.to_string()),
+        }
+    }
+}
+
+/// Where a chart comes from, resolved for helm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartRef {
+    /// A chart directory (or archive) on disk; trusted as it is (see the module docs).
+    Local(PathBuf),
+    /// A chart of a repository (`https://…`, or `oci://…` where the chart name is appended).
+    Repo {
+        repo: String,
+        chart: String,
+        version: String,
+        /// The pinned sha256 of the chart archive (hex, optionally prefixed `sha256:`).
+        sha256: Option<String>,
+    },
+}
+
+impl ChartRef {
+    /// From the engine's chart source: a `path` wins (relative paths are taken from
+    /// `base_dir`, normally the `infra/` directory); otherwise the repository. `None` when
+    /// the source has neither.
+    pub fn from_source(source: &engine::ChartSource, base_dir: &Path) -> Option<ChartRef> {
+        if let Some(path) = &source.path {
+            return Some(ChartRef::Local(base_dir.join(path)));
+        }
+        Some(ChartRef::Repo {
+            repo: source.repo.clone()?,
+            chart: source.chart.clone(),
+            version: source.version.clone(),
+            sha256: source.sha256.clone(),
+        })
+    }
+
+    /// The arguments of `helm pull` that fetch this chart into `destination` (repository
+    /// charts only).
+    pub fn pull_args(&self, destination: &Path) -> Option<Vec<OsString>> {
+        let ChartRef::Repo {
+            repo,
+            chart,
+            version,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut args: Vec<OsString> = vec!["pull".into()];
+        if repo.starts_with("oci://") {
+            args.push(format!("{}/{chart}", repo.trim_end_matches('/')).into());
+        } else {
+            args.extend(["--repo".into(), repo.into(), chart.into()]);
+        }
+        args.extend([
+            "--version".into(),
+            version.into(),
+            "--destination".into(),
+            destination.as_os_str().to_owned(),
+        ]);
+        Some(args)
+    }
+}
+
+/// How a chart is rendered by [`Helm::template`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    /// Without contacting the cluster: `.Capabilities` are helm's defaults (optional API
+    /// groups such as the Gateway API look absent). For plans of releases not installed yet,
+    /// and when the cluster does not exist yet.
+    Offline,
+    /// As an upgrade of the installed release against the live cluster (`--validate
+    /// --is-upgrade`): the cluster's API versions, and the objects checked against its schema.
+    /// Fails when a rendered kind is not served (e.g. its CRD is not installed yet).
+    Upgrade,
+}
+
+/// The latest revision of a release (`helm get metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseStatus {
+    pub revision: u64,
+    pub chart_name: String,
+    pub chart_version: String,
+    /// `deployed`, `failed`, `pending-upgrade`, `pending-install`, `superseded`, ….
+    pub status: String,
+    pub app_version: String,
+}
+
+impl ReleaseStatus {
+    /// `deployed`: the last operation finished. Anything else (failed, pending-*) needs an
+    /// upgrade to converge.
+    pub fn is_deployed(&self) -> bool {
+        self.status == "deployed"
+    }
+}
+
+#[derive(Deserialize)]
+struct MetadataJson {
+    #[serde(default)]
+    chart: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default, rename = "appVersion")]
+    app_version: String,
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    status: String,
+}
+
+/// The helm CLI, pointed at one cluster.
+#[derive(Debug, Clone)]
+pub struct Helm {
+    pub bin: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl Helm {
+    /// The helm of `$ENVCTL_HELM`, else `helm` on `PATH`; an error says how to install it.
+    pub fn locate(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Helm, HelmError> {
+        let bin = locate_binary(HELM_ENV, "helm")?;
+        Ok(Helm {
+            bin,
+            kubeconfig,
+            context,
+        })
+    }
+
+    /// The arguments common to every command talking to the cluster.
+    pub fn connection_args(&self) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if let Some(path) = &self.kubeconfig {
+            args.push("--kubeconfig".into());
+            args.push(path.as_os_str().to_owned());
+        }
+        if let Some(context) = &self.context {
+            args.push("--kube-context".into());
+            args.push(context.into());
+        }
+        args
+    }
+
+    /// `helm version --short`, e.g. `v3.22.0+g…`.
+    pub async fn version(&self) -> Result<String, HelmError> {
+        let out = self
+            .blocking(|h| h.run(&["version".into(), "--short".into()], QUICK_TIMEOUT, &[]))
+            .await?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    /// The latest revision of `release` in `namespace`; `None` when there is no release.
+    pub async fn status(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> Result<Option<ReleaseStatus>, HelmError> {
+        let args = self.release_args(&["get", "metadata"], release, namespace, &["-o", "json"]);
+        let Some(out) = self
+            .blocking(move |h| h.run_release(&args, QUICK_TIMEOUT))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meta: MetadataJson = serde_json::from_slice(&out).map_err(|e| HelmError::Output {
+            command: format!("helm get metadata {release}"),
+            message: e.to_string(),
+        })?;
+        Ok(Some(ReleaseStatus {
+            revision: meta.revision,
+            chart_name: meta.chart,
+            chart_version: meta.version,
+            status: meta.status,
+            app_version: meta.app_version,
+        }))
+    }
+
+    /// The values the user supplied to the latest revision (`helm get values -o json`,
+    /// without the chart's defaults; `{}` when none); `None` when there is no release.
+    /// The result may hold secrets: redact before showing it.
+    pub async fn deployed_values(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> Result<Option<Value>, HelmError> {
+        let args = self.release_args(&["get", "values"], release, namespace, &["-o", "json"]);
+        let Some(out) = self
+            .blocking(move |h| h.run_release(&args, QUICK_TIMEOUT))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let values: Value = serde_json::from_slice(&out).map_err(|e| HelmError::Output {
+            command: format!("helm get values {release}"),
+            message: e.to_string(),
+        })?;
+        Ok(Some(if values.is_null() {
+            Value::Object(Default::default())
+        } else {
+            values
+        }))
+    }
+
+    /// The objects of the latest revision (`helm get manifest`, hooks excluded), as helm
+    /// rendered them (namespaced objects may lack `metadata.namespace`: use
+    /// [`fill_namespaces`]); `None` when there is no release.
+    pub async fn deployed_manifest(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> Result<Option<Vec<Value>>, HelmError> {
+        let args = self.release_args(&["get", "manifest"], release, namespace, &[]);
+        let Some(out) = self
+            .blocking(move |h| h.run_release(&args, QUICK_TIMEOUT))
+            .await?
+        else {
+            return Ok(None);
+        };
+        parse_manifest(&String::from_utf8_lossy(&out))
+            .map(Some)
+            .map_err(|message| HelmError::Output {
+                command: format!("helm get manifest {release}"),
+                message,
+            })
+    }
+
+    /// The objects `chart` renders for `release` with `values` (hooks included, `crds/` not),
+    /// with the release namespace filled into namespaced objects that lack one (scope from
+    /// `cluster`'s discovery when given, see [`fill_namespaces`]).
+    pub async fn template(
+        &self,
+        cluster: Option<&Cluster>,
+        release: &str,
+        namespace: &str,
+        chart: &ChartRef,
+        values: &Value,
+        render: Render,
+    ) -> Result<Vec<Value>, HelmError> {
+        let (release_o, namespace_o, chart_o, values_o) = (
+            release.to_owned(),
+            namespace.to_owned(),
+            chart.clone(),
+            values.clone(),
+        );
+        let out = self
+            .blocking(move |h| {
+                h.with_chart_and_values(&chart_o, &values_o, |chart_path, values_path| {
+                    let mut args: Vec<OsString> = vec![
+                        "template".into(),
+                        release_o.clone().into(),
+                        chart_path.as_os_str().to_owned(),
+                        "--namespace".into(),
+                        namespace_o.clone().into(),
+                        "--values".into(),
+                        values_path.as_os_str().to_owned(),
+                    ];
+                    if render == Render::Upgrade {
+                        args.extend(["--validate".into(), "--is-upgrade".into()]);
+                        args.extend(h.connection_args());
+                    }
+                    h.run(&args, QUICK_TIMEOUT, &scrub_list(&values_o))
+                })
+            })
+            .await?;
+        let mut objects = parse_manifest(&String::from_utf8_lossy(&out)).map_err(|message| {
+            HelmError::Output {
+                command: format!("helm template {release}"),
+                message,
+            }
+        })?;
+        fill_namespaces(&mut objects, namespace, cluster);
+        Ok(objects)
+    }
+
+    /// The sha256 of a repository chart's archive as `helm pull` fetches it (to pin it);
+    /// `None` for a local chart. A configured pin is checked too.
+    pub async fn pull_digest(&self, chart: &ChartRef) -> Result<Option<String>, HelmError> {
+        if matches!(chart, ChartRef::Local(_)) {
+            return Ok(None);
+        }
+        let chart = chart.clone();
+        self.blocking(move |h| {
+            let dir = private_dir()?;
+            let (_, digest) = h.pull(&chart, dir.path())?;
+            Ok(Some(digest))
+        })
+        .await
+    }
+
+    /// `helm upgrade --install` with exactly `values` (`--reset-values`), waiting up to
+    /// `timeout` for the objects to be ready (`--wait`); returns the new revision's status.
+    pub async fn upgrade_install(
+        &self,
+        release: &str,
+        namespace: &str,
+        chart: &ChartRef,
+        values: &Value,
+        create_namespace: bool,
+        timeout: Duration,
+    ) -> Result<ReleaseStatus, HelmError> {
+        let (release_o, namespace_o, chart_o, values_o) = (
+            release.to_owned(),
+            namespace.to_owned(),
+            chart.clone(),
+            values.clone(),
+        );
+        self.blocking(move |h| {
+            h.with_chart_and_values(&chart_o, &values_o, |chart_path, values_path| {
+                let args = upgrade_args(
+                    &release_o,
+                    &namespace_o,
+                    chart_path,
+                    values_path,
+                    create_namespace,
+                    timeout,
+                    &h.connection_args(),
+                );
+                // helm stops at --timeout; the margin covers pulling and its own start.
+                h.run(&args, timeout + QUICK_TIMEOUT, &scrub_list(&values_o))
+            })
+        })
+        .await?;
+        self.status(release, namespace)
+            .await?
+            .ok_or_else(|| HelmError::Command {
+                command: format!("helm upgrade --install {release}"),
+                stderr: "helm reported success, but the release is not found afterwards".into(),
+            })
+    }
+
+    /// `helm uninstall`; with `wait`, waits up to that long for the objects to be deleted.
+    /// Returns false when there was no release (nothing to do).
+    pub async fn uninstall(
+        &self,
+        release: &str,
+        namespace: &str,
+        wait: Option<Duration>,
+    ) -> Result<bool, HelmError> {
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(timeout) = wait {
+            extra.push("--wait".into());
+            extra.push("--timeout".into());
+            extra.push(format!("{}s", timeout.as_secs().max(1)));
+        }
+        let extra_refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let args = self.release_args(&["uninstall"], release, namespace, &extra_refs);
+        let bound = wait.unwrap_or_default() + QUICK_TIMEOUT;
+        let out = self.blocking(move |h| h.run_release(&args, bound)).await?;
+        Ok(out.is_some())
+    }
+
+    // ----- running helm -----
+
+    fn release_args(
+        &self,
+        command: &[&str],
+        release: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> Vec<OsString> {
+        let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
+        args.push(release.into());
+        args.push("--namespace".into());
+        args.push(namespace.into());
+        args.extend(extra.iter().map(OsString::from));
+        args.extend(self.connection_args());
+        args
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Helm) -> Result<T, HelmError> + Send + 'static,
+    ) -> Result<T, HelmError> {
+        let helm = self.clone();
+        tokio::task::spawn_blocking(move || f(&helm))
+            .await
+            .map_err(|e| HelmError::Io(format!("helm task failed: {e}")))?
+    }
+
+    /// Runs a command about one release; `Ok(None)` when helm says the release is not found.
+    fn run_release(
+        &self,
+        args: &[OsString],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, HelmError> {
+        match self.run(args, timeout, &[]) {
+            Ok(out) => Ok(Some(out)),
+            Err(HelmError::Command { stderr, .. }) if is_not_found(&stderr) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs helm; returns stdout. Errors carry the scrubbed end of stderr, never stdout.
+    fn run(
+        &self,
+        args: &[OsString],
+        timeout: Duration,
+        scrub: &[String],
+    ) -> Result<Vec<u8>, HelmError> {
+        let command = display_command(args);
+        let sh = xshell::Shell::new().map_err(|e| HelmError::Io(e.to_string()))?;
+        let result = sh
+            .cmd(&self.bin)
+            .args(args)
+            .ignore_status()
+            .timeout(timeout)
+            .output();
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                // xshell's message ends with the command's output: use its first line only.
+                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+                return Err(if first.starts_with("command timed out") {
+                    HelmError::Timeout { command, timeout }
+                } else if first.starts_with("command not found") {
+                    HelmError::NotFound {
+                        tried: self.bin.display().to_string(),
+                    }
+                } else {
+                    HelmError::Io(format!("running `{command}`: {first}"))
+                });
+            }
+        };
+        if output.status.success() {
+            return Ok(output.stdout);
+        }
+        Err(HelmError::Command {
+            command,
+            stderr: clean_stderr(&String::from_utf8_lossy(&output.stderr), scrub),
+        })
+    }
+
+    /// Pulls a repository chart into `dir`, checks its pin; returns the archive and its sha256.
+    fn pull(&self, chart: &ChartRef, dir: &Path) -> Result<(PathBuf, String), HelmError> {
+        let ChartRef::Repo {
+            repo,
+            chart: name,
+            version,
+            sha256,
+        } = chart
+        else {
+            return Err(HelmError::Io("only repository charts are pulled".into()));
+        };
+        let destination = dir.join("chart");
+        std::fs::create_dir(&destination).map_err(|e| HelmError::Io(e.to_string()))?;
+        let args = chart.pull_args(&destination).unwrap_or_default();
+        self.run(&args, QUICK_TIMEOUT, &[])?;
+        let archives: Vec<PathBuf> = std::fs::read_dir(&destination)
+            .map_err(|e| HelmError::Io(e.to_string()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "tgz"))
+            .collect();
+        let [archive] = archives.as_slice() else {
+            return Err(HelmError::Output {
+                command: display_command(&args),
+                message: format!("expected one chart archive, found {}", archives.len()),
+            });
+        };
+        let bytes = std::fs::read(archive).map_err(|e| HelmError::Io(e.to_string()))?;
+        let actual = engine::sha256_hex(&bytes);
+        if let Some(expected) = sha256 {
+            check_digest(repo, name, version, expected, &actual)?;
+        }
+        Ok((archive.clone(), actual))
+    }
+
+    /// Runs `f` with the chart's path and a private values file, both inside a temporary
+    /// directory that is removed afterwards.
+    fn with_chart_and_values<T>(
+        &self,
+        chart: &ChartRef,
+        values: &Value,
+        f: impl FnOnce(&Path, &Path) -> Result<T, HelmError>,
+    ) -> Result<T, HelmError> {
+        let dir = private_dir()?;
+        let chart_path = match chart {
+            ChartRef::Local(path) => path.clone(),
+            ChartRef::Repo { .. } => self.pull(chart, dir.path())?.0,
+        };
+        let values_path = write_values_file(dir.path(), values)?;
+        let result = f(&chart_path, &values_path);
+        drop(dir);
+        result
+    }
+}
+
+/// A binary from `$<env_var>`, else `<name>` on `PATH`.
+pub fn locate_binary(env_var: &str, name: &str) -> Result<PathBuf, HelmError> {
+    if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HelmError::NotFound {
+                tried: format!("{env_var}={} is not a file", path.display()),
+            })
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| HelmError::NotFound {
+            tried: format!("{env_var} is not set and `{name}` is not on PATH"),
+        })
+}
+
+/// The arguments of `helm upgrade --install`.
+pub fn upgrade_args(
+    release: &str,
+    namespace: &str,
+    chart: &Path,
+    values_file: &Path,
+    create_namespace: bool,
+    timeout: Duration,
+    connection: &[OsString],
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "upgrade".into(),
+        "--install".into(),
+        release.into(),
+        chart.as_os_str().to_owned(),
+        "--namespace".into(),
+        namespace.into(),
+        "--values".into(),
+        values_file.as_os_str().to_owned(),
+        "--reset-values".into(),
+        "--wait".into(),
+        "--timeout".into(),
+        format!("{}s", timeout.as_secs().max(1)).into(),
+    ];
+    if create_namespace {
+        args.push("--create-namespace".into());
+    }
+    args.extend(connection.iter().cloned());
+    args
+}
+
+fn check_digest(
+    repo: &str,
+    chart: &str,
+    version: &str,
+    expected: &str,
+    actual: &str,
+) -> Result<(), HelmError> {
+    let want = expected
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_ascii_lowercase();
+    if want == actual {
+        Ok(())
+    } else {
+        Err(HelmError::DigestMismatch {
+            repo: repo.to_owned(),
+            chart: chart.to_owned(),
+            version: version.to_owned(),
+            expected: want,
+            actual: actual.to_owned(),
+        })
+    }
+}
+
+/// A temporary directory only the owner can enter (mode 0700), removed when dropped.
+pub(crate) fn private_dir_with_prefix(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder.tempdir()
+}
+
+fn private_dir() -> Result<tempfile::TempDir, HelmError> {
+    private_dir_with_prefix("envctl-helm-")
+        .map_err(|e| HelmError::Io(format!("cannot create a temporary directory: {e}")))
+}
+
+fn write_values_file(dir: &Path, values: &Value) -> Result<PathBuf, HelmError> {
+    let path = dir.join("values.json");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .map_err(|e| HelmError::Io(format!("cannot create the values file: {e}")))?;
+    // JSON is YAML: helm reads it as a values file.
+    let body = serde_json::to_vec(values).map_err(|e| HelmError::Io(e.to_string()))?;
+    file.write_all(&body)
+        .map_err(|e| HelmError::Io(format!("cannot write the values file: {e}")))?;
+    Ok(path)
+}
+
+fn display_command(args: &[OsString]) -> String {
+    let mut out = String::from("helm");
+    for arg in args {
+        out.push(' ');
+        out.push_str(&arg.to_string_lossy());
+    }
+    out
+}
+
+fn is_not_found(stderr: &str) -> bool {
+    stderr.contains("release: not found")
+}
+
+/// Every string of `values` long enough to be scrubbed, longest first.
+fn scrub_list(values: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) if s.chars().count() >= SCRUB_MIN_LEN => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(values, &mut out);
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// helm's stderr for an error: every string of `scrub` replaced, cut to its last
+/// [`STDERR_LIMIT`] bytes (helm prints the reason last).
+fn clean_stderr(stderr: &str, scrub: &[String]) -> String {
+    let mut text = stderr.trim().to_owned();
+    for secret in scrub {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), engine::SENSITIVE);
+        }
+    }
+    if text.len() > STDERR_LIMIT {
+        let mut start = text.len() - STDERR_LIMIT;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text = format!("…{}", &text[start..]);
+    }
+    if text.is_empty() {
+        "(helm printed nothing on stderr)".into()
+    } else {
+        text
+    }
+}
+
+/// The objects of a multi-document YAML stream as helm prints it: empty and comment-only
+/// documents dropped, `*List` objects flattened into their items.
+pub fn parse_manifest(yaml: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    // Split on document markers ourselves: one bad document then names its source template.
+    for doc in split_documents(yaml) {
+        if doc.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            continue;
+        }
+        let value: Value = serde_saphyr::from_str(&doc).map_err(|e| {
+            let source = doc
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("# Source: "))
+                .unwrap_or("a document");
+            format!("{source}: {e}")
+        })?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref map)
+                if map
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List"))
+                    && map.get("items").is_some_and(Value::is_array) =>
+            {
+                if let Some(Value::Array(items)) = map.get("items") {
+                    out.extend(items.iter().cloned());
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+fn split_documents(yaml: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in yaml.lines() {
+        if line == "---" || line.starts_with("--- ") {
+            docs.push(String::new());
+            continue;
+        }
+        let current = docs.last_mut().expect("one document at least");
+        current.push_str(line);
+        current.push('\n');
+    }
+    docs
+}
+
+/// Kinds the Kubernetes API serves cluster-scoped, for when discovery cannot tell.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "CertificateSigningRequest",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterTrustBundle",
+    "ComponentStatus",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "GatewayClass",
+    "IngressClass",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+/// Whether objects of `api_version`/`kind` are namespaced: the cluster's discovery when it
+/// serves the type, else a CustomResourceDefinition among `objects` that defines it, else
+/// the list of cluster-scoped built-in kinds (anything else counts as namespaced).
+pub fn is_namespaced(
+    api_version: &str,
+    kind: &str,
+    cluster: Option<&Cluster>,
+    objects: &[Value],
+) -> bool {
+    if let Some(ty) = cluster.and_then(|c| c.resolve(api_version, kind)) {
+        return ty.namespaced;
+    }
+    let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+    let crd_scope = objects.iter().find_map(|o| {
+        (o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+            && o.pointer("/spec/group").and_then(Value::as_str) == Some(group)
+            && o.pointer("/spec/names/kind").and_then(Value::as_str) == Some(kind))
+        .then(|| o.pointer("/spec/scope").and_then(Value::as_str))
+        .flatten()
+    });
+    match crd_scope {
+        Some(scope) => scope == "Namespaced",
+        None => !CLUSTER_SCOPED_KINDS.contains(&kind),
+    }
+}
+
+/// Sets `metadata.namespace = namespace` on every namespaced object that has none (helm
+/// leaves it empty when a chart's template does not set it; helm itself then installs into
+/// the release namespace). Scope is decided by [`is_namespaced`].
+pub fn fill_namespaces(objects: &mut [Value], namespace: &str, cluster: Option<&Cluster>) {
+    let scopes: Vec<bool> = objects
+        .iter()
+        .map(|o| {
+            is_namespaced(
+                o.get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                o.get("kind").and_then(Value::as_str).unwrap_or_default(),
+                cluster,
+                objects,
+            )
+        })
+        .collect();
+    for (object, namespaced) in objects.iter_mut().zip(scopes) {
+        let has_namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if namespaced && !has_namespace {
+            if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+                meta.insert("namespace".into(), Value::String(namespace.to_owned()));
+            }
+        } else if !namespaced && let Some(Value::Object(meta)) = object.get_mut("metadata") {
+            meta.remove("namespace");
+        }
+    }
+}
+
+/// `<lowercase kind>/<namespace>/<name>` (or `<lowercase kind>/<name>` when cluster-scoped),
+/// like the name part of an object address.
+pub fn object_id(object: &Value) -> String {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_lowercase();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+/// Whether a rendered object is a Helm hook (run around install/upgrade, not kept as part
+/// of the release).
+pub fn is_hook(object: &Value) -> bool {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get("helm.sh/hook"))
+        .is_some()
+}
+
+/// One object of a release that differs live from what the chart renders.
+#[derive(Debug, Clone)]
+pub struct ObjectDrift {
+    /// `<lowercase kind>/<namespace>/<name>`.
+    pub object: String,
+    /// Live, stripped of noise (Secrets' data redacted).
+    pub before: Value,
+    /// What the chart's object would make of it, stripped likewise.
+    pub after: Value,
+    /// The differing fields, with the manager that last wrote each (e.g. `kubectl-edit`).
+    pub fields: Vec<Drift>,
+}
+
+/// What differs live from a release's rendered objects.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseDrift {
+    /// Objects the chart renders that do not exist (`<kind>/<ns>/<name>`).
+    pub missing: Vec<String>,
+    /// Objects whose live state differs.
+    pub changed: Vec<ObjectDrift>,
+    /// Objects not compared, each with the reason (hooks, kinds the cluster does not serve,
+    /// objects the server refused in the dry run).
+    pub skipped: Vec<String>,
+}
+
+impl ReleaseDrift {
+    /// No object missing or changed (skipped objects do not count).
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The live drift of a release: renders `chart` with `values` as an upgrade against the
+/// cluster ([`Render::Upgrade`]) and compares every rendered object with the live one.
+///
+/// Pass the DEPLOYED values (from [`Helm::deployed_values`]) and the deployed chart to see
+/// out-of-band changes (what `kubectl edit` changed or someone deleted); pass the desired
+/// ones to see what an upgrade would change in the cluster. See [`objects_drift`].
+pub async fn release_drift(
+    cluster: &Cluster,
+    helm: &Helm,
+    release: &str,
+    namespace: &str,
+    chart: &ChartRef,
+    values: &Value,
+) -> Result<ReleaseDrift, HelmError> {
+    let objects = helm
+        .template(
+            Some(cluster),
+            release,
+            namespace,
+            chart,
+            values,
+            Render::Upgrade,
+        )
+        .await?;
+    Ok(objects_drift(cluster, &objects).await?)
+}
+
+/// Compares each object (with its namespace filled in) with the live one: the server is asked
+/// with a server-side-apply dry run (forced, field manager `envctl`; nothing is persisted)
+/// what the object would become, and that answer is compared with the live object, both
+/// stripped of noise. Each differing field names the manager that last wrote it live.
+///
+/// Fields someone ADDED out of band (that the objects do not set) are not drift: an apply
+/// keeps them, as helm's upgrade does. Hooks and kinds the cluster does not serve are skipped
+/// with a note. Runs [`DRIFT_CONCURRENCY`] objects at once.
+pub async fn objects_drift(
+    cluster: &Cluster,
+    objects: &[Value],
+) -> Result<ReleaseDrift, LiveError> {
+    let results = stream::iter(objects.iter())
+        .map(|object| object_drift(cluster, object))
+        .buffer_unordered(DRIFT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut drift = ReleaseDrift::default();
+    for result in results {
+        match result? {
+            OneDrift::InSync => {}
+            OneDrift::Missing(id) => drift.missing.push(id),
+            OneDrift::Changed(changed) => drift.changed.push(changed),
+            OneDrift::Skipped(note) => drift.skipped.push(note),
+        }
+    }
+    drift.missing.sort();
+    drift.changed.sort_by(|a, b| a.object.cmp(&b.object));
+    drift.skipped.sort();
+    Ok(drift)
+}
+
+enum OneDrift {
+    InSync,
+    Missing(String),
+    Changed(ObjectDrift),
+    Skipped(String),
+}
+
+async fn object_drift(cluster: &Cluster, object: &Value) -> Result<OneDrift, LiveError> {
+    let id = object_id(object);
+    if is_hook(object) {
+        return Ok(OneDrift::Skipped(format!(
+            "{id}: a Helm hook, not kept as part of the release"
+        )));
+    }
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(ty) = cluster.resolve(api_version, kind) else {
+        return Ok(OneDrift::Skipped(format!(
+            "{id}: the cluster does not serve {api_version} {kind}; not compared"
+        )));
+    };
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|_| ty.namespaced);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(live) = cluster.get(&ty, namespace, name).await? else {
+        return Ok(OneDrift::Missing(id));
+    };
+    let after = match cluster.apply(&ty, object, true, true).await {
+        Ok(after) => after,
+        Err(LiveError::Api(kube::Error::Api(status)))
+            if status.code == 422 || status.code == 400 =>
+        {
+            let reason = if kind == "Secret" {
+                "(the message may hold secret data and is not shown)".to_owned()
+            } else {
+                status.message.clone()
+            };
+            return Ok(OneDrift::Skipped(format!(
+                "{id}: the server refused the chart's object in a dry run: {reason}"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let before = fields::strip_noise(&live);
+    let after = fields::strip_noise(&after);
+    if before == after {
+        return Ok(OneDrift::InSync);
+    }
+    let managers = fields::managed_fields(&live);
+    let drift = fields::changed_paths(&before, &after)
+        .into_iter()
+        .map(|path| {
+            let writer = fields::last_writer(&managers, &live, &path, crate::FIELD_MANAGER);
+            Drift {
+                path: path.to_string(),
+                manager: writer.map(|w| w.manager.clone()),
+                operation: writer.map(|w| w.operation.clone()),
+                time: writer.and_then(|w| w.time.clone()),
+            }
+        })
+        .collect();
+    Ok(OneDrift::Changed(ObjectDrift {
+        object: id,
+        before: engine::redact(&before, &[]),
+        after: engine::redact(&after, &[]),
+        fields: drift,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn repository_charts_are_pulled_by_repo_and_oci_charts_by_reference() {
+        let https = ChartRef::Repo {
+            repo: "https://charts.dexidp.io".into(),
+            chart: "dex".into(),
+            version: "0.24.0".into(),
+            sha256: None,
+        };
+        assert_eq!(
+            strings(&https.pull_args(Path::new("/tmp/x")).unwrap()),
+            [
+                "pull",
+                "--repo",
+                "https://charts.dexidp.io",
+                "dex",
+                "--version",
+                "0.24.0",
+                "--destination",
+                "/tmp/x"
+            ]
+        );
+        let oci = ChartRef::Repo {
+            repo: "oci://ghcr.io/org/charts/".into(),
+            chart: "app".into(),
+            version: "1.0.0".into(),
+            sha256: None,
+        };
+        assert_eq!(
+            strings(&oci.pull_args(Path::new("/d")).unwrap())[..2],
+            ["pull", "oci://ghcr.io/org/charts/app"]
+        );
+        assert!(
+            ChartRef::Local("/c".into())
+                .pull_args(Path::new("/d"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn chart_source_path_wins_over_repository() {
+        let mut source = engine::ChartSource {
+            repo: Some("https://charts.dexidp.io".into()),
+            chart: "dex".into(),
+            version: "0.24.0".into(),
+            path: Some("charts/dex".into()),
+            sha256: Some("ab".into()),
+        };
+        assert_eq!(
+            ChartRef::from_source(&source, Path::new("/infra")),
+            Some(ChartRef::Local("/infra/charts/dex".into()))
+        );
+        source.path = None;
+        assert!(matches!(
+            ChartRef::from_source(&source, Path::new("/infra")),
+            Some(ChartRef::Repo {
+                sha256: Some(_),
+                ..
+            })
+        ));
+        source.repo = None;
+        assert_eq!(ChartRef::from_source(&source, Path::new("/infra")), None);
+    }
+
+    #[test]
+    fn a_digest_mismatch_names_both_digests() {
+        let actual = engine::sha256_hex(b"archive");
+        assert!(
+            check_digest(
+                "r",
+                "c",
+                "1",
+                &format!("sha256:{}", actual.to_uppercase()),
+                &actual
+            )
+            .is_ok()
+        );
+        let err = check_digest("https://r", "dex", "0.24.0", "00ff", &actual).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("00ff") && text.contains(&actual), "{text}");
+        assert!(matches!(err, HelmError::DigestMismatch { .. }));
+    }
+
+    #[test]
+    fn upgrade_passes_values_as_a_file_and_the_connection_through() {
+        let helm = Helm {
+            bin: "helm".into(),
+            kubeconfig: Some("/k/config".into()),
+            context: Some("kind-dev".into()),
+        };
+        let args = upgrade_args(
+            "dex",
+            "sso",
+            Path::new("/tmp/c/dex-0.24.0.tgz"),
+            Path::new("/tmp/c/values.json"),
+            true,
+            Duration::from_secs(300),
+            &helm.connection_args(),
+        );
+        assert_eq!(
+            strings(&args),
+            [
+                "upgrade",
+                "--install",
+                "dex",
+                "/tmp/c/dex-0.24.0.tgz",
+                "--namespace",
+                "sso",
+                "--values",
+                "/tmp/c/values.json",
+                "--reset-values",
+                "--wait",
+                "--timeout",
+                "300s",
+                "--create-namespace",
+                "--kubeconfig",
+                "/k/config",
+                "--kube-context",
+                "kind-dev"
+            ]
+        );
+    }
+
+    #[test]
+    fn values_never_reach_an_error_message() {
+        let values = json!({"config": {"clientSecret": "s3cr3t-value", "port": 80, "x": "ab"},
+            "list": ["another-secret"]});
+        let scrub = scrub_list(&values);
+        assert_eq!(scrub, ["another-secret", "s3cr3t-value"]);
+        let stderr = "Error: UPGRADE FAILED: Secret \"x\" is invalid: data: Invalid value: \
+                      \"s3cr3t-value\" and another-secret\n";
+        let cleaned = clean_stderr(stderr, &scrub);
+        assert!(!cleaned.contains("s3cr3t") && !cleaned.contains("another-secret"));
+        assert!(cleaned.contains("(sensitive value)") && cleaned.contains("UPGRADE FAILED"));
+        let long = format!("{}the reason", "x".repeat(5000));
+        let cut = clean_stderr(&long, &[]);
+        assert!(cut.ends_with("the reason") && cut.len() <= STDERR_LIMIT + 4);
+    }
+
+    #[test]
+    fn the_values_file_is_private() {
+        let dir = private_dir().unwrap();
+        let path = write_values_file(dir.path(), &json!({"a": "b"})).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"a":"b"}"#);
+        let kept = dir.path().to_owned();
+        drop(dir);
+        assert!(!kept.exists(), "the temporary directory is removed");
+    }
+
+    #[test]
+    fn manifests_parse_like_helm_prints_them() {
+        let yaml = "---\n# Source: dex/templates/service.yaml\napiVersion: v1\nkind: Service\n\
+                    metadata:\n  name: dex\nspec:\n  ports:\n  - port: 80\n---\n# Source: empty.yaml\n\
+                    ---\napiVersion: v1\nkind: ConfigMapList\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  \
+                    metadata: {name: a}\n";
+        let objects = parse_manifest(yaml).unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0]["spec"]["ports"][0]["port"], 80);
+        assert_eq!(objects[1]["kind"], "ConfigMap");
+        let err = parse_manifest("# Source: bad.yaml\na: [\n").unwrap_err();
+        assert!(err.starts_with("bad.yaml: "), "{err}");
+    }
+
+    #[test]
+    fn namespaces_are_filled_for_namespaced_kinds_only() {
+        let mut objects = vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "other"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Global", "metadata": {"name": "g"}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Local", "metadata": {"name": "l"}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "globals.example.com"},
+                "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Global"}}}),
+        ];
+        fill_namespaces(&mut objects, "sso", None);
+        let ids: Vec<String> = objects.iter().map(object_id).collect();
+        assert_eq!(
+            ids,
+            [
+                "deployment/sso/d",
+                "configmap/other/c",
+                "clusterrole/r",
+                "global/g",
+                "local/sso/l",
+                "customresourcedefinition/globals.example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn hooks_are_recognised() {
+        assert!(is_hook(
+            &json!({"metadata": {"annotations": {"helm.sh/hook": "test"}}})
+        ));
+        assert!(!is_hook(&json!({"metadata": {"name": "x"}})));
+    }
+
+    #[test]
+    fn locating_a_missing_binary_says_how_to_install_it() {
+        let err =
+            locate_binary("ENVCTL_TEST_NO_SUCH_VAR_FOR_HELM", "envctl-no-such-binary").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("not on PATH") && text.contains("helm.sh/docs"),
+            "{text}"
+        );
+    }
+}
