@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod doctor;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "A local Kubernetes environment as code", version)]
 struct Cli {
@@ -29,11 +31,20 @@ enum Command {
     Test,
     /// Manage the local test control plane (kube-apiserver + kwok).
     Testenv,
+    /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Doctor(args) => match doctor::main(&args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!("error: not implemented yet");
             ExitCode::FAILURE
