@@ -32,6 +32,12 @@ pub const MODULE_ANNOTATION: &str = "envctl.dev/module";
 pub const ENVIRONMENT_ANNOTATION: &str = "envctl.dev/environment";
 /// Annotation: the object's resource address.
 pub const ADDRESS_ANNOTATION: &str = "envctl.dev/address";
+/// Annotation on an object declared from a pinned upstream file: the file's URL. Plans and
+/// `render` show the object by name; apply fetches the file (or reads it from a mirror),
+/// checks [`SOURCE_SHA256_ANNOTATION`] and applies its content.
+pub const SOURCE_ANNOTATION: &str = "envctl.dev/source";
+/// Annotation: the pinned sha256 of [`SOURCE_ANNOTATION`]'s file.
+pub const SOURCE_SHA256_ANNOTATION: &str = "envctl.dev/source-sha256";
 
 /// The desired document of one resource, with placeholders resolved.
 #[derive(Debug, Clone, PartialEq)]

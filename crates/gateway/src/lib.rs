@@ -9,12 +9,7 @@ use serde_json::{Value, json};
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "gateway";
 
-/// Annotation on an object declared from a pinned upstream file: the file's URL. Plans and
-/// `render` show the object by name; apply fetches the file (or reads it from a mirror),
-/// checks [`SOURCE_SHA256_ANNOTATION`] and applies its content.
-pub const SOURCE_ANNOTATION: &str = "envctl.dev/source";
-/// Annotation: the pinned sha256 of [`SOURCE_ANNOTATION`]'s file.
-pub const SOURCE_SHA256_ANNOTATION: &str = "envctl.dev/source-sha256";
+use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 
 /// What the gateway module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {

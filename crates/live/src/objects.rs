@@ -101,6 +101,9 @@ pub enum ObjectState {
         message: String,
         immutable: bool,
     },
+    /// The cluster does not serve the object's kind and no CRD in this plan defines it: it
+    /// may come with a Helm chart planned earlier (the caller knows the graph and decides).
+    UnservedKind,
 }
 
 /// Facts for a whole set of desired objects, plus owned objects nobody wants any more.
@@ -289,13 +292,7 @@ async fn plan_one(
                 },
                 requests,
             )),
-            None => Err(LiveError::Other(format!(
-                "{}: the cluster does not serve {} {} and no CustomResourceDefinition in the \
-                 configuration defines it (is a CRD missing, or the apiVersion misspelt?)",
-                desired.address,
-                desired.api_version(),
-                desired.kind()
-            ))),
+            None => Ok((ObjectState::UnservedKind, requests)),
         };
     };
     if let Some(ns) = desired.namespace().filter(|_| ty.namespaced)

@@ -1,0 +1,953 @@
+//! Plan, apply and destroy of a whole environment (or one module of it) against a live
+//! cluster: the engine's graph on one side, the facts gathered here on the other.
+//!
+//! Plan: resolve every desired document with what is known (outputs read from live objects
+//! where their producers exist), gather live facts per resource kind, and turn each into an
+//! engine [`ResourceChange`]. Apply: walk the plan in graph order, re-resolving documents as
+//! outputs become known, waiting for what the next step needs. Destroy: the reverse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use engine::{
+    Action, Address, Bindings, Desired, FieldDrift, Graph, Ownership, Plan, ResourceChange,
+    ResourceKind, ResourceSpec,
+};
+use serde_json::Value;
+
+use crate::objects::{self, DesiredObject, ObjectState, PlannedCreations};
+use crate::sources::Sources;
+use crate::wait::{self, WaitOptions};
+use crate::{Cluster, LiveError, fields};
+
+use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
+
+/// How a run behaves.
+pub struct RunOptions {
+    /// Parallel requests at most.
+    pub concurrency: usize,
+    /// Take ownership of fields another manager owns on objects this project does not own.
+    pub force_conflicts: bool,
+    pub wait: WaitOptions,
+    pub sources: Sources,
+    /// Only these modules (all when `None`).
+    pub modules: Option<BTreeSet<String>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: 16,
+            force_conflicts: false,
+            wait: WaitOptions::default(),
+            sources: Sources::default(),
+            modules: None,
+        }
+    }
+}
+
+/// Where progress lines go (stderr in the CLI, a buffer in tests).
+pub type Reporter = dyn Fn(&str) + Send + Sync;
+
+/// One environment against one cluster.
+pub struct Runner<'a> {
+    pub cluster: Cluster,
+    pub graph: &'a Graph,
+    pub environment: String,
+    pub options: RunOptions,
+    pub report: &'a Reporter,
+    /// Pinned files already loaded in this run, by URL.
+    pinned: Mutex<BTreeMap<String, Vec<Value>>>,
+}
+
+/// What an apply or destroy did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub replaced: usize,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        cluster: Cluster,
+        graph: &'a Graph,
+        environment: &str,
+        options: RunOptions,
+        report: &'a Reporter,
+    ) -> Self {
+        Runner {
+            cluster,
+            graph,
+            environment: environment.to_owned(),
+            options,
+            report,
+            pinned: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn selected(&self, address: &Address) -> bool {
+        self.options
+            .modules
+            .as_ref()
+            .is_none_or(|m| m.contains(&address.module))
+    }
+
+    /// What is known now: plan-time outputs, Secret names, and after-apply outputs whose
+    /// producers already exist live.
+    pub async fn bindings(&self) -> Result<Bindings, LiveError> {
+        let mut bindings = self.graph.bindings();
+        for output in self.graph.outputs() {
+            if output.value.is_some() {
+                continue;
+            }
+            if let Some(value) = self.read_output(output).await? {
+                bindings.outputs.insert(output.r#ref.clone(), value);
+            }
+        }
+        Ok(bindings)
+    }
+
+    async fn read_output(&self, output: &engine::Output) -> Result<Option<Value>, LiveError> {
+        let Some(source) = &output.source else {
+            return Ok(None);
+        };
+        let Some(ty) = self.cluster.resolve(&source.api_version, &source.kind) else {
+            return Ok(None);
+        };
+        let object = self
+            .cluster
+            .get(&ty, source.namespace.as_deref(), &source.name)
+            .await?;
+        Ok(object
+            .and_then(|o| o.pointer(&source.pointer).cloned())
+            .filter(|v| !v.is_null() && v != "" && v != "None"))
+    }
+
+    /// The manifest that will be sent for an object resource: pinned content where declared
+    /// from a pinned file, ownership metadata, environment label and configuration hash.
+    fn object_manifest(&self, desired: &Desired, ownership: Ownership) -> Result<Value, LiveError> {
+        let mut manifest = desired.doc.clone();
+        if let Some(url) = annotation(&manifest, SOURCE_ANNOTATION) {
+            let sha = annotation(&manifest, SOURCE_SHA256_ANNOTATION).unwrap_or_default();
+            let mut cache = self.pinned.lock().expect("pinned cache");
+            if !cache.contains_key(&url) {
+                let objects = self.options.sources.load(&url, &sha)?;
+                cache.insert(url.clone(), objects);
+            }
+            let kind = manifest.get("kind").cloned();
+            let name = manifest.pointer("/metadata/name").cloned();
+            let content = cache[&url]
+                .iter()
+                .find(|o| {
+                    o.get("kind").cloned() == kind && o.pointer("/metadata/name").cloned() == name
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    LiveError::Other(format!(
+                        "{}: {url} holds no such object (are the pins' `objects` right?)",
+                        desired.address
+                    ))
+                })?;
+            manifest = merge_metadata(content, &manifest);
+        }
+        Ok(match ownership {
+            Ownership::Owned => objects::stamp(&manifest, &self.environment),
+            Ownership::FieldsOnly => manifest,
+        })
+    }
+
+    /// The plan of the whole environment (or the selected modules) against the live cluster.
+    pub async fn plan(&self) -> Result<Plan, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut plan = Plan::new(&self.environment);
+        let mut desired_objects = Vec::new();
+        let mut planned = PlannedCreations::default();
+        let mut documents = BTreeMap::new();
+        for address in self.graph.order() {
+            let resource = self.graph.resource(address).expect("graph resource");
+            let desired = self
+                .graph
+                .desired(address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            match &resource.spec {
+                ResourceSpec::Object(spec) => {
+                    let manifest = self.object_manifest(&desired, spec.ownership)?;
+                    if manifest.get("kind").and_then(Value::as_str)
+                        == Some("CustomResourceDefinition")
+                    {
+                        let group = manifest
+                            .pointer("/spec/group")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let kind = manifest
+                            .pointer("/spec/names/kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let name = manifest
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        planned
+                            .kinds
+                            .insert(format!("{group}/{kind}"), name.to_owned());
+                    }
+                    if manifest.get("kind").and_then(Value::as_str) == Some("Namespace")
+                        && spec.ownership == Ownership::Owned
+                    {
+                        planned.namespaces.insert(
+                            manifest
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                        );
+                    }
+                    if self.selected(address) {
+                        desired_objects.push(DesiredObject {
+                            address: address.to_string(),
+                            manifest,
+                            owned: spec.ownership == Ownership::Owned,
+                            has_unknowns: !desired.unknown.is_empty(),
+                        });
+                    }
+                }
+                ResourceSpec::HelmRelease(spec) if spec.create_namespace => {
+                    planned.namespaces.insert(spec.namespace.clone());
+                }
+                _ => {}
+            }
+            documents.insert(address.clone(), desired);
+        }
+
+        let facts = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &desired_objects,
+            &planned,
+            &[],
+            self.options.concurrency,
+        )
+        .await?;
+        let mut pending: BTreeSet<Address> = BTreeSet::new();
+        for address in self.graph.order() {
+            if !self.selected(address) {
+                continue;
+            }
+            let resource = self.graph.resource(address).expect("graph resource");
+            let desired = &documents[address];
+            let change = match &resource.spec {
+                ResourceSpec::Object(_) => {
+                    let state = facts
+                        .states
+                        .get(&address.to_string())
+                        .expect("a state per desired object");
+                    let sent = desired_objects
+                        .iter()
+                        .find(|d| d.address == address.to_string())
+                        .map(|d| d.manifest.clone());
+                    self.object_change(address, desired, sent, state, &pending)?
+                }
+                _ => self.other_change(address, resource, desired).await?,
+            };
+            if change.action != Action::NoOp {
+                pending.insert(address.clone());
+            }
+            if let Some(before) = &change.before {
+                plan.fingerprints
+                    .insert(address.clone(), engine::canonical_hash(before));
+            }
+            plan.changes.push(change);
+        }
+        // Owned objects nobody declares any more: pruned last, in reverse order of discovery.
+        for orphan in facts.orphans.iter().rev() {
+            let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
+                .and_then(|a| a.parse::<Address>().ok())
+            else {
+                continue;
+            };
+            if !self.selected(&address) {
+                continue;
+            }
+            let before = fields::strip_noise(orphan);
+            plan.fingerprints
+                .insert(address.clone(), engine::canonical_hash(&before));
+            plan.changes.push(
+                ResourceChange::new(
+                    address,
+                    Action::Delete,
+                    Some(before),
+                    None,
+                    Default::default(),
+                )
+                .with_note("no longer in the configuration"),
+            );
+        }
+        Ok(plan)
+    }
+
+    fn object_change(
+        &self,
+        address: &Address,
+        desired: &Desired,
+        sent: Option<Value>,
+        state: &ObjectState,
+        pending: &BTreeSet<Address>,
+    ) -> Result<ResourceChange, LiveError> {
+        let waits = self.graph.waits_for(address);
+        // A pinned upstream file is shown by name and source, not as its (large) content.
+        let pinned = annotation(&desired.doc, SOURCE_ANNOTATION).is_some();
+        let shown = match sent {
+            Some(manifest) if !pinned => strip_bookkeeping(&manifest),
+            _ => desired.doc.clone(),
+        };
+        let change = |action, before: Option<Value>, after: Option<Value>| {
+            let mut c = ResourceChange::new(
+                address.clone(),
+                action,
+                before,
+                after,
+                desired.sensitivity.clone(),
+            );
+            c.unknown = desired.unknown.clone();
+            c
+        };
+        Ok(match state {
+            ObjectState::Absent {
+                waits_for,
+                validated,
+            } => {
+                let mut c =
+                    change(Action::Create, None, Some(shown)).with_waits_for(waits_for.clone());
+                if waits_for.is_none() && !*validated && desired.unknown.is_empty() {
+                    c = c.with_waits_for(waits);
+                }
+                c
+            }
+            ObjectState::InSync { live } => {
+                change(Action::NoOp, Some(fields::strip_noise(live)), Some(shown))
+            }
+            ObjectState::Differs {
+                before,
+                after,
+                drift,
+                conflict,
+                ..
+            } => {
+                let mut c = change(
+                    Action::Update,
+                    Some(strip_bookkeeping(before)),
+                    Some(strip_bookkeeping(after)),
+                );
+                c.drift = drift
+                    .iter()
+                    .filter(|d| {
+                        d.manager
+                            .as_deref()
+                            .is_some_and(|m| m != crate::FIELD_MANAGER)
+                    })
+                    .map(|d| FieldDrift {
+                        path: d.path.clone(),
+                        manager: d.manager.clone(),
+                        operation: d.operation.clone(),
+                        time: d.time.clone(),
+                    })
+                    .collect();
+                if let Some(conflict) = conflict {
+                    c = c.with_note(format!(
+                        "conflict: {} own{} {}; apply with --force-conflicts to take them over",
+                        conflict.managers.join(", "),
+                        if conflict.managers.len() == 1 {
+                            "s"
+                        } else {
+                            ""
+                        },
+                        conflict.fields.join(", ")
+                    ));
+                }
+                c
+            }
+            ObjectState::Unknown { live } => {
+                change(Action::Update, Some(fields::strip_noise(live)), Some(shown))
+                    .with_note("depends on values known only after apply")
+            }
+            ObjectState::Invalid {
+                live,
+                message,
+                immutable: true,
+            } => change(
+                Action::Replace {
+                    reason: format!("the server refuses an in-place update: {message}"),
+                },
+                live.as_ref().map(fields::strip_noise),
+                Some(shown),
+            ),
+            ObjectState::Invalid { message, .. } => {
+                return Err(LiveError::Other(format!(
+                    "{address}: the API server rejects this object: {message}"
+                )));
+            }
+            ObjectState::UnservedKind => {
+                let providers: Vec<String> = self
+                    .graph
+                    .dependencies_of(address)
+                    .into_iter()
+                    .map(|e| e.from.clone())
+                    .filter(|a| pending.contains(a) && a.kind == ResourceKind::HelmRelease)
+                    .map(|a| a.to_string())
+                    .collect();
+                let upstream = transitive_pending(self.graph, address, pending);
+                if providers.is_empty() && upstream.is_empty() {
+                    let kind = desired
+                        .doc
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let api = desired
+                        .doc
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    return Err(LiveError::Other(format!(
+                        "{address}: the cluster does not serve {api} {kind}, and nothing planned before it installs a \
+                         CustomResourceDefinition for it (a missing CRD or chart, or a misspelt apiVersion?)"
+                    )));
+                }
+                let mut c = change(Action::Create, None, Some(shown));
+                c.waits_for = if providers.is_empty() {
+                    upstream
+                } else {
+                    providers
+                };
+                c.with_note("its kind is served once the resources it waits for are applied")
+            }
+        })
+    }
+
+    /// Plans a resource that is not a plain object. Helm releases, generated secrets and the
+    /// cluster are planned by their own facts (see `plan_release`, `plan_secret`, `plan_cluster`).
+    async fn other_change(
+        &self,
+        address: &Address,
+        resource: &engine::Resource,
+        desired: &Desired,
+    ) -> Result<ResourceChange, LiveError> {
+        match &resource.spec {
+            ResourceSpec::Cluster(_) => {
+                Ok(
+                    ResourceChange::from_desired(Action::NoOp, Some(desired.doc.clone()), desired)
+                        .with_note(format!("context {} answers", self.cluster.context)),
+                )
+            }
+            _ => Err(LiveError::Other(format!(
+                "{address}: planning a {} against a live cluster is not built yet",
+                resource.address.kind
+            ))),
+        }
+    }
+
+    fn progress(&self, line: &str) {
+        (self.report)(line);
+    }
+
+    /// Applies `plan` in order. Documents are resolved again with every output known so far,
+    /// so values "known after apply" are filled in as their producers complete.
+    pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
+        let mut report = ApplyReport::default();
+        let mut bindings = self.bindings().await?;
+        let mut deletes = Vec::new();
+        for change in &plan.changes {
+            let address = &change.address;
+            if change.action == Action::Delete {
+                deletes.push(change);
+                continue;
+            }
+            if change.action != Action::NoOp {
+                let resource = self.graph.resource(address).ok_or_else(|| {
+                    LiveError::Other(format!("{address} is not in the configuration"))
+                })?;
+                let desired = self
+                    .graph
+                    .desired(address, &bindings, &self.environment)
+                    .map_err(|e| LiveError::Other(e.to_string()))?;
+                if !desired.unknown.is_empty() {
+                    let unknown: Vec<String> =
+                        desired.unknown.iter().map(ToString::to_string).collect();
+                    return Err(LiveError::Other(format!(
+                        "{address}: {} still unknown after applying its dependencies",
+                        unknown.join(", ")
+                    )));
+                }
+                let start = Instant::now();
+                let verb = match change.action {
+                    Action::Create => "Creating",
+                    Action::Replace { .. } => "Replacing",
+                    _ => "Modifying",
+                };
+                self.progress(&format!("{address}: {verb}..."));
+                match &resource.spec {
+                    ResourceSpec::Object(spec) => {
+                        if let Action::Replace { .. } = change.action {
+                            self.delete_object(address, &desired.doc).await?;
+                        }
+                        self.apply_object(address, &desired, spec.ownership).await?;
+                    }
+                    _ => {
+                        return Err(LiveError::Other(format!(
+                            "{address}: applying a {} is not built yet",
+                            address.kind
+                        )));
+                    }
+                }
+                let done = match change.action {
+                    Action::Create => {
+                        report.created += 1;
+                        "Creation complete"
+                    }
+                    Action::Replace { .. } => {
+                        report.replaced += 1;
+                        "Replacement complete"
+                    }
+                    _ => {
+                        report.updated += 1;
+                        "Modifications complete"
+                    }
+                };
+                self.progress(&format!(
+                    "{address}: {done} after {}s",
+                    start.elapsed().as_secs()
+                ));
+            }
+            for output in self
+                .graph
+                .outputs()
+                .filter(|o| &o.producer == address && o.value.is_none())
+            {
+                if let Some(value) = self.read_output(output).await? {
+                    bindings.outputs.insert(output.r#ref.clone(), value);
+                }
+            }
+        }
+        for change in deletes {
+            let start = Instant::now();
+            self.progress(&format!("{}: Destroying...", change.address));
+            let before = change.before.clone().unwrap_or_default();
+            self.delete_object(&change.address, &before).await?;
+            report.deleted += 1;
+            self.progress(&format!(
+                "{}: Destruction complete after {}s",
+                change.address,
+                start.elapsed().as_secs()
+            ));
+        }
+        Ok(report)
+    }
+
+    async fn apply_object(
+        &self,
+        address: &Address,
+        desired: &Desired,
+        ownership: Ownership,
+    ) -> Result<(), LiveError> {
+        let manifest = self.object_manifest(desired, ownership)?;
+        let (api_version, kind) = type_of(&manifest);
+        let ty = match self.cluster.resolve(api_version, kind) {
+            Some(ty) => ty,
+            None => {
+                // Its CRD was just created (or comes with a chart): look again.
+                self.cluster.refresh_discovery().await?;
+                self.cluster.resolve(api_version, kind).ok_or_else(|| {
+                    LiveError::Other(format!("{address}: the cluster does not serve {api_version} {kind} even after its dependencies were applied"))
+                })?
+            }
+        };
+        let force = ownership == Ownership::Owned || self.options.force_conflicts;
+        match self.cluster.apply(&ty, &manifest, false, force).await {
+            Ok(_) => {}
+            Err(LiveError::Conflict(conflict)) => {
+                return Err(LiveError::Other(format!(
+                    "{address}: field manager{} {} own{} {}; run apply with --force-conflicts to take them over",
+                    if conflict.managers.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    conflict.managers.join(", "),
+                    if conflict.managers.len() == 1 {
+                        "s"
+                    } else {
+                        ""
+                    },
+                    conflict.fields.join(", ")
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        let (namespace, name) = identity(&manifest);
+        if kind == "CustomResourceDefinition" {
+            wait::wait_ready(
+                &self.cluster,
+                &ty,
+                None,
+                &name,
+                &address.to_string(),
+                self.options.wait,
+                self.report,
+            )
+            .await?;
+            self.cluster.refresh_discovery().await?;
+        } else if self.needs_wait(address, &manifest).await? {
+            wait::wait_ready(
+                &self.cluster,
+                &ty,
+                namespace.as_deref(),
+                &name,
+                &address.to_string(),
+                self.options.wait,
+                self.report,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for workloads and for anything others depend on; Gateway API objects only when a
+    /// controller serves their class (no controller means no status to wait for).
+    async fn needs_wait(&self, address: &Address, manifest: &Value) -> Result<bool, LiveError> {
+        let kind = manifest
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "Deployment" | "DaemonSet" | "Namespace" => Ok(true),
+            "Gateway" => {
+                self.class_has_controller(
+                    manifest
+                        .pointer("/spec/gatewayClassName")
+                        .and_then(Value::as_str),
+                )
+                .await
+            }
+            "HTTPRoute" => {
+                let _ = address;
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn class_has_controller(&self, class: Option<&str>) -> Result<bool, LiveError> {
+        let Some(class) = class else { return Ok(false) };
+        let Some(ty) = self
+            .cluster
+            .resolve("gateway.networking.k8s.io/v1", "GatewayClass")
+        else {
+            return Ok(false);
+        };
+        let accepted = self.cluster.get(&ty, None, class).await?.is_some_and(|c| {
+            c.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|conditions| {
+                    conditions.iter().any(|x| {
+                        x.get("type").and_then(Value::as_str) == Some("Accepted")
+                            && x.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                })
+        });
+        Ok(accepted)
+    }
+
+    async fn delete_object(&self, address: &Address, manifest: &Value) -> Result<(), LiveError> {
+        let (api_version, kind) = type_of(manifest);
+        let Some(ty) = self.cluster.resolve(api_version, kind) else {
+            return Ok(());
+        };
+        let (namespace, name) = identity(manifest);
+        self.cluster
+            .delete(&ty, namespace.as_deref(), &name)
+            .await?;
+        wait::wait_gone(
+            &self.cluster,
+            &ty,
+            namespace.as_deref(),
+            &name,
+            &address.to_string(),
+            self.options.wait,
+            self.report,
+        )
+        .await
+    }
+
+    /// The plan that destroys what this environment owns, in reverse apply order. Objects this
+    /// project only patches lose its fields and stay.
+    pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut plan = Plan::new(&self.environment);
+        for address in self.graph.reverse_order() {
+            if !self.selected(&address) {
+                continue;
+            }
+            let resource = self.graph.resource(&address).expect("graph resource");
+            let desired = self
+                .graph
+                .desired(&address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            match &resource.spec {
+                ResourceSpec::Object(spec) => {
+                    let (api_version, kind) = type_of(&desired.doc);
+                    let Some(ty) = self.cluster.resolve(api_version, kind) else {
+                        continue;
+                    };
+                    let (namespace, name) = identity(&desired.doc);
+                    let Some(live) = self.cluster.get(&ty, namespace.as_deref(), &name).await?
+                    else {
+                        continue;
+                    };
+                    if spec.ownership == Ownership::FieldsOnly {
+                        let before = fields::strip_noise(&live);
+                        let mut after = before.clone();
+                        remove_fields(&mut after, &desired.doc);
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::Update,
+                                Some(before),
+                                Some(after),
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note("not owned by envctl: only its fields are removed"),
+                        );
+                    } else if is_owned(&live, &self.environment) {
+                        plan.changes.push(ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(fields::strip_noise(&live)),
+                            None,
+                            desired.sensitivity.clone(),
+                        ));
+                    } else {
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::NoOp,
+                                Some(fields::strip_noise(&live)),
+                                None,
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note(
+                                "exists but is not owned by this environment: left in place",
+                            ),
+                        );
+                    }
+                }
+                ResourceSpec::Cluster(_) => {}
+                _ => {
+                    return Err(LiveError::Other(format!(
+                        "{address}: destroying a {} is not built yet",
+                        address.kind
+                    )));
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Executes a destroy plan, waiting until each deleted object is gone.
+    pub async fn destroy(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
+        let mut report = ApplyReport::default();
+        for change in &plan.changes {
+            let address = &change.address;
+            let start = Instant::now();
+            match change.action {
+                Action::Delete => {
+                    self.progress(&format!("{address}: Destroying..."));
+                    let before = change.before.clone().unwrap_or_default();
+                    self.delete_object(address, &before).await?;
+                    report.deleted += 1;
+                    self.progress(&format!(
+                        "{address}: Destruction complete after {}s",
+                        start.elapsed().as_secs()
+                    ));
+                }
+                Action::Update => {
+                    self.progress(&format!("{address}: Removing envctl's fields..."));
+                    let manifest =
+                        objects::release_fields(change.before.as_ref().unwrap_or(&Value::Null));
+                    let (api_version, kind) = type_of(&manifest);
+                    if let Some(ty) = self.cluster.resolve(api_version, kind) {
+                        self.cluster.apply(&ty, &manifest, false, false).await?;
+                    }
+                    report.updated += 1;
+                    self.progress(&format!(
+                        "{address}: Fields removed after {}s",
+                        start.elapsed().as_secs()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn annotation(object: &Value, key: &str) -> Option<String> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn type_of(manifest: &Value) -> (&str, &str) {
+    (
+        manifest
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        manifest
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+}
+
+fn identity(manifest: &Value) -> (Option<String>, String) {
+    (
+        manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn is_owned(live: &Value, environment: &str) -> bool {
+    live.pointer("/metadata/labels").is_some_and(|l| {
+        l.get(engine::desired::MANAGED_BY_LABEL)
+            .and_then(Value::as_str)
+            == Some(engine::desired::MANAGED_BY_VALUE)
+            && l.get(objects::ENVIRONMENT_LABEL).and_then(Value::as_str) == Some(environment)
+    })
+}
+
+/// Pinned content with the declared object's labels and annotations laid over its own.
+fn merge_metadata(mut content: Value, declared: &Value) -> Value {
+    for map in ["labels", "annotations"] {
+        if let Some(Value::Object(extra)) = declared.pointer(&format!("/metadata/{map}")) {
+            for (k, v) in extra {
+                if let Some(s) = v.as_str() {
+                    if map == "labels" {
+                        fields::set_label(&mut content, k, s);
+                    } else {
+                        fields::set_annotation(&mut content, k, s);
+                    }
+                }
+            }
+        }
+    }
+    content
+}
+
+/// The bookkeeping annotation is noise to a reader of the plan.
+fn strip_bookkeeping(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(Value::Object(meta)) = out.pointer_mut("/metadata") {
+        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
+            a.remove(objects::CONFIG_HASH_ANNOTATION);
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    out
+}
+
+/// Removes from `object` every leaf that `patch` sets (what destroy takes back from an object
+/// this project only patches).
+fn remove_fields(object: &mut Value, patch: &Value) {
+    let (Value::Object(o), Value::Object(p)) = (object, patch) else {
+        return;
+    };
+    for (k, pv) in p {
+        if matches!(k.as_str(), "apiVersion" | "kind") || (k == "name" && pv.is_string()) {
+            continue;
+        }
+        match (o.get_mut(k), pv) {
+            (Some(ov @ Value::Object(_)), Value::Object(_)) => {
+                remove_fields(ov, pv);
+                if ov.as_object().is_some_and(|m| m.is_empty()) {
+                    o.remove(k);
+                }
+            }
+            (Some(_), _) => {
+                o.remove(k);
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+/// Resources `address` depends on, directly or not, that this plan changes.
+fn transitive_pending(
+    graph: &Graph,
+    address: &Address,
+    pending: &BTreeSet<Address>,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![address.clone()];
+    let mut out = BTreeSet::new();
+    while let Some(a) = stack.pop() {
+        for edge in graph.dependencies_of(&a) {
+            if seen.insert(edge.from.clone()) {
+                if pending.contains(&edge.from) && edge.from.kind == ResourceKind::HelmRelease {
+                    out.insert(edge.from.to_string());
+                }
+                stack.push(edge.from.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn destroy_of_a_patched_object_removes_only_our_fields() {
+        let mut live = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"istio-injection": "enabled", "kubernetes.io/metadata.name": "default"}}});
+        let patch = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}});
+        remove_fields(&mut live, &patch);
+        assert_eq!(
+            live,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"kubernetes.io/metadata.name": "default"}}})
+        );
+    }
+
+    #[test]
+    fn pinned_content_keeps_the_declared_ownership_metadata() {
+        let content = json!({"kind": "CustomResourceDefinition", "metadata": {"name": "x", "annotations": {"upstream": "1"}}, "spec": {"big": true}});
+        let declared = json!({"kind": "CustomResourceDefinition", "metadata": {"name": "x",
+            "labels": {"app.kubernetes.io/managed-by": "envctl"}, "annotations": {SOURCE_ANNOTATION: "https://h/f"}}});
+        let merged = merge_metadata(content, &declared);
+        assert_eq!(merged["spec"]["big"], true);
+        assert_eq!(merged["metadata"]["annotations"]["upstream"], "1");
+        assert_eq!(
+            merged["metadata"]["annotations"][SOURCE_ANNOTATION],
+            "https://h/f"
+        );
+        assert_eq!(
+            merged["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "envctl"
+        );
+    }
+}
