@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod doctor;
+mod test;
+mod testenv;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "A local Kubernetes environment as code", version)]
@@ -30,7 +32,10 @@ enum Command {
     /// Run unit tests, then the integration tests against a fresh testenv.
     Test,
     /// Manage the local test control plane (kube-apiserver + kwok).
-    Testenv,
+    Testenv {
+        #[command(subcommand)]
+        command: testenv::TestenvCommand,
+    },
     /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
     Doctor(doctor::DoctorArgs),
 }
@@ -38,6 +43,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Test => test::main(),
+        Command::Testenv { command } => testenv::main(command),
         Command::Doctor(args) => match doctor::main(&args) {
             Ok(code) => code,
             Err(error) => {

@@ -1,1 +1,429 @@
 //! End-to-end tests against a real control plane (the testenv). Run by `cargo xtask test`.
+//!
+//! The tests live in `tests/`; this library holds the helpers they share. Everything here reads
+//! the environment that `cargo xtask testenv` exports (`eval "$(cargo xtask testenv env)"` to run
+//! the tests by hand with `cargo test -p e2e`):
+//!
+//! | variable | what |
+//! |---|---|
+//! | `KUBECONFIG` | the testenv's kubeconfig |
+//! | `ENVCTL_TESTENV` | the testenv's cache directory (says "this cluster is the testenv") |
+//! | `ENVCTL_HELM`, `ENVCTL_KUBECTL` | the pinned helm and kubectl binaries |
+//! | `ENVCTL_TESTENV_CHARTS` | the fixture charts, ready to install (`chart("istiod")`) |
+//! | `ENVCTL_MIRROR` | the offline mirror of upstream files (`mirror_file(..)`) |
+//!
+//! Without `KUBECONFIG` and `ENVCTL_TESTENV` every helper panics with a message that says how to
+//! get them: an integration test never passes without a cluster.
+//!
+//! Rules for tests: give each test its own namespace ([`TestNamespace`]); bound every wait
+//! ([`wait_until`], [`wait_for`], [`DEFAULT_TIMEOUT`]); never depend on another test's objects
+//! (tests of one file run in parallel).
+//!
+//! ```no_run
+//! # async fn example() {
+//! use k8s_openapi::api::apps::v1::Deployment;
+//! let client = e2e::client().await;
+//! let ns = e2e::TestNamespace::create(&client, "example").await;
+//! e2e::apply_yaml(&client, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", Some(ns.name())).await;
+//! let api = kube::Api::<Deployment>::namespaced(client.clone(), ns.name());
+//! // e2e::wait_for(&api, "nginx", e2e::DEFAULT_TIMEOUT, e2e::is_deployment_available).await;
+//! ns.delete().await;
+//! # }
+//! ```
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Namespace},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    core::GroupVersionKind,
+    discovery::Scope,
+};
+
+/// How long a single wait may take unless a test says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Field manager of the objects the tests apply.
+pub const FIELD_MANAGER: &str = "envctl-e2e";
+
+const HOW_TO_RUN: &str = "the integration tests need the testenv: run them with `cargo xtask test`, \
+     or start it with `cargo xtask testenv up` and `eval \"$(cargo xtask testenv env)\"` first";
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{name} is not set: {HOW_TO_RUN}"),
+    }
+}
+
+/// The testenv's kubeconfig. Panics when the testenv is not configured.
+pub fn kubeconfig() -> PathBuf {
+    required_env("ENVCTL_TESTENV");
+    PathBuf::from(required_env("KUBECONFIG"))
+}
+
+/// A client for the testenv (from `KUBECONFIG`).
+pub async fn client() -> Client {
+    let path = kubeconfig();
+    let config = kube::config::Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    Client::try_from(config).expect("building a kube client")
+}
+
+/// The pinned helm binary of the testenv.
+pub fn helm_binary() -> PathBuf {
+    kubeconfig();
+    PathBuf::from(required_env("ENVCTL_HELM"))
+}
+
+/// The pinned kubectl binary of the testenv.
+pub fn kubectl_binary() -> PathBuf {
+    kubeconfig();
+    PathBuf::from(required_env("ENVCTL_KUBECTL"))
+}
+
+/// A fixture chart (`infra/testenv/charts/<name>`, as prepared by `testenv up`).
+pub fn chart(name: &str) -> PathBuf {
+    kubeconfig();
+    let path = PathBuf::from(required_env("ENVCTL_TESTENV_CHARTS")).join(name);
+    assert!(
+        path.join("Chart.yaml").is_file(),
+        "no fixture chart at {}",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file of the offline mirror of upstream files, e.g.
+/// `raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.5.1/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml`.
+/// The mirror is `$ENVCTL_MIRROR`, else `../shared/mirror` beside the workspace.
+pub fn mirror_file(path: &str) -> PathBuf {
+    let mirror = match std::env::var_os("ENVCTL_MIRROR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("../shared/mirror"),
+    };
+    let file = mirror.join(path);
+    assert!(
+        file.is_file(),
+        "{} is missing: set ENVCTL_MIRROR to the mirror",
+        file.display()
+    );
+    file
+}
+
+/// A name no other test (of this or an earlier run) uses: `<prefix>-<suffix>`, at most 63 chars.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let suffix = format!("{:x}{:x}{n}", std::process::id(), nanos);
+    let prefix: String = prefix.chars().take(63 - 1 - suffix.len()).collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// A namespace of its own for one test. Delete it at the end with [`TestNamespace::delete`]; a
+/// namespace left behind by a failed test goes away with the testenv.
+pub struct TestNamespace {
+    name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<prefix>-<unique suffix>`.
+    pub async fn create(client: &Client, prefix: &str) -> TestNamespace {
+        let name = unique_name(&format!("e2e-{prefix}"));
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+        }))
+        .expect("a valid Namespace");
+        bounded("creating a namespace", DEFAULT_TIMEOUT, async {
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &namespace)
+                .await
+                .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        })
+        .await;
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes the namespace and waits until it is gone (its finalizers have run).
+    pub async fn delete(self) {
+        delete_namespace(&self.client, &self.name, DEFAULT_TIMEOUT).await;
+    }
+}
+
+/// Deletes a namespace and waits until the apiserver no longer has it.
+pub async fn delete_namespace(client: &Client, name: &str, timeout: Duration) {
+    let api = Api::<Namespace>::all(client.clone());
+    bounded(
+        "deleting a namespace",
+        timeout,
+        api.delete(name, &DeleteParams::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("deleting namespace {name}: {e}"));
+    wait_until(
+        &format!("namespace {name} to disappear"),
+        timeout,
+        || async {
+            match api.get_opt(name).await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+}
+
+/// Runs `future`, panicking with `what` when it takes longer than `timeout`.
+pub async fn bounded<F: Future>(what: &str, timeout: Duration, future: F) -> F::Output {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {timeout:?}: {what}"),
+    }
+}
+
+/// Polls `check` (every 250 ms) until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Some(value)) = tokio::time::timeout(left, check()).await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the object `name` exists and satisfies `condition`; returns it. On timeout the
+/// panic message shows the object's last state.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    condition: fn(&K) -> bool,
+) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let mut last: Option<K> = None;
+    let what = format!(
+        "{} {name} ({})",
+        K::kind(&Default::default()),
+        api.resource_url()
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Ok(Some(object))) =
+            tokio::time::timeout(Duration::from_secs(10), api.get_opt(name)).await
+        {
+            if condition(&object) {
+                return object;
+            }
+            last = Some(object);
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Condition: the Deployment's `Available` condition is True and all replicas are ready.
+pub fn is_deployment_available(deployment: &Deployment) -> bool {
+    let Some(status) = &deployment.status else {
+        return false;
+    };
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let available = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Available" && c.status == "True");
+    let observed = status.observed_generation >= deployment.metadata.generation;
+    available && observed && status.ready_replicas.unwrap_or(0) >= wanted
+}
+
+/// Condition: the CRD is `Established` (its API is served).
+pub fn is_crd_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+/// Applies every document of a (multi-document) YAML server-side, with field manager
+/// [`FIELD_MANAGER`]; namespaced objects without a namespace go to `namespace`. Returns the
+/// applied objects. Panics on an error (with the object's kind and name).
+pub async fn apply_yaml(
+    client: &Client,
+    yaml: &str,
+    namespace: Option<&str>,
+) -> Vec<DynamicObject> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("parsing YAML: {e}"));
+    let mut applied = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let object: DynamicObject =
+            serde_json::from_value(doc).unwrap_or_else(|e| panic!("not a Kubernetes object: {e}"));
+        applied.push(apply_object(client, object, namespace).await);
+    }
+    applied
+}
+
+/// Result of [`try_apply`] for one object.
+pub type ApplyResult = Result<DynamicObject, kube::Error>;
+
+/// Like [`apply_yaml`] for one object, but returns the apiserver's answer (to test rejections).
+pub async fn try_apply(
+    client: &Client,
+    object: &serde_json::Value,
+    namespace: Option<&str>,
+) -> ApplyResult {
+    let object: DynamicObject = serde_json::from_value(object.clone())
+        .unwrap_or_else(|e| panic!("not a Kubernetes object: {e}"));
+    let (api, name) = dynamic_api(client, &object, namespace).await;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    bounded(
+        "server-side apply",
+        DEFAULT_TIMEOUT,
+        api.patch(&name, &params, &Patch::Apply(&object)),
+    )
+    .await
+}
+
+async fn apply_object(
+    client: &Client,
+    object: DynamicObject,
+    namespace: Option<&str>,
+) -> DynamicObject {
+    let value = serde_json::to_value(&object).expect("serializable");
+    let kind = object
+        .types
+        .as_ref()
+        .map(|t| t.kind.clone())
+        .unwrap_or_default();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    try_apply(client, &value, namespace)
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"))
+}
+
+async fn dynamic_api(
+    client: &Client,
+    object: &DynamicObject,
+    namespace: Option<&str>,
+) -> (Api<DynamicObject>, String) {
+    let types = object
+        .types
+        .as_ref()
+        .expect("the object has apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(types).expect("a valid apiVersion");
+    let name = object
+        .metadata
+        .name
+        .clone()
+        .expect("the object has metadata.name");
+    let (resource, capabilities) = bounded(
+        "API discovery",
+        DEFAULT_TIMEOUT,
+        kube::discovery::pinned_kind(client, &gvk),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the apiserver does not serve {gvk:?}: {e}"));
+    let api = match capabilities.scope {
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+        Scope::Namespaced => {
+            let ns = object
+                .metadata
+                .namespace
+                .as_deref()
+                .or(namespace)
+                .unwrap_or_else(|| panic!("{} {name} is namespaced: give a namespace", gvk.kind));
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+    };
+    (api, name)
+}
+
+/// Runs the testenv's helm with `KUBECONFIG` set, bounded by `timeout` (pass helm's own
+/// `--timeout` too when it waits). Returns its output whatever the exit status.
+pub async fn helm(args: &[&str], timeout: Duration) -> Output {
+    run_bounded(helm_binary(), args, timeout).await
+}
+
+/// Like [`helm`], but panics with helm's stderr unless it exits 0; returns stdout.
+pub async fn helm_ok(args: &[&str], timeout: Duration) -> String {
+    let output = helm(args, timeout).await;
+    assert!(
+        output.status.success(),
+        "helm {} failed ({}):\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs the testenv's kubectl, like [`helm`].
+pub async fn kubectl(args: &[&str], timeout: Duration) -> Output {
+    run_bounded(kubectl_binary(), args, timeout).await
+}
+
+async fn run_bounded(program: PathBuf, args: &[&str], timeout: Duration) -> Output {
+    let mut command = tokio::process::Command::from(Command::new(&program));
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let what = format!("{} {}", program.display(), args.join(" "));
+    bounded(&what, timeout, command.output())
+        .await
+        .unwrap_or_else(|e| panic!("running {what}: {e}"))
+}
