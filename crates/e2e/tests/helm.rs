@@ -1,0 +1,344 @@
+//! `live::helm` against the testenv: install a fixture chart, read the release back, see
+//! out-of-band changes and deletions as drift, refuse a chart whose digest differs from its pin,
+//! and keep values out of error messages.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use e2e::{DEFAULT_TIMEOUT, TestNamespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use live::Cluster;
+use live::helm::{ChartRef, Helm, HelmError, Render, release_drift};
+use serde_json::{Value, json};
+
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn helm() -> Helm {
+    Helm {
+        bin: e2e::helm_binary(),
+        kubeconfig: Some(e2e::kubeconfig()),
+        context: None,
+    }
+}
+
+async fn cluster() -> Cluster {
+    Cluster::connect(Some(&e2e::kubeconfig()), None)
+        .await
+        .expect("connecting to the testenv")
+}
+
+fn dex_values() -> Value {
+    json!({
+        "service": {"ports": {"http": {"port": 80}}},
+        "config": {"issuer": "http://dex.example.com/dex",
+                   "staticClients": [{"id": "oauth2-proxy", "secret": "e2e-client-secret-value"}]},
+    })
+}
+
+#[tokio::test]
+async fn an_installed_release_shows_out_of_band_changes_and_deletions_as_drift() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "helm").await;
+    let (helm, cluster) = (helm(), cluster().await);
+    let chart = ChartRef::Local(e2e::chart("dex"));
+    let values = dex_values();
+
+    assert_eq!(helm.status("dex", ns.name()).await.unwrap(), None);
+    assert_eq!(helm.deployed_values("dex", ns.name()).await.unwrap(), None);
+
+    let status = helm
+        .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("installing the dex fixture: {e}"));
+    assert_eq!(status.revision, 1);
+    assert_eq!(
+        (status.chart_name.as_str(), status.chart_version.as_str()),
+        ("dex", "0.24.0")
+    );
+    assert!(status.is_deployed(), "{status:?}");
+    assert_eq!(status.app_version, "2.44.0");
+
+    // Nothing to upgrade: the deployed values are ours, and no object drifted.
+    let deployed = helm
+        .deployed_values("dex", ns.name())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        deployed == values,
+        "deployed values differ from the installed ones"
+    );
+    let manifest = helm
+        .deployed_manifest("dex", ns.name())
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<&str> = manifest.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"Deployment") && kinds.contains(&"Service"),
+        "{kinds:?}"
+    );
+    let drift = release_drift(&cluster, &helm, "dex", ns.name(), &chart, &deployed)
+        .await
+        .unwrap();
+    assert!(drift.is_empty(), "a fresh release has no drift: {drift:#?}");
+
+    // `kubectl edit`-like change of a chart-owned field.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns.name());
+    deployments
+        .patch(
+            "dex",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let drift = release_drift(&cluster, &helm, "dex", ns.name(), &chart, &deployed)
+        .await
+        .unwrap();
+    assert!(drift.missing.is_empty(), "{drift:#?}");
+    assert_eq!(drift.changed.len(), 1, "{drift:#?}");
+    let changed = &drift.changed[0];
+    assert_eq!(changed.object, format!("deployment/{}/dex", ns.name()));
+    let replicas = changed
+        .fields
+        .iter()
+        .find(|f| f.path == "spec.replicas")
+        .unwrap_or_else(|| panic!("spec.replicas drifted: {changed:#?}"));
+    assert_eq!(replicas.manager.as_deref(), Some("kubectl-edit"));
+    assert_eq!(changed.before["spec"]["replicas"], 3);
+    assert_eq!(changed.after["spec"]["replicas"], 1);
+
+    // A deleted chart object is missing.
+    Api::<Service>::namespaced(client.clone(), ns.name())
+        .delete("dex", &DeleteParams::default())
+        .await
+        .unwrap();
+    let drift = release_drift(&cluster, &helm, "dex", ns.name(), &chart, &deployed)
+        .await
+        .unwrap();
+    assert_eq!(drift.missing, [format!("service/{}/dex", ns.name())]);
+
+    // An upgrade with the same values converges: revision 2, no drift left.
+    let status = helm
+        .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status.revision, 2);
+    let drift = release_drift(&cluster, &helm, "dex", ns.name(), &chart, &deployed)
+        .await
+        .unwrap();
+    assert!(drift.missing.is_empty(), "{drift:#?}");
+
+    assert!(
+        helm.uninstall("dex", ns.name(), Some(INSTALL_TIMEOUT))
+            .await
+            .unwrap()
+    );
+    assert_eq!(helm.status("dex", ns.name()).await.unwrap(), None);
+    assert!(
+        !helm.uninstall("dex", ns.name(), None).await.unwrap(),
+        "uninstalling a release that is gone is a no-op"
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_failed_install_does_not_show_the_values() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "helm-leak").await;
+    let helm = helm();
+    // The API server rejects the Service type and echoes it in its message.
+    let values = json!({"service": {"type": "Sekret-e2e-type-value"}});
+    let err = helm
+        .upgrade_install(
+            "dex",
+            ns.name(),
+            &ChartRef::Local(e2e::chart("dex")),
+            &values,
+            false,
+            INSTALL_TIMEOUT,
+        )
+        .await
+        .expect_err("an invalid Service type is refused");
+    let text = err.to_string();
+    assert!(matches!(err, HelmError::Command { .. }), "{text}");
+    assert!(
+        !text.contains("Sekret-e2e-type-value"),
+        "the value leaked: {text}"
+    );
+    assert!(text.contains("(sensitive value)"), "{text}");
+    helm.uninstall("dex", ns.name(), None).await.unwrap();
+    ns.delete().await;
+}
+
+/// A chart whose templates leave `metadata.namespace` empty, plus a cluster-scoped object.
+fn write_plain_chart(dir: &Path, name: &str) -> PathBuf {
+    let chart = dir.join(name);
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/objects.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {{ .Release.Name }}-reader\nrules: []\n",
+    )
+    .unwrap();
+    chart
+}
+
+#[tokio::test]
+async fn rendered_namespaced_objects_get_the_release_namespace() {
+    let dir = tempfile_dir();
+    let chart = ChartRef::Local(write_plain_chart(dir.path(), "plain"));
+    let cluster = cluster().await;
+    for (render, cluster) in [(Render::Offline, None), (Render::Offline, Some(&cluster))] {
+        let objects = helm()
+            .template(
+                cluster,
+                "r",
+                "team-a",
+                &chart,
+                &json!({"greeting": "hi"}),
+                render,
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = objects.iter().map(live::helm::object_id).collect();
+        assert_eq!(ids, ["configmap/team-a/r", "clusterrole/r-reader"]);
+        assert_eq!(objects[0]["data"]["greeting"], "hi");
+    }
+}
+
+#[tokio::test]
+async fn a_repository_chart_whose_digest_differs_from_the_pin_is_refused() {
+    let dir = tempfile_dir();
+    let source = write_plain_chart(dir.path(), "pinned");
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir(&repo_dir).unwrap();
+    let (source_s, repo_s) = (source.display().to_string(), repo_dir.display().to_string());
+    e2e::helm_ok(&["package", &source_s, "-d", &repo_s], DEFAULT_TIMEOUT).await;
+    let url = serve_directory(repo_dir.clone()).await;
+    e2e::helm_ok(&["repo", "index", &repo_s, "--url", &url], DEFAULT_TIMEOUT).await;
+    let archive = std::fs::read(repo_dir.join("pinned-0.1.0.tgz")).unwrap();
+    let digest = engine::sha256_hex(&archive);
+
+    let chart = |sha256: Option<String>| ChartRef::Repo {
+        repo: url.clone(),
+        chart: "pinned".into(),
+        version: "0.1.0".into(),
+        sha256,
+    };
+    let helm = helm();
+    assert_eq!(
+        helm.pull_digest(&chart(None)).await.unwrap(),
+        Some(digest.clone())
+    );
+    let values = json!({"greeting": "hi"});
+    let objects = helm
+        .template(
+            None,
+            "r",
+            "ns",
+            &chart(Some(format!("sha256:{digest}"))),
+            &values,
+            Render::Offline,
+        )
+        .await
+        .expect("the pinned digest matches");
+    assert_eq!(objects.len(), 2);
+
+    let wrong = "0".repeat(64);
+    let err = helm
+        .template(
+            None,
+            "r",
+            "ns",
+            &chart(Some(wrong.clone())),
+            &values,
+            Render::Offline,
+        )
+        .await
+        .expect_err("a wrong pin is refused");
+    match &err {
+        HelmError::DigestMismatch {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &wrong);
+            assert_eq!(actual, &digest);
+        }
+        other => panic!("expected a digest mismatch, got: {other}"),
+    }
+    assert!(err.to_string().contains(&digest));
+}
+
+fn tempfile_dir() -> TempDir {
+    let path = std::env::temp_dir().join(e2e::unique_name("envctl-e2e-helm"));
+    std::fs::create_dir_all(&path).unwrap();
+    TempDir(path)
+}
+
+/// A temporary directory removed on drop (the e2e crate has no tempfile dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves the files of `dir` over HTTP on 127.0.0.1 (a chart repository for `helm pull`);
+/// returns its URL. A std thread (the workspace's tokio has no `net` feature); it ends with
+/// the test process.
+async fn serve_directory(dir: PathBuf) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request);
+            let path = head.split_whitespace().nth(1).unwrap_or("/");
+            let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
+            let file = (!name.contains("..")).then(|| dir.join(name));
+            let response = match file.and_then(|f| std::fs::read(f).ok()) {
+                Some(body) => {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend(body);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    url
+}
