@@ -129,6 +129,15 @@ pub fn mirror_file(path: &str) -> PathBuf {
     file
 }
 
+/// Writes `yaml` to a fresh file under the system temp directory (for `helm --values`).
+pub fn values_file(yaml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("envctl-e2e");
+    std::fs::create_dir_all(&dir).expect("creating the temp directory");
+    let path = dir.join(format!("{}.yaml", unique_name("values")));
+    std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
 /// A name no other test (of this or an earlier run) uses: `<prefix>-<suffix>`, at most 63 chars.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
