@@ -189,7 +189,7 @@ fn write_plain_chart(dir: &Path, name: &str) -> PathBuf {
     .unwrap();
     std::fs::write(
         chart.join("templates/objects.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n\
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n\
          ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {{ .Release.Name }}-reader\nrules: []\n",
     )
     .unwrap();
@@ -197,26 +197,62 @@ fn write_plain_chart(dir: &Path, name: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn rendered_namespaced_objects_get_the_release_namespace() {
+async fn rendered_namespaced_objects_get_the_release_namespace_and_the_clusters_capabilities() {
     let dir = tempfile_dir();
     let chart = ChartRef::Local(write_plain_chart(dir.path(), "plain"));
     let cluster = cluster().await;
-    for (render, cluster) in [(Render::Offline, None), (Render::Offline, Some(&cluster))] {
+    let caps = live::helm::capabilities(&cluster).await.unwrap();
+    assert!(caps.kube_version.starts_with("v1.36."), "{caps:?}");
+    for api in [
+        "v1",
+        "apps/v1",
+        "apps/v1/Deployment",
+        "rbac.authorization.k8s.io/v1/ClusterRole",
+    ] {
+        assert!(
+            caps.api_versions.iter().any(|a| a == api),
+            "{api} in {caps:?}"
+        );
+    }
+    let values = json!({"greeting": "hi"});
+    for (render, with_cluster, upgrade) in [
+        (Render::Offline, false, "false"),
+        (Render::Offline, true, "false"),
+        (Render::Install, true, "false"),
+        (Render::Upgrade, true, "true"),
+    ] {
         let objects = helm()
             .template(
-                cluster,
+                with_cluster.then_some(&cluster),
                 "r",
                 "team-a",
                 &chart,
-                &json!({"greeting": "hi"}),
+                &values,
                 render,
             )
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{render:?}: {e}"));
         let ids: Vec<String> = objects.iter().map(live::helm::object_id).collect();
-        assert_eq!(ids, ["configmap/team-a/r", "clusterrole/r-reader"]);
-        assert_eq!(objects[0]["data"]["greeting"], "hi");
+        assert_eq!(
+            ids,
+            ["configmap/team-a/r", "clusterrole/r-reader"],
+            "{render:?}"
+        );
+        let data = &objects[0]["data"];
+        assert_eq!(data["greeting"], "hi");
+        assert_eq!(data["upgrade"], upgrade, "{render:?}");
+        let kube = data["kube"].as_str().unwrap();
+        assert_eq!(
+            kube == caps.kube_version,
+            render != Render::Offline,
+            "{render:?} renders for {kube}"
+        );
     }
+    let err = helm()
+        .template(None, "r", "team-a", &chart, &values, Render::Upgrade)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("needs the cluster"), "{err}");
 }
 
 #[tokio::test]
@@ -341,4 +377,25 @@ async fn serve_directory(dir: PathBuf) -> String {
         }
     });
     url
+}
+
+#[tokio::test]
+async fn unserved_kinds_and_hooks_are_skipped_with_a_note() {
+    let cluster = cluster().await;
+    let objects = [
+        json!({"apiVersion": "example.envctl.dev/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "default"}}),
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "t", "namespace": "default",
+                "annotations": {"helm.sh/hook": "test"}}}),
+    ];
+    let drift = live::helm::objects_drift(&cluster, &objects).await.unwrap();
+    assert!(drift.is_empty(), "{drift:#?}");
+    assert_eq!(
+        drift.skipped,
+        [
+            "pod/default/t: a Helm hook, not kept as part of the release",
+            "widget/default/w: the cluster does not serve example.envctl.dev/v1 Widget; not compared",
+        ]
+    );
 }

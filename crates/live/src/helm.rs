@@ -155,17 +155,66 @@ impl ChartRef {
     }
 }
 
-/// How a chart is rendered by [`Helm::template`].
+/// How a chart is rendered by [`Helm::template`]. helm itself never contacts the cluster
+/// for `template`; the live modes hand it the cluster's capabilities ([`capabilities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Render {
-    /// Without contacting the cluster: `.Capabilities` are helm's defaults (optional API
-    /// groups such as the Gateway API look absent). For plans of releases not installed yet,
-    /// and when the cluster does not exist yet.
+    /// `.Capabilities` are helm's defaults (optional API groups such as the Gateway API look
+    /// absent). For plans when the cluster does not exist yet.
     Offline,
-    /// As an upgrade of the installed release against the live cluster (`--validate
-    /// --is-upgrade`): the cluster's API versions, and the objects checked against its schema.
-    /// Fails when a rendered kind is not served (e.g. its CRD is not installed yet).
+    /// As a first install into the given cluster: its Kubernetes version and API versions.
+    Install,
+    /// As an upgrade of the installed release (`.Release.IsUpgrade`), with the cluster's
+    /// capabilities: what `helm upgrade` would send now.
     Upgrade,
+}
+
+/// What `.Capabilities` a chart sees: the server's version and every served
+/// `group/version` and `group/version/Kind` (as helm lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub kube_version: String,
+    pub api_versions: Vec<String>,
+}
+
+impl Capabilities {
+    /// `--kube-version V --api-versions A ...` for `helm template`.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["--kube-version".into(), self.kube_version.clone().into()];
+        for api in &self.api_versions {
+            args.push("--api-versions".into());
+            args.push(api.into());
+        }
+        args
+    }
+}
+
+/// The capabilities of a connected cluster (one version request and one discovery run).
+pub async fn capabilities(cluster: &Cluster) -> Result<Capabilities, LiveError> {
+    let client = cluster.client().clone();
+    let version = client.apiserver_version().await?;
+    let discovery = kube::Discovery::new(client).run_aggregated().await?;
+    let mut api_versions = Vec::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            let group_version = if group.name().is_empty() {
+                version.to_owned()
+            } else {
+                format!("{}/{version}", group.name())
+            };
+            for (resource, _) in group.versioned_resources(version) {
+                api_versions.push(format!("{group_version}/{}", resource.kind));
+            }
+            api_versions.push(group_version);
+        }
+    }
+    api_versions.sort();
+    api_versions.dedup();
+    Ok(Capabilities {
+        kube_version: version.git_version,
+        api_versions,
+    })
 }
 
 /// The latest revision of a release (`helm get metadata`).
@@ -319,7 +368,8 @@ impl Helm {
 
     /// The objects `chart` renders for `release` with `values` (hooks included, `crds/` not),
     /// with the release namespace filled into namespaced objects that lack one (scope from
-    /// `cluster`'s discovery when given, see [`fill_namespaces`]).
+    /// `cluster`'s discovery when given, see [`fill_namespaces`]). [`Render::Install`] and
+    /// [`Render::Upgrade`] need `cluster` (for its capabilities).
     pub async fn template(
         &self,
         cluster: Option<&Cluster>,
@@ -329,6 +379,16 @@ impl Helm {
         values: &Value,
         render: Render,
     ) -> Result<Vec<Value>, HelmError> {
+        let caps = match (render, cluster) {
+            (Render::Offline, _) => None,
+            (_, Some(cluster)) => Some(capabilities(cluster).await?),
+            (_, None) => {
+                return Err(HelmError::Io(format!(
+                    "rendering {release} as {render:?} needs the cluster's capabilities: \
+                     pass the cluster, or render offline"
+                )));
+            }
+        };
         let (release_o, namespace_o, chart_o, values_o) = (
             release.to_owned(),
             namespace.to_owned(),
@@ -347,9 +407,11 @@ impl Helm {
                         "--values".into(),
                         values_path.as_os_str().to_owned(),
                     ];
+                    if let Some(caps) = &caps {
+                        args.extend(caps.args());
+                    }
                     if render == Render::Upgrade {
-                        args.extend(["--validate".into(), "--is-upgrade".into()]);
-                        args.extend(h.connection_args());
+                        args.push("--is-upgrade".into());
                     }
                     h.run(&args, QUICK_TIMEOUT, &scrub_list(&values_o))
                 })
@@ -1293,6 +1355,25 @@ mod tests {
                 "global/g",
                 "local/sso/l",
                 "customresourcedefinition/globals.example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn capabilities_become_template_flags() {
+        let caps = Capabilities {
+            kube_version: "v1.36.3".into(),
+            api_versions: vec!["apps/v1".into(), "apps/v1/Deployment".into()],
+        };
+        assert_eq!(
+            strings(&caps.args()),
+            [
+                "--kube-version",
+                "v1.36.3",
+                "--api-versions",
+                "apps/v1",
+                "--api-versions",
+                "apps/v1/Deployment"
             ]
         );
     }
