@@ -49,6 +49,36 @@ pub fn strip_noise(object: &Value) -> Value {
     out
 }
 
+/// `value` with the keys of every map in the order `like` has them (keys `like` lacks come
+/// after), so that a text diff of the two shows changed values, not moved keys.
+pub fn align_order(value: &Value, like: &Value) -> Value {
+    match (value, like) {
+        (Value::Object(v), Value::Object(l)) => {
+            let mut out = Map::new();
+            for (k, lv) in l {
+                if let Some(vv) = v.get(k) {
+                    out.insert(k.clone(), align_order(vv, lv));
+                }
+            }
+            for (k, vv) in v {
+                if !l.contains_key(k) {
+                    out.insert(k.clone(), vv.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(v), Value::Array(l)) => v
+            .iter()
+            .enumerate()
+            .map(|(i, vv)| {
+                l.get(i)
+                    .map_or_else(|| vv.clone(), |lv| align_order(vv, lv))
+            })
+            .collect(),
+        _ => value.clone(),
+    }
+}
+
 /// One step of a path into an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -432,6 +462,18 @@ mod tests {
                 .manager,
             "kubectl-edit"
         );
+    }
+
+    #[test]
+    fn aligning_key_order_keeps_every_key_and_value() {
+        let value = json!({"spec": {"b": 1, "a": 2}, "kind": "X", "extra": true});
+        let like = json!({"kind": "X", "spec": {"a": 0, "b": 0}});
+        let aligned = align_order(&value, &like);
+        assert_eq!(aligned, value, "same content");
+        let keys: Vec<&String> = aligned.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["kind", "spec", "extra"]);
+        let inner: Vec<&String> = aligned["spec"].as_object().unwrap().keys().collect();
+        assert_eq!(inner, ["a", "b"]);
     }
 
     #[test]

@@ -21,7 +21,6 @@ use engine::{Address, ClusterProvider, ClusterSpec};
 use serde_json::{Value, json};
 
 use crate::fields::{self, FieldPath, Step};
-use crate::objects::ENVIRONMENT_LABEL;
 use crate::{Cluster, LiveError};
 
 /// Name of the ConfigMap that records the cluster's spec.
@@ -183,9 +182,10 @@ pub fn record_manifest(
         "metadata": {"name": RECORD_NAME, "namespace": RECORD_NAMESPACE},
         "data": data,
     });
-    let mut owned = engine::with_ownership(&base, address, environment);
-    fields::set_label(&mut owned, ENVIRONMENT_LABEL, environment);
-    owned
+    // Ownership label and annotations, but deliberately not the environment label: object
+    // pruning selects on that label, and the record must outlive the objects (destroy reads
+    // `created-by` from it).
+    engine::with_ownership(&base, address, environment)
 }
 
 /// What the record ConfigMap says.
@@ -687,6 +687,12 @@ mod tests {
             "envctl"
         );
         assert_eq!(cm["data"]["provider"], "kind");
+        assert!(
+            cm["metadata"]["labels"]
+                .get("envctl.dev/environment")
+                .is_none(),
+            "never selected for pruning"
+        );
         let record = parse_record(&cm);
         assert!(record.created_by_envctl);
         assert_eq!(record.spec.as_ref(), Some(&cluster_document(&spec)));

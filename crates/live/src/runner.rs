@@ -7,6 +7,7 @@
 //! outputs become known, waiting for what the next step needs. Destroy: the reverse.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -16,7 +17,9 @@ use engine::{
 };
 use serde_json::Value;
 
+use crate::helm::{ChartRef, Helm};
 use crate::objects::{self, DesiredObject, ObjectState, PlannedCreations};
+use crate::secrets::{self, SecretState};
 use crate::sources::Sources;
 use crate::wait::{self, WaitOptions};
 use crate::{Cluster, LiveError, fields};
@@ -24,6 +27,7 @@ use crate::{Cluster, LiveError, fields};
 use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 
 /// How a run behaves.
+#[derive(Clone)]
 pub struct RunOptions {
     /// Parallel requests at most.
     pub concurrency: usize,
@@ -33,6 +37,8 @@ pub struct RunOptions {
     pub sources: Sources,
     /// Only these modules (all when `None`).
     pub modules: Option<BTreeSet<String>>,
+    /// The helm CLI, for Helm releases (`None`: an environment without releases).
+    pub helm: Option<Helm>,
 }
 
 impl Default for RunOptions {
@@ -43,6 +49,7 @@ impl Default for RunOptions {
             wait: WaitOptions::default(),
             sources: Sources::default(),
             modules: None,
+            helm: None,
         }
     }
 }
@@ -86,6 +93,20 @@ impl<'a> Runner<'a> {
             report,
             pinned: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same run, restricted to one module's resources (what a module crate's `plan`,
+    /// `apply` and `destroy` use).
+    pub fn module(&self, module: &str) -> Runner<'a> {
+        let mut options = self.options.clone();
+        options.modules = Some(BTreeSet::from([module.to_owned()]));
+        Runner::new(
+            self.cluster.clone(),
+            self.graph,
+            &self.environment,
+            options,
+            self.report,
+        )
     }
 
     fn selected(&self, address: &Address) -> bool {
@@ -336,11 +357,9 @@ impl<'a> Runner<'a> {
                 conflict,
                 ..
             } => {
-                let mut c = change(
-                    Action::Update,
-                    Some(strip_bookkeeping(before)),
-                    Some(strip_bookkeeping(after)),
-                );
+                let after = strip_bookkeeping(after);
+                let before = fields::align_order(&strip_bookkeeping(before), &after);
+                let mut c = change(Action::Update, Some(before), Some(after));
                 c.drift = drift
                     .iter()
                     .filter(|d| {
@@ -426,8 +445,9 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// Plans a resource that is not a plain object. Helm releases, generated secrets and the
-    /// cluster are planned by their own facts (see `plan_release`, `plan_secret`, `plan_cluster`).
+    /// Plans a resource that is not a plain object: the cluster (its recorded spec), a Helm
+    /// release (values, chart version and the live drift of the objects it made), a generated
+    /// secret (present with every key; values never read into the plan).
     async fn other_change(
         &self,
         address: &Address,
@@ -435,17 +455,166 @@ impl<'a> Runner<'a> {
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
         match &resource.spec {
-            ResourceSpec::Cluster(_) => {
-                Ok(
-                    ResourceChange::from_desired(Action::NoOp, Some(desired.doc.clone()), desired)
-                        .with_note(format!("context {} answers", self.cluster.context)),
-                )
+            ResourceSpec::Cluster(spec) => {
+                let record = crate::provider::read_record(&self.cluster).await?;
+                let wanted = crate::provider::cluster_document(spec);
+                let recorded = record.as_ref().and_then(|r| r.spec.clone());
+                Ok(match (&recorded, crate::provider::replace_decision(recorded.as_ref(), &wanted)) {
+                    (None, _) => ResourceChange::from_desired(Action::Update, None, desired)
+                        .with_note(format!("context {} answers; its spec is recorded in ConfigMap kube-public/envctl-cluster", self.cluster.context)),
+                    (Some(before), Some(reason)) => ResourceChange::from_desired(Action::Replace { reason }, Some(before.clone()), desired),
+                    (Some(before), None) if before != &wanted => ResourceChange::from_desired(Action::Update, Some(before.clone()), desired),
+                    (Some(before), None) => ResourceChange::from_desired(Action::NoOp, Some(before.clone()), desired),
+                })
             }
-            _ => Err(LiveError::Other(format!(
-                "{address}: planning a {} against a live cluster is not built yet",
-                resource.address.kind
-            ))),
+            ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
+            ResourceSpec::GeneratedSecret(spec) => {
+                let state =
+                    secrets::secret_state(&self.cluster, spec)
+                        .await
+                        .or_else(|e| match e {
+                            // The namespace may not exist yet: the secret is simply absent.
+                            LiveError::Api(kube::Error::Api(s)) if s.code == 404 => {
+                                Ok(SecretState::Absent)
+                            }
+                            e => Err(e),
+                        })?;
+                Ok(match state {
+                    SecretState::Absent => {
+                        ResourceChange::from_desired(Action::Create, None, desired)
+                    }
+                    SecretState::Complete { plain_differs } if plain_differs.is_empty() => {
+                        ResourceChange::from_desired(
+                            Action::NoOp,
+                            Some(desired.doc.clone()),
+                            desired,
+                        )
+                    }
+                    SecretState::Complete { plain_differs } => {
+                        ResourceChange::from_desired(Action::Update, None, desired).with_note(
+                            format!(
+                                "keys set from the configuration change: {}",
+                                plain_differs.join(", ")
+                            ),
+                        )
+                    }
+                    SecretState::MissingKeys {
+                        missing,
+                        plain_differs,
+                    } => {
+                        let mut c = ResourceChange::from_desired(Action::Update, None, desired)
+                            .with_note(format!("keys to generate: {}", missing.join(", ")));
+                        if !plain_differs.is_empty() {
+                            c = c.with_note(format!(
+                                "keys set from the configuration change: {}",
+                                plain_differs.join(", ")
+                            ));
+                        }
+                        c
+                    }
+                })
+            }
+            ResourceSpec::Object(_) => unreachable!("objects are planned from their facts"),
         }
+    }
+
+    fn helm(&self, address: &Address) -> Result<&Helm, LiveError> {
+        self.options
+            .helm
+            .as_ref()
+            .ok_or_else(|| LiveError::Other(format!("{address}: Helm releases need the helm CLI")))
+    }
+
+    async fn release_change(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        desired: &Desired,
+    ) -> Result<ResourceChange, LiveError> {
+        let helm = self.helm(address)?;
+        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let Some(status) = helm
+            .status(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+        else {
+            return Ok(ResourceChange::from_desired(Action::Create, None, desired));
+        };
+        let deployed = helm
+            .deployed_values(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+            .unwrap_or(Value::Object(Default::default()));
+        let mut chart = spec.chart.clone();
+        if chart.path.is_none() {
+            chart.version = status.chart_version.clone();
+        }
+        let before = engine::helm_release_document(
+            &spec.release,
+            &spec.namespace,
+            spec.create_namespace,
+            &chart,
+            deployed.clone(),
+        );
+        let mut notes = Vec::new();
+        if !status.is_deployed() {
+            notes.push(format!(
+                "the last revision ({}) is `{}`",
+                status.revision, status.status
+            ));
+        }
+        // What the chart made, compared with what it would make now from the deployed values:
+        // edits and deletions out of band that Helm itself never sees.
+        let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
+            .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+        let drift = crate::helm::release_drift(
+            &self.cluster,
+            helm,
+            &spec.release,
+            &spec.namespace,
+            &chart_ref,
+            &deployed,
+        )
+        .await
+        .map_err(helm_err)?;
+        let mut field_drift = Vec::new();
+        for missing in &drift.missing {
+            notes.push(format!("{missing} was deleted out of band"));
+        }
+        for changed in &drift.changed {
+            for f in &changed.fields {
+                field_drift.push(FieldDrift {
+                    path: format!("{} {}", changed.object, f.path),
+                    manager: f.manager.clone(),
+                    operation: f.operation.clone(),
+                    time: f.time.clone(),
+                });
+            }
+        }
+        for skipped in &drift.skipped {
+            notes.push(format!("not checked for drift: {skipped}"));
+        }
+        let differs = before != desired.doc
+            || !drift.is_empty()
+            || !status.is_deployed()
+            || !desired.unknown.is_empty();
+        let action = if differs {
+            Action::Update
+        } else {
+            Action::NoOp
+        };
+        let mut change = ResourceChange::from_desired(action, Some(before), desired);
+        change.drift = field_drift;
+        if !drift.is_empty() {
+            notes.push(format!(
+                "revision {} will be upgraded to repair what changed outside Helm",
+                status.revision
+            ));
+        }
+        for note in notes {
+            change = change.with_note(note);
+        }
+        Ok(change)
     }
 
     fn progress(&self, line: &str) {
@@ -764,7 +933,23 @@ impl<'a> Runner<'a> {
                 Action::Delete => {
                     self.progress(&format!("{address}: Destroying..."));
                     let before = change.before.clone().unwrap_or_default();
-                    self.delete_object(address, &before).await?;
+                    match address.kind {
+                        ResourceKind::HelmRelease => {
+                            let release = before
+                                .get("release")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            let namespace = before
+                                .get("namespace")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            self.helm(address)?
+                                .uninstall(release, namespace, Some(self.options.wait.timeout))
+                                .await
+                                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                        }
+                        _ => self.delete_object(address, &before).await?,
+                    }
                     report.deleted += 1;
                     self.progress(&format!(
                         "{address}: Destruction complete after {}s",
@@ -950,4 +1135,35 @@ mod tests {
             "envctl"
         );
     }
+}
+
+/// Defines a module crate's `plan`, `apply` and `destroy`: the runner restricted to the
+/// module named by the crate's `NAME` constant. The engine decides how; the module only says
+/// what (its `declare`).
+#[macro_export]
+macro_rules! module_commands {
+    () => {
+        /// This module's part of the plan against the live cluster.
+        pub async fn plan(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<engine::Plan, $crate::LiveError> {
+            runner.module(NAME).plan().await
+        }
+
+        /// Applies this module's part of a plan.
+        pub async fn apply(
+            runner: &$crate::runner::Runner<'_>,
+            plan: &engine::Plan,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            runner.module(NAME).apply(plan).await
+        }
+
+        /// Destroys what this module owns.
+        pub async fn destroy(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            let runner = runner.module(NAME);
+            runner.destroy(&runner.plan_destroy().await?).await
+        }
+    };
 }

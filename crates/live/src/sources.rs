@@ -22,7 +22,10 @@ impl Sources {
             Some(dir) => {
                 let path = mirror_path(dir, url)?;
                 std::fs::read(&path).map_err(|e| {
-                    LiveError::Other(format!("cannot read {} (mirror of {url}): {e}", path.display()))
+                    LiveError::Other(format!(
+                        "cannot read {} (mirror of {url}): {e}",
+                        path.display()
+                    ))
                 })?
             }
             None => fetch(url)?,
@@ -52,9 +55,21 @@ pub fn mirror_path(mirror: &Path, url: &str) -> Result<PathBuf, LiveError> {
 
 fn fetch(url: &str) -> Result<Vec<u8>, LiveError> {
     let output = std::process::Command::new("curl")
-        .args(["--fail", "--silent", "--show-error", "--location", "--max-time", "60", url])
+        .args([
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--location",
+            "--max-time",
+            "60",
+            url,
+        ])
         .output()
-        .map_err(|e| LiveError::Other(format!("cannot run curl to fetch {url}: {e} (install curl, or use --mirror DIR)")))?;
+        .map_err(|e| {
+            LiveError::Other(format!(
+                "cannot run curl to fetch {url}: {e} (install curl, or use --mirror DIR)"
+            ))
+        })?;
     if !output.status.success() {
         return Err(LiveError::Other(format!(
             "cannot fetch {url}: {} (offline? use --mirror DIR or ENVCTL_MIRROR)",
@@ -77,7 +92,11 @@ mod tests {
 
     #[test]
     fn mirror_layout_is_host_then_path() {
-        let p = mirror_path(Path::new("/m"), "https://raw.githubusercontent.com/a/b/v1/x.yaml").unwrap();
+        let p = mirror_path(
+            Path::new("/m"),
+            "https://raw.githubusercontent.com/a/b/v1/x.yaml",
+        )
+        .unwrap();
         assert_eq!(p, Path::new("/m/raw.githubusercontent.com/a/b/v1/x.yaml"));
         assert!(mirror_path(Path::new("/m"), "https://h/../etc/passwd").is_err());
         assert!(mirror_path(Path::new("/m"), "file:///etc/passwd").is_err());
@@ -89,11 +108,25 @@ mod tests {
         let file = dir.path().join("example.org/f.yaml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, "kind: ConfigMap\n").unwrap();
-        let sources = Sources { mirror: Some(dir.path().to_path_buf()) };
+        let sources = Sources {
+            mirror: Some(dir.path().to_path_buf()),
+        };
         let good = engine::sha256_hex(b"kind: ConfigMap\n");
-        assert_eq!(sources.load("https://example.org/f.yaml", &good).unwrap().len(), 1);
-        let err = sources.load("https://example.org/f.yaml", &"0".repeat(64)).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch for https://example.org/f.yaml"), "{err}");
+        assert_eq!(
+            sources
+                .load("https://example.org/f.yaml", &good)
+                .unwrap()
+                .len(),
+            1
+        );
+        let err = sources
+            .load("https://example.org/f.yaml", &"0".repeat(64))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checksum mismatch for https://example.org/f.yaml"),
+            "{err}"
+        );
         assert!(err.contains(&good), "names the actual digest: {err}");
     }
 
@@ -107,12 +140,18 @@ mod tests {
             .expect("the shared mirror (../shared/mirror) is missing: CI lays it beside the clone");
         let docs = parse_documents(&bytes).unwrap();
         assert_eq!(docs.len(), 1);
-        assert_eq!(docs[0]["metadata"]["name"], "httproutes.gateway.networking.k8s.io");
+        assert_eq!(
+            docs[0]["metadata"]["name"],
+            "httproutes.gateway.networking.k8s.io"
+        );
     }
 
     #[test]
     fn multi_document_files_skip_empty_documents() {
         let docs = parse_documents(b"---\na: 1\n---\n---\nb: 2\n").unwrap();
-        assert_eq!(docs, vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]);
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]
+        );
     }
 }

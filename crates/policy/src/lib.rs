@@ -60,3 +60,6 @@ mod tests {
         );
     }
 }
+
+// `plan`, `apply` and `destroy` of this module's part of the environment.
+live::module_commands!();
