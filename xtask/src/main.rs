@@ -1,15 +1,23 @@
 //! `cargo xtask`: the command line of this project. The only place that knows all modules.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod converge;
 mod doctor;
+mod environment;
+mod offline;
 mod test;
 mod testenv;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "A local Kubernetes environment as code", version)]
+#[command(
+    name = "cargo xtask",
+    about = "A local Kubernetes environment as code: kind, Gateway API, Istio, Dex, OAuth2 Proxy",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,44 +25,57 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print every object and Helm release that apply would send, as YAML.
-    Render,
-    /// Print the resources and their edges in apply order.
-    Graph,
+    /// Print every object and Helm release that apply would send, as YAML (offline).
+    Render(offline::RenderArgs),
+    /// Print the resources and their edges in apply order (offline).
+    Graph(offline::GraphArgs),
     /// Show what apply would change.
-    Plan,
+    Plan(offline::PlanArgs),
     /// Bring the live environment in line with the configuration.
-    Apply,
-    /// Delete everything this project created.
-    Destroy,
+    Apply(converge::ApplyArgs),
+    /// Delete everything this environment owns.
+    Destroy(converge::DestroyArgs),
     /// Detect drift between the configuration and the live environment (exit 2 on drift).
-    Drift,
+    Drift(converge::DriftArgs),
     /// Run unit tests, then the integration tests against a fresh testenv.
     Test,
+    /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
+    Doctor(doctor::DoctorArgs),
     /// Manage the local test control plane (kube-apiserver + kwok).
     Testenv {
         #[command(subcommand)]
         command: testenv::TestenvCommand,
     },
-    /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
-    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Test => test::main(),
-        Command::Testenv { command } => testenv::main(command),
-        Command::Doctor(args) => match doctor::main(&args) {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
+    let result = match cli.command {
+        Command::Test => return test::main(),
+        Command::Testenv { command } => return testenv::main(command),
+        Command::Render(args) => offline::render(&args),
+        Command::Graph(args) => offline::graph(&args),
+        Command::Plan(args) => offline::plan(&args),
+        Command::Doctor(args) => doctor::main(&args),
+        Command::Apply(args) => converge::apply(&args),
+        Command::Destroy(args) => converge::destroy(&args),
+        Command::Drift(args) => converge::drift(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let text = format!("{error:#}");
+            if text.starts_with("error") {
+                eprintln!("{text}");
+            } else {
+                eprintln!("error: {text}");
             }
-        },
-        _ => {
-            eprintln!("error: not implemented yet");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+pub fn use_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

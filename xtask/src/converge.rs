@@ -1,0 +1,443 @@
+//! Commands that talk to the live cluster: `plan`, `apply`, `destroy`, `drift`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use engine::{Action, Plan};
+use live::runner::{RunOptions, Runner};
+use live::sources::Sources;
+
+use crate::environment::{self, EnvArgs, Loaded};
+use crate::offline::{OutputFormat, exit_code, print_plan};
+
+/// How to reach the cluster and what to look at.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Only this module's resources.
+    #[arg(long, value_name = "MODULE")]
+    pub module: Option<String>,
+    /// Read pinned upstream files from DIR/<host>/<path> instead of the network.
+    #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
+    pub mirror: Option<PathBuf>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the
+    /// testenv's).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Parallel API requests at most.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Take ownership of fields that another field manager owns on objects envctl does not own.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// A plan saved with `plan --out`: applied only if the cluster has not changed since.
+    #[arg(value_name = "PLAN_FILE")]
+    pub plan_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Destroy without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// `text` (for people) or `json` (schema: crates/engine/PLAN_JSON.md).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+fn reporter(line: &str) {
+    eprintln!("{line}");
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The kubeconfig and context for an environment.
+fn kubeconfig_and_context(loaded: &Loaded, args: &LiveArgs) -> (Option<PathBuf>, String) {
+    let context = loaded
+        .graph
+        .bindings()
+        .outputs
+        .get(&engine::OutputRef::new("cluster", "context"))
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let kubeconfig = args.kubeconfig.clone().or_else(|| {
+        // The testenv's kubeconfig, when nothing else is said and the environment targets it.
+        (loaded.env.settings.cluster.provider == config::Provider::Kwok
+            && std::env::var_os("KUBECONFIG").is_none())
+        .then(|| testenv_kubeconfig(&loaded.env.settings.cluster.name))
+        .flatten()
+    });
+    (kubeconfig, context)
+}
+
+/// The kubeconfig `cargo xtask testenv up` writes for a kwok cluster of that name, if it exists.
+fn testenv_kubeconfig(cluster: &str) -> Option<PathBuf> {
+    let layout = crate::testenv::Layout::discover().ok()?;
+    let path = layout
+        .cache
+        .join("kwok/clusters")
+        .join(cluster)
+        .join("kubeconfig.yaml");
+    path.exists().then_some(path)
+}
+
+/// The cluster resource of the environment.
+fn cluster_spec(loaded: &Loaded) -> anyhow::Result<(engine::Address, engine::ClusterSpec)> {
+    loaded
+        .graph
+        .resources()
+        .find_map(|r| match &r.spec {
+            engine::ResourceSpec::Cluster(spec) => Some((r.address.clone(), spec.clone())),
+            _ => None,
+        })
+        .context("the configuration declares no cluster")
+}
+
+/// A runner against the environment's cluster, or why there is no cluster to run against.
+enum Target<'a> {
+    Connected(Runner<'a>),
+    Absent { reason: String },
+}
+
+fn options(
+    loaded: &Loaded,
+    args: &LiveArgs,
+    kubeconfig: Option<PathBuf>,
+    context: &str,
+    force_conflicts: bool,
+) -> anyhow::Result<RunOptions> {
+    let helm = if loaded.env.releases.is_empty() {
+        None
+    } else {
+        Some(live::helm::Helm::locate(
+            kubeconfig,
+            Some(context.to_owned()).filter(|c| !c.is_empty()),
+        )?)
+    };
+    Ok(RunOptions {
+        concurrency: args.concurrency.max(1),
+        force_conflicts,
+        sources: Sources {
+            mirror: args.mirror.clone(),
+        },
+        modules: args.module.clone().map(|m| BTreeSet::from([m])),
+        helm,
+        ..RunOptions::default()
+    })
+}
+
+async fn target<'a>(
+    loaded: &'a Loaded,
+    args: &LiveArgs,
+    force_conflicts: bool,
+) -> anyhow::Result<Target<'a>> {
+    environment::check_module(args.module.as_deref())?;
+    let (kubeconfig, context) = kubeconfig_and_context(loaded, args);
+    let (_, spec) = cluster_spec(loaded)?;
+    match cluster::find(&spec, kubeconfig.as_deref()).await? {
+        cluster::Target::Absent { reason } => Ok(Target::Absent { reason }),
+        cluster::Target::Connected(connection) => {
+            let options = options(loaded, args, kubeconfig, &context, force_conflicts)?;
+            Ok(Target::Connected(Runner::new(
+                connection,
+                &loaded.graph,
+                loaded.name(),
+                options,
+                &reporter,
+            )))
+        }
+    }
+}
+
+/// A module crate's own plan when `--module` names one, else the whole environment's.
+async fn plan_with(runner: &Runner<'_>, module: Option<&str>) -> anyhow::Result<Plan> {
+    Ok(match module {
+        Some(gateway::NAME) => gateway::plan(runner).await?,
+        Some(mesh::NAME) => mesh::plan(runner).await?,
+        Some(sso::NAME) => sso::plan(runner).await?,
+        Some(policy::NAME) => policy::plan(runner).await?,
+        Some(other) => runner.module(other).plan().await?,
+        None => runner.plan().await?,
+    })
+}
+
+/// The plan when the cluster does not exist yet: every resource created.
+fn plan_from_nothing(loaded: &Loaded, module: Option<&str>, reason: &str) -> anyhow::Result<Plan> {
+    let mut plan = Plan::offline(&loaded.graph, loaded.name(), &loaded.graph.bindings())
+        .context("resolving placeholders")?;
+    plan.changes
+        .retain(|c| module.is_none_or(|m| c.address.module == m));
+    if let Some(first) = plan
+        .changes
+        .iter_mut()
+        .find(|c| c.address.kind == engine::ResourceKind::Cluster)
+    {
+        first
+            .notes
+            .push(format!("the cluster does not exist: {reason}"));
+    }
+    Ok(plan)
+}
+
+/// `plan` against the live cluster.
+pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.env)?;
+    let live_args = LiveArgs {
+        env: args.env.clone(),
+        module: args.module.clone(),
+        mirror: args.mirror.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        concurrency: args.concurrency,
+    };
+    let plan = runtime()?.block_on(async {
+        match target(&loaded, &live_args, false).await? {
+            Target::Connected(runner) => plan_with(&runner, args.module.as_deref()).await,
+            Target::Absent { reason } => {
+                plan_from_nothing(&loaded, args.module.as_deref(), &reason)
+            }
+        }
+    })?;
+    if let Some(out) = &args.out {
+        let text = serde_json::to_string_pretty(&plan.to_json())?;
+        std::fs::write(out, text)
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}. To apply exactly this plan: cargo xtask apply {}",
+            out.display(),
+            out.display()
+        );
+    }
+    print_plan(&plan, args.output)?;
+    Ok(exit_code(&plan, args.detailed_exitcode))
+}
+
+/// `drift`: the plan, read as a drift report. Exit 0 no drift, 2 drift, 1 error.
+pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.live.env)?;
+    let plan = runtime()?.block_on(async {
+        match target(&loaded, &args.live, false).await? {
+            Target::Connected(runner) => plan_with(&runner, args.live.module.as_deref()).await,
+            Target::Absent { reason } => {
+                plan_from_nothing(&loaded, args.live.module.as_deref(), &reason)
+            }
+        }
+    })?;
+    print_plan(&plan, args.output)?;
+    if plan.has_changes() {
+        if args.output == OutputFormat::Text {
+            eprintln!("Drift detected: the live environment differs from the configuration.");
+        }
+        Ok(ExitCode::from(2))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Fails early when a prerequisite of the cluster provider is missing (`cargo xtask doctor`).
+fn preflight(loaded: &Loaded) -> anyhow::Result<()> {
+    let provider = loaded.env.settings.cluster.provider.as_str();
+    let checks = crate::doctor::check(provider);
+    if checks.iter().any(|c| c.blocks()) {
+        anyhow::bail!(
+            "prerequisites are missing:\n{}",
+            crate::doctor::render(provider, &checks)
+        );
+    }
+    Ok(())
+}
+
+/// Asks for `yes` on a terminal; refuses without one unless `--auto-approve`.
+fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<bool> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no terminal to ask for confirmation; re-run with --auto-approve to proceed without asking"
+        );
+    }
+    print!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+/// `apply`: plan, show, confirm, converge. Creates the cluster first when it does not exist.
+pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.live.env)?;
+    preflight(&loaded)?;
+    runtime()?.block_on(async {
+        let (runner, created) = match target(&loaded, &args.live, args.force_conflicts).await? {
+            Target::Connected(runner) => (runner, false),
+            Target::Absent { reason } => {
+                let plan = plan_from_nothing(&loaded, args.live.module.as_deref(), &reason)?;
+                if args.plan_file.is_some() {
+                    check_saved_plan(args.plan_file.as_ref().expect("checked"), &plan)?;
+                }
+                print_plan(&plan, OutputFormat::Text)?;
+                if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
+                    eprintln!("Apply cancelled.");
+                    return Ok(ExitCode::FAILURE);
+                }
+                let (address, spec) = cluster_spec(&loaded)?;
+                let (kubeconfig, context) = kubeconfig_and_context(&loaded, &args.live);
+                let start = std::time::Instant::now();
+                eprintln!("{address}: Creating...");
+                let connection = cluster::create(&spec, kubeconfig.as_deref(), loaded.name(), &address).await?;
+                eprintln!("{address}: Creation complete after {}s", start.elapsed().as_secs());
+                let options = options(&loaded, &args.live, kubeconfig, &context, args.force_conflicts)?;
+                (Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter), true)
+            }
+        };
+        let plan = plan_with(&runner, args.live.module.as_deref()).await?;
+        if !created {
+            if let Some(file) = &args.plan_file {
+                check_saved_plan(file, &plan)?;
+            }
+            print_plan(&plan, OutputFormat::Text)?;
+            if !plan.has_changes() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(change) = plan.changes.iter().find(|c| c.address.kind == engine::ResourceKind::Cluster && matches!(c.action, Action::Replace { .. })) {
+                anyhow::bail!(
+                    "{} must be replaced ({}), which deletes everything in it; apply refuses to do that: \
+                     change the configuration back, or delete the cluster with `cargo xtask destroy` first",
+                    change.address,
+                    change.action.reason().unwrap_or_default()
+                );
+            }
+            if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
+                eprintln!("Apply cancelled.");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        let report = runner.apply(&plan).await?;
+        println!(
+            "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+            report.created + report.replaced + usize::from(created),
+            report.updated,
+            report.deleted + report.replaced
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A saved plan is applied only if planning now gives the same changes from the same live
+/// state (fingerprints of every live document it was computed from).
+fn check_saved_plan(file: &PathBuf, fresh: &Plan) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the plan {}", file.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plan file", file.display()))?;
+    let saved =
+        Plan::from_json(&json).with_context(|| format!("{} is not a plan file", file.display()))?;
+    if saved.environment != fresh.environment {
+        anyhow::bail!(
+            "{} is a plan for environment `{}`, not `{}`",
+            file.display(),
+            saved.environment,
+            fresh.environment
+        );
+    }
+    let actions = |p: &Plan| {
+        p.changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| (c.address.to_string(), c.action.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let mut stale: Vec<String> = saved
+        .fingerprints
+        .iter()
+        .filter(|(a, f)| fresh.fingerprints.get(*a) != Some(*f))
+        .map(|(a, _)| a.to_string())
+        .collect();
+    stale.extend(
+        fresh
+            .fingerprints
+            .keys()
+            .filter(|a| !saved.fingerprints.contains_key(*a))
+            .map(ToString::to_string),
+    );
+    if !stale.is_empty() || actions(&saved) != actions(fresh) {
+        stale.sort();
+        stale.dedup();
+        anyhow::bail!(
+            "the saved plan {} is stale: the cluster or the configuration changed since it was made{}; run `cargo xtask plan` again",
+            file.display(),
+            if stale.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", stale.join(", "))
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `destroy`: delete what this environment owns, in reverse order, then the cluster if envctl
+/// created it.
+pub fn destroy(args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.live.env)?;
+    runtime()?.block_on(async {
+        let runner = match target(&loaded, &args.live, false).await? {
+            Target::Connected(runner) => runner,
+            Target::Absent { reason } => {
+                println!("Nothing to destroy: the cluster does not exist ({reason}).");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        let plan = runner.plan_destroy().await?;
+        print_plan(&plan, OutputFormat::Text)?;
+        let whole = args.live.module.is_none() || args.live.module.as_deref() == Some("cluster");
+        if !plan.has_changes() && !whole {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !confirm(
+            "Do you really want to destroy all resources?",
+            args.auto_approve,
+        )? {
+            eprintln!("Destroy cancelled.");
+            return Ok(ExitCode::FAILURE);
+        }
+        let report = runner.destroy(&plan).await?;
+        if whole {
+            let (_, spec) = cluster_spec(&loaded)?;
+            let (kubeconfig, _) = kubeconfig_and_context(&loaded, &args.live);
+            println!("{}", cluster::destroy(&spec, kubeconfig.as_deref()).await?);
+        }
+        println!(
+            "\nDestroy complete! Resources: {} destroyed, {} released.",
+            report.deleted, report.updated
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}

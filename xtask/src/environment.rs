@@ -1,0 +1,120 @@
+//! Loading an environment and every module's declaration into one graph: the step every
+//! command starts with.
+
+use std::path::{Path, PathBuf};
+
+use engine::{Address, Graph, GraphError, Module};
+
+/// Flags shared by every command that reads `infra/`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EnvArgs {
+    /// Environment overlay: `infra/envs/<ENV>.yaml` over `infra/environment.yaml`.
+    #[arg(long = "env", value_name = "ENV", env = "ENVCTL_ENV")]
+    pub env: Option<String>,
+    /// The infra directory (default: `infra/` of this repository).
+    #[arg(long, value_name = "DIR", env = "ENVCTL_INFRA")]
+    pub infra: Option<PathBuf>,
+}
+
+impl EnvArgs {
+    pub fn infra_dir(&self) -> PathBuf {
+        self.infra
+            .clone()
+            .unwrap_or_else(|| repo_root().join("infra"))
+    }
+}
+
+/// The repository root (the parent of `xtask/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository")
+        .to_path_buf()
+}
+
+/// An environment with every module declared and the graph built.
+pub struct Loaded {
+    pub env: config::Environment,
+    pub graph: Graph,
+}
+
+impl Loaded {
+    /// The environment's name (recorded on every object).
+    pub fn name(&self) -> &str {
+        &self.env.settings.name
+    }
+}
+
+/// Every module, in the order of [`config::MODULES`].
+pub fn declare_all(env: &config::Environment) -> Result<Vec<Module>, config::ConfigError> {
+    Ok(vec![
+        cluster::declare(env)?,
+        gateway::declare(env)?,
+        mesh::declare(env)?,
+        sso::declare(env)?,
+        policy::declare(env)?,
+    ])
+}
+
+/// Loads `infra/` and builds the graph. Errors are ready to print: they name the file, line,
+/// column and field where the configuration can say so.
+pub fn load(args: &EnvArgs) -> anyhow::Result<Loaded> {
+    let infra = args.infra_dir();
+    let env =
+        config::load(&infra, args.env.as_deref()).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let modules = declare_all(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let graph =
+        Graph::build(modules).map_err(|e| anyhow::anyhow!("{}", locate_graph_error(&env, &e)))?;
+    Ok(Loaded { env, graph })
+}
+
+/// Restricts to one module's resources (`--module`), checking the name.
+pub fn check_module(module: Option<&str>) -> anyhow::Result<()> {
+    match module {
+        Some(m) if !config::MODULES.contains(&m) => {
+            anyhow::bail!(
+                "unknown module `{m}`; modules are: {}",
+                config::MODULES.join(", ")
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A graph error, with the file position of the placeholder or declaration at fault when the
+/// configuration has one.
+fn locate_graph_error(env: &config::Environment, error: &GraphError) -> String {
+    let (consumer, needle) = match error {
+        GraphError::MissingOutput {
+            consumer, output, ..
+        } => (consumer, format!("${{output.{output}}}")),
+        GraphError::MissingSecret {
+            consumer, secret, ..
+        } => (consumer, format!("${{secret.{secret}}}")),
+        _ => return format!("error: {error}"),
+    };
+    match source_file(env, consumer).and_then(|file| env.locate(&file, &needle)) {
+        Some(location) => format!(
+            "error: {error}\n  --> {}:{}:{}\n  = help: declare the output in its module, or fix the placeholder's name",
+            location.file.display(),
+            location.line,
+            location.column
+        ),
+        None => format!("error: {error}"),
+    }
+}
+
+/// The file a resource was declared in.
+fn source_file(env: &config::Environment, address: &Address) -> Option<PathBuf> {
+    if let Some(release) = env
+        .releases
+        .iter()
+        .find(|r| r.module == address.module && r.name == address.name)
+    {
+        return Some(release.values.file.clone());
+    }
+    env.manifests
+        .iter()
+        .find(|d| Address::object(&d.module, &d.value).is_ok_and(|a| &a == address))
+        .map(|d| d.file.clone())
+}
