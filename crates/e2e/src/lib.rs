@@ -11,6 +11,7 @@
 //! | `ENVCTL_HELM`, `ENVCTL_KUBECTL` | the pinned helm and kubectl binaries |
 //! | `ENVCTL_TESTENV_CHARTS` | the fixture charts, ready to install (`chart("istiod")`) |
 //! | `ENVCTL_MIRROR` | the offline mirror of upstream files (`mirror_file(..)`) |
+//! | `ENVCTL_XTASK` | the `cargo xtask` binary (`xtask(..)`) |
 //!
 //! Without `KUBECONFIG` and `ENVCTL_TESTENV` every helper panics with a message that says how to
 //! get them: an integration test never passes without a cluster.
@@ -247,7 +248,7 @@ pub async fn wait_for<K>(
     api: &Api<K>,
     name: &str,
     timeout: Duration,
-    condition: fn(&K) -> bool,
+    condition: impl Fn(&K) -> bool,
 ) -> K
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,

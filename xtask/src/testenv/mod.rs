@@ -9,8 +9,8 @@
 //!
 //! The environment the tests get (see `Testenv::vars`): `KUBECONFIG`, `ENVCTL_TESTENV` (the
 //! cache directory), `ENVCTL_HELM`, `ENVCTL_KUBECTL`, `ENVCTL_TESTENV_CHARTS` (the fixture
-//! charts of `infra/testenv/charts`, with the Istio CRDs placed into `base`), and `PATH` with the
-//! testenv's binaries first.
+//! charts of `infra/testenv/charts`, with the Istio CRDs placed into `base`), `ENVCTL_MIRROR`,
+//! `ENVCTL_XTASK` (the xtask binary itself) and `PATH` with the testenv's binaries first.
 
 mod charts;
 mod go_build;
@@ -209,6 +209,13 @@ impl Testenv {
                 layout.mirror_dir().display().to_string(),
             ),
             ("PATH".to_string(), path),
+            // This binary: the CLI tests of crates/e2e run it.
+            (
+                "ENVCTL_XTASK".to_string(),
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
         ];
         Testenv { kubeconfig, vars }
     }
