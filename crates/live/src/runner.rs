@@ -289,7 +289,12 @@ impl<'a> Runner<'a> {
             else {
                 continue;
             };
-            if !self.selected(&address) {
+            // Only plain objects are pruned this way (a generated secret is a resource of its
+            // own), and never one the configuration still declares under another kind.
+            if !self.selected(&address)
+                || address.kind != ResourceKind::Object
+                || self.graph.resource(&address).is_some()
+            {
                 continue;
             }
             let before = fields::strip_noise(orphan);
@@ -878,6 +883,9 @@ impl<'a> Runner<'a> {
                         let before = fields::strip_noise(&live);
                         let mut after = before.clone();
                         remove_fields(&mut after, &desired.doc);
+                        if after == before {
+                            continue; // none of envctl's fields are there
+                        }
                         plan.changes.push(
                             ResourceChange::new(
                                 address.clone(),
