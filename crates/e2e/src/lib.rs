@@ -437,3 +437,86 @@ async fn run_bounded(program: PathBuf, args: &[&str], timeout: Duration) -> Outp
         .await
         .unwrap_or_else(|e| panic!("running {what}: {e}"))
 }
+
+/// Runs the `cargo xtask` binary (`$ENVCTL_XTASK`, exported by `cargo xtask test`) with `args`,
+/// in the testenv's environment, without a terminal. Returns its output; asserts nothing.
+pub fn xtask(args: &[&str]) -> Output {
+    kubeconfig();
+    let bin = PathBuf::from(required_env("ENVCTL_XTASK"));
+    Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+}
+
+/// stdout and stderr of a run, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A copy of the repository's `infra/` in a fresh temporary directory, for tests that edit the
+/// configuration. Removed when dropped.
+pub struct InfraCopy {
+    dir: PathBuf,
+}
+
+impl InfraCopy {
+    pub fn new() -> InfraCopy {
+        let dir = std::env::temp_dir().join(unique_name("envctl-infra"));
+        copy_dir(&workspace_root().join("infra"), &dir.join("infra"));
+        InfraCopy { dir }
+    }
+
+    /// The `infra/` directory of the copy.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("infra")
+    }
+
+    /// Reads a file of the copy (relative to `infra/`).
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path().join(file))
+            .unwrap_or_else(|e| panic!("reading {file}: {e}"))
+    }
+
+    /// Writes a file of the copy (relative to `infra/`).
+    pub fn write(&self, file: &str, text: &str) {
+        let path = self.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating directories");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+impl Default for InfraCopy {
+    fn default() -> Self {
+        InfraCopy::new()
+    }
+}
+
+impl Drop for InfraCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
+    {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
+        }
+    }
+}
