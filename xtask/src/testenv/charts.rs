@@ -38,9 +38,16 @@ pub fn prepare(layout: &Layout, pins: &Pins) -> Result<()> {
             pin.sha256
         );
     }
-    let dest = target.join(ISTIO_CRDS_IN_BASE);
-    std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
-    std::fs::write(&dest, bytes)?;
+    // Into the copy, and into the in-repo chart too (gitignored), so that the `kwok`
+    // environment (`infra/envs/kwok.yaml`, charts at `testenv/charts/<name>`) installs the base
+    // stand-in with its CRDs.
+    for dest in [
+        target.join(ISTIO_CRDS_IN_BASE),
+        source.join(ISTIO_CRDS_IN_BASE),
+    ] {
+        std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        std::fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
+    }
     Ok(())
 }
 
