@@ -668,11 +668,41 @@ impl<'a> Runner<'a> {
                         }
                         self.apply_object(address, &desired, spec.ownership).await?;
                     }
-                    _ => {
-                        return Err(LiveError::Other(format!(
-                            "{address}: applying a {} is not built yet",
-                            address.kind
-                        )));
+                    ResourceSpec::HelmRelease(spec) => {
+                        let helm = self.helm(address)?;
+                        let chart =
+                            ChartRef::from_source(&spec.chart, Path::new("")).ok_or_else(|| {
+                                LiveError::Other(format!("{address}: no chart source"))
+                            })?;
+                        let values = desired.doc.get("values").cloned().unwrap_or_default();
+                        helm.upgrade_install(
+                            &spec.release,
+                            &spec.namespace,
+                            &chart,
+                            &values,
+                            spec.create_namespace,
+                            self.options.wait.timeout,
+                        )
+                        .await
+                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                    }
+                    ResourceSpec::GeneratedSecret(spec) => {
+                        secrets::ensure(&self.cluster, spec, &self.environment, address).await?;
+                    }
+                    ResourceSpec::Cluster(spec) => {
+                        // Creating or replacing the cluster happens before a runner exists (the
+                        // cluster module); here only its spec is recorded.
+                        let created = crate::provider::read_record(&self.cluster)
+                            .await?
+                            .is_some_and(|r| r.created_by_envctl);
+                        crate::provider::record(
+                            &self.cluster,
+                            spec,
+                            created,
+                            &self.environment,
+                            address,
+                        )
+                        .await?;
                     }
                 }
                 let done = match change.action {
@@ -920,11 +950,45 @@ impl<'a> Runner<'a> {
                     }
                 }
                 ResourceSpec::Cluster(_) => {}
-                _ => {
-                    return Err(LiveError::Other(format!(
-                        "{address}: destroying a {} is not built yet",
-                        address.kind
-                    )));
+                ResourceSpec::HelmRelease(spec) => {
+                    let status = self
+                        .helm(&address)?
+                        .status(&spec.release, &spec.namespace)
+                        .await
+                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                    if let Some(status) = status {
+                        let before = engine::helm_release_document(
+                            &spec.release,
+                            &spec.namespace,
+                            spec.create_namespace,
+                            &spec.chart,
+                            Value::Null,
+                        );
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::Delete,
+                                Some(before),
+                                None,
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note(format!("helm uninstall of revision {}", status.revision)),
+                        );
+                    }
+                }
+                ResourceSpec::GeneratedSecret(spec) => {
+                    if !matches!(
+                        secrets::secret_state(&self.cluster, spec).await,
+                        Ok(SecretState::Absent) | Err(_)
+                    ) {
+                        plan.changes.push(ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(desired.doc.clone()),
+                            None,
+                            desired.sensitivity.clone(),
+                        ));
+                    }
                 }
             }
         }
