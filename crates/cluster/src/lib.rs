@@ -130,10 +130,11 @@ pub async fn create(
     Ok(cluster)
 }
 
-/// Deletes the cluster if envctl created it; otherwise says why it stays.
+/// Deletes the cluster if envctl created it; otherwise says why it stays, and removes the
+/// record of its spec (the last thing envctl owns in it).
 pub async fn destroy(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<String, LiveError> {
     let kind = kind_for(spec)?;
-    let (state, _) = provider::cluster_state(spec, kubeconfig, kind.as_ref()).await?;
+    let (state, connection) = provider::cluster_state(spec, kubeconfig, kind.as_ref()).await?;
     match provider::destroy_decision(spec, &state) {
         DestroyDecision::Delete => {
             kind.expect("only kind clusters are deleted")
@@ -142,6 +143,13 @@ pub async fn destroy(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<St
             Ok(format!("cluster {} deleted", spec.name))
         }
         DestroyDecision::Keep(reason) => {
+            if let Some(cluster) = connection
+                && let Some(ty) = cluster.resolve("v1", "ConfigMap")
+            {
+                cluster
+                    .delete(&ty, Some(provider::RECORD_NAMESPACE), provider::RECORD_NAME)
+                    .await?;
+            }
             Ok(format!("cluster {} left in place: {reason}", spec.name))
         }
     }

@@ -608,6 +608,8 @@ impl<'a> Runner<'a> {
         } else {
             Action::NoOp
         };
+        // Helm returns values with sorted keys: show them in the configuration's order.
+        let before = fields::align_order(&before, &desired.doc);
         let mut change = ResourceChange::from_desired(action, Some(before), desired);
         change.drift = field_drift;
         if !drift.is_empty() {
