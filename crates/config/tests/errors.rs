@@ -391,7 +391,7 @@ fn unknown_output() {
         None,
         "no module produces output `mesh.gateway_klass`",
         file,
-        infra.pos(file, "", "${output.mesh"),
+        infra.pos(file, "gatewayClassName:", "${output.mesh"),
         "spec.gatewayClassName",
     );
     assert!(

@@ -53,7 +53,19 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
             &env.settings.sso.ext_authz.provider,
         ))
         // The value of the `istio-injection` namespace label istiod's injector selects.
-        .with_output(known("injection_ready", "enabled")))
+        .with_output(known("injection_ready", "enabled"))
+        // What proxies read only at start: workloads carry it as a pod annotation, so that they
+        // restart when (and only when) it changes.
+        .with_output(known("proxy_config_hash", &proxy_config_hash(env))))
+}
+
+/// A short hash of istiod's `meshConfig.defaultConfig` (the proxy bootstrap config).
+pub fn proxy_config_hash(env: &Environment) -> String {
+    let default_config = env
+        .release("istiod")
+        .and_then(|r| r.values.value.pointer("/meshConfig/defaultConfig").cloned())
+        .unwrap_or(Value::Null);
+    engine::canonical_hash(&default_config)[..16].to_owned()
 }
 
 #[cfg(test)]
