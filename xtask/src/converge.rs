@@ -43,6 +43,9 @@ pub struct ApplyArgs {
     /// Take ownership of fields that another field manager owns on objects envctl does not own.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Let apply delete and recreate the cluster when its spec changed (everything in it is lost).
+    #[arg(long)]
+    pub allow_replace: bool,
     /// A plan saved with `plan --out`: applied only if the cluster has not changed since.
     #[arg(value_name = "PLAN_FILE")]
     pub plan_file: Option<PathBuf>,
@@ -326,13 +329,23 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             if !plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
             }
-            if let Some(change) = plan.changes.iter().find(|c| c.address.kind == engine::ResourceKind::Cluster && matches!(c.action, Action::Replace { .. })) {
-                anyhow::bail!(
-                    "{} must be replaced ({}), which deletes everything in it; apply refuses to do that: \
-                     change the configuration back, or delete the cluster with `cargo xtask destroy` first",
-                    change.address,
-                    change.action.reason().unwrap_or_default()
-                );
+            let replace = plan.changes.iter().find(|c| {
+                c.address.kind == engine::ResourceKind::Cluster && matches!(c.action, Action::Replace { .. })
+            });
+            if let Some(change) = replace {
+                if !args.allow_replace {
+                    anyhow::bail!(
+                        "{} must be replaced ({}), which deletes everything in it; apply refuses without \
+                         --allow-replace (or change the configuration back)",
+                        change.address,
+                        change.action.reason().unwrap_or_default()
+                    );
+                }
+                if !confirm("Do you want to delete and recreate the cluster?", args.auto_approve)? {
+                    eprintln!("Apply cancelled.");
+                    return Ok(ExitCode::FAILURE);
+                }
+                return replace_cluster(&loaded, args).await;
             }
             if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
                 eprintln!("Apply cancelled.");
@@ -348,6 +361,35 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Deletes the cluster (only one envctl created), creates it anew and applies everything.
+async fn replace_cluster(loaded: &Loaded, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let (address, spec) = cluster_spec(loaded)?;
+    let (kubeconfig, context) = kubeconfig_and_context(loaded, &args.live);
+    let outcome = cluster::destroy(&spec, kubeconfig.as_deref()).await?;
+    if outcome.contains("left in place") {
+        anyhow::bail!("{outcome}; delete it yourself to replace it");
+    }
+    eprintln!("{address}: {outcome}; Creating...");
+    let connection = cluster::create(&spec, kubeconfig.as_deref(), loaded.name(), &address).await?;
+    let options = options(
+        loaded,
+        &args.live,
+        kubeconfig,
+        &context,
+        args.force_conflicts,
+    )?;
+    let runner = Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter);
+    let plan = plan_with(&runner, args.live.module.as_deref()).await?;
+    let report = runner.apply(&plan).await?;
+    println!(
+        "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+        report.created + 1,
+        report.updated,
+        report.deleted + 1
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A saved plan is applied only if planning now gives the same changes from the same live
@@ -440,4 +482,172 @@ pub fn destroy(args: &DestroyArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// The generated secret, e.g. `sso.generated_secret.oauth2-proxy`.
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+    /// Only these keys (default: every generated key).
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Rotate without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+/// `rotate-secret`: the only way generated secrets change. New values are generated and
+/// stored (never shown), then the Deployments that read the Secret are restarted.
+pub fn rotate_secret(args: &RotateArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.live.env)?;
+    let address: engine::Address = args.address.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(engine::ResourceSpec::GeneratedSecret(spec)) =
+        loaded.graph.resource(&address).map(|r| &r.spec)
+    else {
+        let known: Vec<String> = loaded
+            .graph
+            .resources()
+            .filter(|r| r.address.kind == engine::ResourceKind::GeneratedSecret)
+            .map(|r| r.address.to_string())
+            .collect();
+        anyhow::bail!(
+            "`{address}` is not a generated secret of this environment (generated secrets: {})",
+            known.join(", ")
+        );
+    };
+    let keys = if args.keys.is_empty() {
+        spec.generated.keys().cloned().collect()
+    } else {
+        args.keys.clone()
+    };
+    runtime()?.block_on(async {
+        let Target::Connected(runner) = target(&loaded, &args.live, false).await? else {
+            anyhow::bail!(
+                "the cluster of environment `{}` does not exist",
+                loaded.name()
+            );
+        };
+        let question = format!(
+            "Rotate {} of Secret {}/{}? Workloads that read it restart.",
+            keys.join(", "),
+            spec.namespace,
+            spec.name
+        );
+        if !confirm(&question, args.auto_approve)? {
+            eprintln!("Rotation cancelled.");
+            return Ok(ExitCode::FAILURE);
+        }
+        live::secrets::rotate(&runner.cluster, spec, &keys, loaded.name(), &address).await?;
+        let restarted = restart_readers(&runner.cluster, &spec.namespace, &spec.name).await?;
+        println!(
+            "Rotated {} of Secret {}/{}; restarted: {}.",
+            keys.join(", "),
+            spec.namespace,
+            spec.name,
+            if restarted.is_empty() {
+                "nothing reads it".to_owned()
+            } else {
+                restarted.join(", ")
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Restarts (pod template annotation, like `kubectl rollout restart`) every Deployment in
+/// `namespace` whose pods read Secret `name`.
+async fn restart_readers(
+    cluster: &live::Cluster,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Vec<String>> {
+    let ty = cluster
+        .resolve("apps/v1", "Deployment")
+        .context("the cluster serves no Deployments")?;
+    let mut restarted = Vec::new();
+    for deployment in cluster.list(&ty, "").await? {
+        if deployment
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            != Some(namespace)
+        {
+            continue;
+        }
+        let pod_spec = deployment
+            .pointer("/spec/template/spec")
+            .cloned()
+            .unwrap_or_default();
+        if !reads_secret(&pod_spec, name) {
+            continue;
+        }
+        let deployment_name = deployment
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let patch = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": deployment_name, "namespace": namespace},
+            "spec": {"template": {"metadata": {"annotations": {
+                "envctl.dev/secret-rotated-at": format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()),
+            }}}},
+        });
+        cluster.apply_as(&ty, &patch, "envctl-rotate").await?;
+        restarted.push(format!("deployment/{namespace}/{deployment_name}"));
+    }
+    Ok(restarted)
+}
+
+/// Whether a pod spec reads Secret `name` (env, envFrom or a volume).
+fn reads_secret(pod_spec: &serde_json::Value, name: &str) -> bool {
+    find_secret_refs(pod_spec).iter().any(|n| n == name)
+}
+
+fn find_secret_refs(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("secretKeyRef" | "secretRef", serde_json::Value::Object(r)) => {
+                        out.extend(r.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+                    }
+                    ("secret", serde_json::Value::Object(r)) => {
+                        out.extend(
+                            r.get("secretName")
+                                .and_then(|n| n.as_str())
+                                .map(str::to_owned),
+                        );
+                    }
+                    _ => out.extend(find_secret_refs(v)),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|i| out.extend(find_secret_refs(i)))
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_readers_are_found_in_env_env_from_and_volumes() {
+        let env = json!({"containers": [{"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]}]});
+        let env_from = json!({"containers": [{"envFrom": [{"secretRef": {"name": "creds"}}]}]});
+        let volume = json!({"volumes": [{"name": "v", "secret": {"secretName": "creds"}}], "containers": []});
+        let other = json!({"containers": [{"envFrom": [{"secretRef": {"name": "other"}}]}]});
+        assert!(reads_secret(&env, "creds"));
+        assert!(reads_secret(&env_from, "creds"));
+        assert!(reads_secret(&volume, "creds"));
+        assert!(!reads_secret(&other, "creds"));
+    }
 }

@@ -37,6 +37,8 @@ enum Command {
     Destroy(converge::DestroyArgs),
     /// Detect drift between the configuration and the live environment (exit 2 on drift).
     Drift(converge::DriftArgs),
+    /// Generate new values for a generated secret, and restart the workloads that read it.
+    RotateSecret(converge::RotateArgs),
     /// Run unit tests, then the integration tests against a fresh testenv.
     Test,
     /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => converge::apply(&args),
         Command::Destroy(args) => converge::destroy(&args),
         Command::Drift(args) => converge::drift(&args),
+        Command::RotateSecret(args) => converge::rotate_secret(&args),
     };
     match result {
         Ok(code) => code,

@@ -190,6 +190,29 @@ impl Cluster {
         }
     }
 
+    /// Server-side apply under another field manager (forced), for operational writes that
+    /// must not become part of this project's configuration (e.g. a restart annotation).
+    pub async fn apply_as(
+        &self,
+        ty: &TypeInfo,
+        manifest: &Value,
+        manager: &str,
+    ) -> Result<Value, LiveError> {
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let namespace = manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
+        let params = PatchParams::apply(manager).force();
+        let object = self
+            .api(ty, namespace)
+            .patch(name, &params, &Patch::Apply(manifest))
+            .await?;
+        Ok(serde_json::to_value(object)?)
+    }
+
     /// Deletes an object (foreground propagation: dependents go first). Absent is fine.
     pub async fn delete(
         &self,
