@@ -215,6 +215,26 @@ pub async fn delete_namespace(client: &Client, name: &str, timeout: Duration) {
     .await;
 }
 
+/// Deletes the object `name` (if it exists) and waits until the apiserver no longer has it.
+/// Tests delete the cluster-scoped objects they create (CRDs, classes): the integration tests
+/// of every file share one cluster.
+pub async fn delete_and_wait<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match bounded("deleting an object", timeout, api.delete(name, &DeleteParams::background()))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return,
+        Err(e) => panic!("deleting {name}: {e}"),
+    }
+    wait_until(&format!("{name} to disappear"), timeout, || async {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+}
+
 /// Runs `future`, panicking with `what` when it takes longer than `timeout`.
 pub async fn bounded<F: Future>(what: &str, timeout: Duration, future: F) -> F::Output {
     match tokio::time::timeout(timeout, future).await {

@@ -203,6 +203,8 @@ global:
     );
     cni.delete().await;
     istio.delete().await;
+    let gatewayclasses = "gatewayclasses.gateway.networking.k8s.io";
+    e2e::delete_and_wait(&crds, gatewayclasses, DEFAULT_TIMEOUT).await;
 }
 
 #[tokio::test]

@@ -129,6 +129,12 @@ async fn a_gateway_api_crd_is_established_and_validates_its_objects() {
         other => panic!("an invalid HTTPRoute must be rejected by server validation: {other:?}"),
     }
     ns.delete().await;
+    e2e::delete_and_wait(
+        &crds,
+        "httproutes.gateway.networking.k8s.io",
+        DEFAULT_TIMEOUT,
+    )
+    .await;
 }
 
 #[tokio::test]
