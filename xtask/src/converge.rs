@@ -241,6 +241,27 @@ pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&plan, args.detailed_exitcode))
 }
 
+/// `render --as-applied`: the objects as apply sends them, as a JSON `List`.
+pub fn render_as_applied(args: &crate::offline::RenderArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.env)?;
+    let live_args = LiveArgs {
+        env: args.env.clone(),
+        module: args.module.clone(),
+        mirror: args.mirror.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        concurrency: 16,
+    };
+    let items = runtime()?.block_on(async {
+        match target(&loaded, &live_args, false).await? {
+            Target::Connected(runner) => runner.sent_objects().await.map_err(anyhow::Error::from),
+            Target::Absent { reason } => anyhow::bail!("the cluster does not exist ({reason})"),
+        }
+    })?;
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `drift`: the plan, read as a drift report. Exit 0 no drift, 2 drift, 1 error.
 pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod converge;
 mod doctor;
 mod environment;
@@ -39,6 +40,8 @@ enum Command {
     Drift(converge::DriftArgs),
     /// Generate new values for a generated secret, and restart the workloads that read it.
     RotateSecret(converge::RotateArgs),
+    /// Time `plan` against `kubectl diff --server-side` on the same objects (needs the testenv).
+    Bench(bench::BenchArgs),
     /// Run unit tests, then the integration tests against a fresh testenv.
     Test,
     /// Check the prerequisites of a cluster provider (docker, kind, helm, kubectl, context).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Test => return test::main(),
         Command::Testenv { command } => return testenv::main(command),
         Command::Render(args) => offline::render(&args),
+        Command::Bench(args) => bench::main(&args),
         Command::Graph(args) => offline::graph(&args),
         Command::Plan(args) => offline::plan(&args),
         Command::Doctor(args) => doctor::main(&args),

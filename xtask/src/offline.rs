@@ -14,6 +14,17 @@ pub struct RenderArgs {
     /// Only this module's resources.
     #[arg(long, value_name = "MODULE")]
     pub module: Option<String>,
+    /// Print the objects exactly as apply sends them (pinned files fetched, ownership
+    /// metadata, outputs read from the cluster) as one JSON `List`, e.g. for `kubectl diff -f -`.
+    /// Contacts the cluster.
+    #[arg(long)]
+    pub as_applied: bool,
+    /// With --as-applied: read pinned upstream files from DIR/<host>/<path>.
+    #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
+    pub mirror: Option<std::path::PathBuf>,
+    /// With --as-applied: the kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +80,9 @@ pub struct PlanArgs {
 
 pub fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     environment::check_module(args.module.as_deref())?;
+    if args.as_applied {
+        return crate::converge::render_as_applied(args);
+    }
     let loaded = environment::load(&args.env)?;
     let bindings = loaded.graph.bindings();
     let documents = loaded

@@ -180,6 +180,28 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// Every object (of the selected modules) exactly as apply sends it, in apply order: for
+    /// `kubectl diff -f`, and for benchmarks against it.
+    pub async fn sent_objects(&self) -> Result<Vec<Value>, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut out = Vec::new();
+        for address in self.graph.order() {
+            let Some(ResourceSpec::Object(spec)) = self.graph.resource(address).map(|r| &r.spec)
+            else {
+                continue;
+            };
+            if !self.selected(address) {
+                continue;
+            }
+            let desired = self
+                .graph
+                .desired(address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            out.push(self.object_manifest(&desired, spec.ownership)?);
+        }
+        Ok(out)
+    }
+
     /// The plan of the whole environment (or the selected modules) against the live cluster.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
