@@ -174,6 +174,10 @@ impl<'a> Runner<'a> {
                 })?;
             manifest = merge_metadata(content, &manifest);
         }
+        // `status` is the server's (upstream CRD files carry an empty one): never sent.
+        if let Some(object) = manifest.as_object_mut() {
+            object.remove("status");
+        }
         Ok(match ownership {
             Ownership::Owned => objects::stamp(&manifest, &self.environment),
             Ownership::FieldsOnly => manifest,
