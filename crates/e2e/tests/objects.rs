@@ -127,6 +127,19 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         json!(["customresourcedefinition/gateways.gateway.networking.k8s.io"])
     );
 
+    // Without a terminal to ask on, apply refuses unless told --auto-approve.
+    let unasked = run(&infra, &["apply"]);
+    assert_eq!(unasked.status.code(), Some(1), "{}", describe(&unasked));
+    assert!(
+        describe(&unasked).contains("--auto-approve"),
+        "{}",
+        describe(&unasked)
+    );
+    assert!(
+        namespaces.get_opt("gateway").await.unwrap().is_none(),
+        "nothing applied"
+    );
+
     // Apply from empty.
     let applied = run(&infra, &["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", describe(&applied));
@@ -168,6 +181,12 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     );
     let plan = run(&infra, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+
+    // A saved plan is applied only while the live state it was made from holds.
+    let plan_file = infra.path().join("saved.plan");
+    let plan_file = plan_file.to_str().unwrap();
+    let saved = run(&infra, &["plan", "--out", plan_file]);
+    assert!(saved.status.success(), "{}", describe(&saved));
 
     // Out of band: a patch (manager kubectl-patch) and a deletion. Drift exits 2 and names who.
     let deployments = api(
@@ -224,6 +243,23 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         .unwrap();
     assert_eq!(nginx["drift"][0]["path"], "spec.replicas");
     assert_eq!(nginx["drift"][0]["manager"], "kubectl-patch");
+
+    let stale = run(&infra, &["apply", plan_file]);
+    assert_eq!(stale.status.code(), Some(1), "{}", describe(&stale));
+    assert!(
+        describe(&stale).contains("is stale"),
+        "{}",
+        describe(&stale)
+    );
+    assert!(
+        describe(&stale).contains("gateway.object.deployment/default/nginx"),
+        "{}",
+        describe(&stale)
+    );
+    assert!(
+        services.get_opt("nginx").await.unwrap().is_none(),
+        "a stale plan applies nothing"
+    );
 
     // Apply repairs both.
     let repaired = run(&infra, &["apply", "--auto-approve"]);
