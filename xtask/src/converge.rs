@@ -125,7 +125,7 @@ fn cluster_spec(loaded: &Loaded) -> anyhow::Result<(engine::Address, engine::Clu
 
 /// A runner against the environment's cluster, or why there is no cluster to run against.
 enum Target<'a> {
-    Connected(Runner<'a>),
+    Connected(Box<Runner<'a>>),
     Absent { reason: String },
 }
 
@@ -168,13 +168,13 @@ async fn target<'a>(
         cluster::Target::Absent { reason } => Ok(Target::Absent { reason }),
         cluster::Target::Connected(connection) => {
             let options = options(loaded, args, kubeconfig, &context, force_conflicts)?;
-            Ok(Target::Connected(Runner::new(
+            Ok(Target::Connected(Box::new(Runner::new(
                 connection,
                 &loaded.graph,
                 loaded.name(),
                 options,
                 &reporter,
-            )))
+            ))))
         }
     }
 }
@@ -323,8 +323,8 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             Target::Connected(runner) => (runner, false),
             Target::Absent { reason } => {
                 let plan = plan_from_nothing(&loaded, args.live.module.as_deref(), &reason)?;
-                if args.plan_file.is_some() {
-                    check_saved_plan(args.plan_file.as_ref().expect("checked"), &plan)?;
+                if let Some(file) = &args.plan_file {
+                    check_saved_plan(file, &plan)?;
                 }
                 print_plan(&plan, OutputFormat::Text)?;
                 if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
@@ -338,7 +338,7 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 let connection = cluster::create(&spec, kubeconfig.as_deref(), loaded.name(), &address).await?;
                 eprintln!("{address}: Creation complete after {}s", start.elapsed().as_secs());
                 let options = options(&loaded, &args.live, kubeconfig, &context, args.force_conflicts)?;
-                (Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter), true)
+                (Box::new(Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter)), true)
             }
         };
         let plan = plan_with(&runner, args.live.module.as_deref()).await?;

@@ -74,8 +74,12 @@ pub struct Drift {
     pub time: Option<String>,
 }
 
+/// Live objects of one type by (namespace, name).
+type ByIdentity = BTreeMap<(Option<String>, String), Value>;
+
 /// What the cluster says about one desired object.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per desired object, never moved around in bulk
 pub enum ObjectState {
     /// Absent. `validated` says whether the server accepted it in a dry run; `waits_for`
     /// names what must be created first (its CRD or namespace) when it could not be checked.
@@ -128,12 +132,12 @@ pub struct PlannedCreations {
 /// sha256 of a manifest's configuration (what we send, minus the hash annotation itself).
 pub fn config_hash(manifest: &Value) -> String {
     let mut copy = manifest.clone();
-    if let Some(Value::Object(meta)) = copy.pointer_mut("/metadata") {
-        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
-            a.remove(CONFIG_HASH_ANNOTATION);
-            if a.is_empty() {
-                meta.remove("annotations");
-            }
+    if let Some(Value::Object(meta)) = copy.pointer_mut("/metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+    {
+        a.remove(CONFIG_HASH_ANNOTATION);
+        if a.is_empty() {
+            meta.remove("annotations");
         }
     }
     engine::canonical_hash(&copy)
@@ -206,8 +210,7 @@ pub async fn gather(
     .buffer_unordered(concurrency)
     .collect::<Vec<_>>()
     .await;
-    let mut owned: BTreeMap<(String, String), BTreeMap<(Option<String>, String), Value>> =
-        BTreeMap::new();
+    let mut owned: BTreeMap<(String, String), ByIdentity> = BTreeMap::new();
     for result in lists {
         let (k, items) = result?;
         *facts.requests.entry("list").or_default() += 1;

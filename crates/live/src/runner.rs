@@ -830,7 +830,7 @@ impl<'a> Runner<'a> {
             )
             .await?;
             self.cluster.refresh_discovery().await?;
-        } else if self.needs_wait(address, &manifest).await? {
+        } else if self.needs_wait(&manifest).await? {
             wait::wait_ready(
                 &self.cluster,
                 &ty,
@@ -847,7 +847,7 @@ impl<'a> Runner<'a> {
 
     /// Waits for workloads and for anything others depend on; Gateway API objects only when a
     /// controller serves their class (no controller means no status to wait for).
-    async fn needs_wait(&self, address: &Address, manifest: &Value) -> Result<bool, LiveError> {
+    async fn needs_wait(&self, manifest: &Value) -> Result<bool, LiveError> {
         let kind = manifest
             .get("kind")
             .and_then(Value::as_str)
@@ -862,9 +862,38 @@ impl<'a> Runner<'a> {
                 )
                 .await
             }
+            // A route is Accepted by its Gateway's controller: wait only where one runs.
             "HTTPRoute" => {
-                let _ = address;
-                Ok(false)
+                let Some(ty) = self
+                    .cluster
+                    .resolve("gateway.networking.k8s.io/v1", "Gateway")
+                else {
+                    return Ok(false);
+                };
+                let route_ns = manifest
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str);
+                for parent in manifest
+                    .pointer("/spec/parentRefs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = parent
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let ns = parent.get("namespace").and_then(Value::as_str).or(route_ns);
+                    let class = self.cluster.get(&ty, ns, name).await?.and_then(|g| {
+                        g.pointer("/spec/gatewayClassName")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
+                    if !self.class_has_controller(class.as_deref()).await? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
             }
             _ => Ok(false),
         }
@@ -1142,12 +1171,12 @@ fn merge_metadata(mut content: Value, declared: &Value) -> Value {
 /// The bookkeeping annotation is noise to a reader of the plan.
 fn strip_bookkeeping(object: &Value) -> Value {
     let mut out = object.clone();
-    if let Some(Value::Object(meta)) = out.pointer_mut("/metadata") {
-        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
-            a.remove(objects::CONFIG_HASH_ANNOTATION);
-            if a.is_empty() {
-                meta.remove("annotations");
-            }
+    if let Some(Value::Object(meta)) = out.pointer_mut("/metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+    {
+        a.remove(objects::CONFIG_HASH_ANNOTATION);
+        if a.is_empty() {
+            meta.remove("annotations");
         }
     }
     out
@@ -1200,6 +1229,37 @@ fn transitive_pending(
     out.into_iter().collect()
 }
 
+/// Defines a module crate's `plan`, `apply` and `destroy`: the runner restricted to the
+/// module named by the crate's `NAME` constant. The engine decides how; the module only says
+/// what (its `declare`).
+#[macro_export]
+macro_rules! module_commands {
+    () => {
+        /// This module's part of the plan against the live cluster.
+        pub async fn plan(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<engine::Plan, $crate::LiveError> {
+            runner.module(NAME).plan().await
+        }
+
+        /// Applies this module's part of a plan.
+        pub async fn apply(
+            runner: &$crate::runner::Runner<'_>,
+            plan: &engine::Plan,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            runner.module(NAME).apply(plan).await
+        }
+
+        /// Destroys what this module owns.
+        pub async fn destroy(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            let runner = runner.module(NAME);
+            runner.destroy(&runner.plan_destroy().await?).await
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1235,35 +1295,4 @@ mod tests {
             "envctl"
         );
     }
-}
-
-/// Defines a module crate's `plan`, `apply` and `destroy`: the runner restricted to the
-/// module named by the crate's `NAME` constant. The engine decides how; the module only says
-/// what (its `declare`).
-#[macro_export]
-macro_rules! module_commands {
-    () => {
-        /// This module's part of the plan against the live cluster.
-        pub async fn plan(
-            runner: &$crate::runner::Runner<'_>,
-        ) -> Result<engine::Plan, $crate::LiveError> {
-            runner.module(NAME).plan().await
-        }
-
-        /// Applies this module's part of a plan.
-        pub async fn apply(
-            runner: &$crate::runner::Runner<'_>,
-            plan: &engine::Plan,
-        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
-            runner.module(NAME).apply(plan).await
-        }
-
-        /// Destroys what this module owns.
-        pub async fn destroy(
-            runner: &$crate::runner::Runner<'_>,
-        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
-            let runner = runner.module(NAME);
-            runner.destroy(&runner.plan_destroy().await?).await
-        }
-    };
 }
