@@ -209,24 +209,21 @@ fn plan_from_nothing(loaded: &Loaded, module: Option<&str>, reason: &str) -> any
     Ok(plan)
 }
 
+/// The plan of the environment as the cluster is now (everything created when it does not
+/// exist yet).
+fn current_plan(loaded: &Loaded, live: &LiveArgs) -> anyhow::Result<Plan> {
+    runtime()?.block_on(async {
+        match target(loaded, live, false).await? {
+            Target::Connected(runner) => plan_with(&runner, live.module.as_deref()).await,
+            Target::Absent { reason } => plan_from_nothing(loaded, live.module.as_deref(), &reason),
+        }
+    })
+}
+
 /// `plan` against the live cluster.
 pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
-    let loaded = environment::load(&args.env)?;
-    let live_args = LiveArgs {
-        env: args.env.clone(),
-        module: args.module.clone(),
-        mirror: args.mirror.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-        concurrency: args.concurrency,
-    };
-    let plan = runtime()?.block_on(async {
-        match target(&loaded, &live_args, false).await? {
-            Target::Connected(runner) => plan_with(&runner, args.module.as_deref()).await,
-            Target::Absent { reason } => {
-                plan_from_nothing(&loaded, args.module.as_deref(), &reason)
-            }
-        }
-    })?;
+    let loaded = environment::load(&args.live.env)?;
+    let plan = current_plan(&loaded, &args.live)?;
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&plan.to_json())?;
         std::fs::write(out, text)
@@ -243,16 +240,9 @@ pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
 
 /// `render --as-applied`: the objects as apply sends them, as a JSON `List`.
 pub fn render_as_applied(args: &crate::offline::RenderArgs) -> anyhow::Result<ExitCode> {
-    let loaded = environment::load(&args.env)?;
-    let live_args = LiveArgs {
-        env: args.env.clone(),
-        module: args.module.clone(),
-        mirror: args.mirror.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-        concurrency: 16,
-    };
+    let loaded = environment::load(&args.live.env)?;
     let items = runtime()?.block_on(async {
-        match target(&loaded, &live_args, false).await? {
+        match target(&loaded, &args.live, false).await? {
             Target::Connected(runner) => runner.sent_objects().await.map_err(anyhow::Error::from),
             Target::Absent { reason } => anyhow::bail!("the cluster does not exist ({reason})"),
         }
@@ -265,14 +255,7 @@ pub fn render_as_applied(args: &crate::offline::RenderArgs) -> anyhow::Result<Ex
 /// `drift`: the plan, read as a drift report. Exit 0 no drift, 2 drift, 1 error.
 pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
-    let plan = runtime()?.block_on(async {
-        match target(&loaded, &args.live, false).await? {
-            Target::Connected(runner) => plan_with(&runner, args.live.module.as_deref()).await,
-            Target::Absent { reason } => {
-                plan_from_nothing(&loaded, args.live.module.as_deref(), &reason)
-            }
-        }
-    })?;
+    let plan = current_plan(&loaded, &args.live)?;
     print_plan(&plan, args.output)?;
     if plan.has_changes() {
         if args.output == OutputFormat::Text {

@@ -10,21 +10,12 @@ use crate::environment::{self, EnvArgs};
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
     #[command(flatten)]
-    pub env: EnvArgs,
-    /// Only this module's resources.
-    #[arg(long, value_name = "MODULE")]
-    pub module: Option<String>,
+    pub live: crate::converge::LiveArgs,
     /// Print the objects exactly as apply sends them (pinned files fetched, ownership
     /// metadata, outputs read from the cluster) as one JSON `List`, e.g. for `kubectl diff -f -`.
     /// Contacts the cluster.
     #[arg(long)]
     pub as_applied: bool,
-    /// With --as-applied: read pinned upstream files from DIR/<host>/<path>.
-    #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
-    pub mirror: Option<std::path::PathBuf>,
-    /// With --as-applied: the kubeconfig file.
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +42,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub env: EnvArgs,
-    /// Only this module's resources.
-    #[arg(long, value_name = "MODULE")]
-    pub module: Option<String>,
+    pub live: crate::converge::LiveArgs,
     /// Plan against an empty cluster, without contacting any cluster.
     #[arg(long)]
     pub offline: bool,
@@ -67,30 +55,26 @@ pub struct PlanArgs {
     /// Save the plan (JSON) to FILE; `cargo xtask apply FILE` applies it only if nothing changed since.
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
-    /// Read pinned upstream files from DIR/<host>/<path> instead of the network.
-    #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
-    pub mirror: Option<std::path::PathBuf>,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the testenv's).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<std::path::PathBuf>,
-    /// Parallel API requests at most.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
 }
 
 pub fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    environment::check_module(args.module.as_deref())?;
+    environment::check_module(args.live.module.as_deref())?;
     if args.as_applied {
         return crate::converge::render_as_applied(args);
     }
-    let loaded = environment::load(&args.env)?;
+    let loaded = environment::load(&args.live.env)?;
     let bindings = loaded.graph.bindings();
     let documents = loaded
         .graph
         .desired_all(&bindings, loaded.name())
         .context("resolving placeholders")?
         .into_iter()
-        .filter(|d| args.module.as_deref().is_none_or(|m| d.address.module == m))
+        .filter(|d| {
+            args.live
+                .module
+                .as_deref()
+                .is_none_or(|m| d.address.module == m)
+        })
         .collect::<Vec<_>>();
     print!("{}", engine::render::render_yaml_documents(&documents));
     Ok(ExitCode::SUCCESS)
@@ -106,14 +90,14 @@ pub fn graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    environment::check_module(args.module.as_deref())?;
+    environment::check_module(args.live.module.as_deref())?;
     if !args.offline {
         return crate::converge::plan(args);
     }
-    let loaded = environment::load(&args.env)?;
+    let loaded = environment::load(&args.live.env)?;
     let mut plan = Plan::offline(&loaded.graph, loaded.name(), &loaded.graph.bindings())
         .context("resolving placeholders")?;
-    if let Some(module) = &args.module {
+    if let Some(module) = &args.live.module {
         plan.changes.retain(|c| &c.address.module == module);
     }
     print_plan(&plan, args.output)?;

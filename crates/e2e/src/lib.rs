@@ -222,8 +222,12 @@ pub async fn delete_and_wait<K>(api: &Api<K>, name: &str, timeout: Duration)
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
-    match bounded("deleting an object", timeout, api.delete(name, &DeleteParams::background()))
-        .await
+    match bounded(
+        "deleting an object",
+        timeout,
+        api.delete(name, &DeleteParams::background()),
+    )
+    .await
     {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 404 => return,
@@ -539,4 +543,61 @@ fn copy_dir(from: &Path, to: &Path) {
                 .unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
         }
     }
+}
+
+/// An API for any type by apiVersion, kind and plural, e.g.
+/// `typed_api(&client, "apps/v1", "Deployment", "deployments", Some("default"))`.
+pub fn typed_api(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = kube::discovery::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        plural,
+    );
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Every object of every listable type that matches `selector`, as `Kind/namespace/name` ->
+/// resourceVersion (to show that something was, or was not, written).
+pub async fn objects_matching(
+    client: &Client,
+    selector: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let mut out = std::collections::BTreeMap::new();
+    for group in discovery.groups() {
+        for (resource, caps) in group.recommended_resources() {
+            if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let Ok(list) = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+            else {
+                continue;
+            };
+            for o in list.items {
+                let key = format!(
+                    "{}/{}/{}",
+                    resource.kind,
+                    o.metadata.namespace.clone().unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default()
+                );
+                out.insert(key, o.metadata.resource_version.clone().unwrap_or_default());
+            }
+        }
+    }
+    out
 }

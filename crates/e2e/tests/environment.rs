@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use e2e::{InfraCopy, describe, xtask};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::{ApiResource, Discovery};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 struct Session<'a> {
@@ -33,24 +32,6 @@ impl Session<'_> {
         let output = self.run(args);
         assert!(output.status.success(), "{:?}: {}", args, describe(&output));
         String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
-
-fn api(
-    client: &kube::Client,
-    api_version: &str,
-    kind: &str,
-    plural: &str,
-    ns: Option<&str>,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let resource = ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk(group, version, kind),
-        plural,
-    );
-    match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
     }
 }
 
@@ -78,7 +59,7 @@ fn helm_revision(release: &str, namespace: &str) -> Option<u64> {
 
 /// The values of the generated Secret: `(key, value)` of every key.
 async fn secret_values(client: &kube::Client) -> BTreeMap<String, String> {
-    let secrets = api(client, "v1", "Secret", "secrets", Some("sso"));
+    let secrets = e2e::typed_api(client, "v1", "Secret", "secrets", Some("sso"));
     let secret = secrets
         .get("oauth2-proxy")
         .await
@@ -97,30 +78,10 @@ async fn secret_values(client: &kube::Client) -> BTreeMap<String, String> {
 }
 
 async fn owned_objects(client: &kube::Client) -> Vec<String> {
-    let discovery = Discovery::new(client.clone())
-        .run()
+    e2e::objects_matching(client, "app.kubernetes.io/managed-by=envctl")
         .await
-        .expect("discovery");
-    let mut out = Vec::new();
-    for group in discovery.groups() {
-        for (resource, caps) in group.recommended_resources() {
-            if !caps.supports_operation(kube::discovery::verbs::LIST) {
-                continue;
-            }
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            if let Ok(list) = api
-                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=envctl"))
-                .await
-            {
-                out.extend(
-                    list.items.into_iter().map(|o| {
-                        format!("{}/{}", resource.kind, o.metadata.name.unwrap_or_default())
-                    }),
-                );
-            }
-        }
-    }
-    out
+        .into_keys()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,7 +113,7 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
 
     // Cross-module values landed: Dex's ClusterIP in OAuth2 Proxy's host alias, the provider in
     // the mesh config.
-    let dex_ip = api(&client, "v1", "Service", "services", Some("sso"))
+    let dex_ip = e2e::typed_api(&client, "v1", "Service", "services", Some("sso"))
         .get("dex")
         .await
         .unwrap()
@@ -165,7 +126,7 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
     let values: Value = serde_json::from_slice(&values.stdout).unwrap();
     assert_eq!(values["hostAliases"][0]["ip"], dex_ip);
     assert_eq!(values["config"]["existingSecret"], "oauth2-proxy");
-    let mesh = api(
+    let mesh = e2e::typed_api(
         &client,
         "v1",
         "ConfigMap",
@@ -227,7 +188,7 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
     assert_eq!(helm_revision("dex", "sso"), Some(2));
 
     // A chart object edited behind Helm's back: drift names the manager; apply repairs.
-    let deployments = api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));
+    let deployments = e2e::typed_api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));
     deployments
         .patch(
             "dex",
@@ -258,7 +219,7 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
     assert_eq!(helm_revision("dex", "sso"), Some(3));
 
     // A chart object deleted out of band: shown, and recreated.
-    let services = api(&client, "v1", "Service", "services", Some("sso"));
+    let services = e2e::typed_api(&client, "v1", "Service", "services", Some("sso"));
     services
         .delete("oauth2-proxy", &Default::default())
         .await

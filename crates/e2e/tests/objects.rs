@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use e2e::{InfraCopy, describe, xtask};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::{ApiResource, Discovery};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 const OWNED: &str = "app.kubernetes.io/managed-by=envctl,envctl.dev/environment=kwok";
@@ -30,62 +29,21 @@ fn stdout(output: &std::process::Output) -> String {
 
 /// resourceVersion of every object this environment owns, by kind/namespace/name.
 async fn owned_versions(client: &kube::Client) -> BTreeMap<String, String> {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
-    let mut out = BTreeMap::new();
-    for group in discovery.groups() {
-        for (resource, caps) in group.recommended_resources() {
-            if !caps.supports_operation(kube::discovery::verbs::LIST) {
-                continue;
-            }
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            let Ok(list) = api.list(&ListParams::default().labels(OWNED)).await else {
-                continue;
-            };
-            for o in list.items {
-                let key = format!(
-                    "{}/{}/{}",
-                    resource.kind,
-                    o.metadata.namespace.clone().unwrap_or_default(),
-                    o.metadata.name.clone().unwrap_or_default()
-                );
-                out.insert(key, o.metadata.resource_version.clone().unwrap_or_default());
-            }
-        }
-    }
-    out
-}
-
-fn api(
-    client: &kube::Client,
-    api_version: &str,
-    kind: &str,
-    plural: &str,
-    ns: Option<&str>,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
-    match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
+    e2e::objects_matching(client, OWNED).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_not_ours() {
     let client = e2e::client().await;
     let infra = InfraCopy::new();
-    let crds = api(
+    let crds = e2e::typed_api(
         &client,
         "apiextensions.k8s.io/v1",
         "CustomResourceDefinition",
         "customresourcedefinitions",
         None,
     );
-    let namespaces = api(&client, "v1", "Namespace", "namespaces", None);
+    let namespaces = e2e::typed_api(&client, "v1", "Namespace", "namespaces", None);
     assert!(
         crds.get_opt("gateways.gateway.networking.k8s.io")
             .await
@@ -148,7 +106,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "{}",
         describe(&applied)
     );
-    let gateways = api(
+    let gateways = e2e::typed_api(
         &client,
         "gateway.networking.k8s.io/v1",
         "Gateway",
@@ -189,7 +147,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     assert!(saved.status.success(), "{}", describe(&saved));
 
     // Out of band: a patch (manager kubectl-patch) and a deletion. Drift exits 2 and names who.
-    let deployments = api(
+    let deployments = e2e::typed_api(
         &client,
         "apps/v1",
         "Deployment",
@@ -207,7 +165,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         )
         .await
         .expect("patching nginx");
-    let services = api(&client, "v1", "Service", "services", Some("default"));
+    let services = e2e::typed_api(&client, "v1", "Service", "services", Some("default"));
     services
         .delete("nginx", &Default::default())
         .await
@@ -315,7 +273,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     infra.write("modules.yaml", &with_extra);
     let added = run(&infra, &["apply", "--auto-approve"]);
     assert!(added.status.success(), "{}", describe(&added));
-    let config_maps = api(&client, "v1", "ConfigMap", "configmaps", Some("gateway"));
+    let config_maps = e2e::typed_api(&client, "v1", "ConfigMap", "configmaps", Some("gateway"));
     assert!(config_maps.get_opt("extra").await.unwrap().is_some());
     infra.write("modules.yaml", &modules);
     std::fs::remove_file(infra.path().join("gateway/extra.yaml")).unwrap();

@@ -163,13 +163,6 @@ impl Cluster {
         dry_run: bool,
         force: bool,
     ) -> Result<Value, LiveError> {
-        let name = manifest
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let namespace = manifest
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str);
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();
@@ -177,17 +170,7 @@ impl Cluster {
         if dry_run {
             params = params.dry_run();
         }
-        let result = self
-            .api(ty, namespace)
-            .patch(name, &params, &Patch::Apply(manifest))
-            .await;
-        match result {
-            Ok(object) => Ok(serde_json::to_value(object)?),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Err(LiveError::Conflict(conflict_from(&status)))
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.apply_with(ty, manifest, &params).await
     }
 
     /// Server-side apply under another field manager (forced), for operational writes that
@@ -198,6 +181,16 @@ impl Cluster {
         manifest: &Value,
         manager: &str,
     ) -> Result<Value, LiveError> {
+        self.apply_with(ty, manifest, &PatchParams::apply(manager).force())
+            .await
+    }
+
+    async fn apply_with(
+        &self,
+        ty: &TypeInfo,
+        manifest: &Value,
+        params: &PatchParams,
+    ) -> Result<Value, LiveError> {
         let name = manifest
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -205,12 +198,17 @@ impl Cluster {
         let namespace = manifest
             .pointer("/metadata/namespace")
             .and_then(Value::as_str);
-        let params = PatchParams::apply(manager).force();
-        let object = self
+        let result = self
             .api(ty, namespace)
-            .patch(name, &params, &Patch::Apply(manifest))
-            .await?;
-        Ok(serde_json::to_value(object)?)
+            .patch(name, params, &Patch::Apply(manifest))
+            .await;
+        match result {
+            Ok(object) => Ok(serde_json::to_value(object)?),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(LiveError::Conflict(conflict_from(&status)))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes an object (foreground propagation: dependents go first). Absent is fine.
