@@ -262,8 +262,12 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "enabled"
     );
 
-    // An object removed from the configuration is shown as destroyed, then pruned.
-    infra.write("gateway/extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: gateway\ndata:\n  a: \"1\"\n");
+    // An object removed from the configuration is shown as destroyed, then pruned; its kind
+    // appears nowhere else in the configuration, so only the inventory knows to look for it.
+    infra.write(
+        "gateway/extra.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: extra\n  namespace: gateway\n",
+    );
     let modules = infra.read("modules.yaml");
     let with_extra = modules.replace(
         "    - gateway/nginx.yaml\n",
@@ -273,13 +277,19 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     infra.write("modules.yaml", &with_extra);
     let added = run(&infra, &["apply", "--auto-approve"]);
     assert!(added.status.success(), "{}", describe(&added));
-    let config_maps = e2e::typed_api(&client, "v1", "ConfigMap", "configmaps", Some("gateway"));
-    assert!(config_maps.get_opt("extra").await.unwrap().is_some());
+    let accounts = e2e::typed_api(
+        &client,
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        Some("gateway"),
+    );
+    assert!(accounts.get_opt("extra").await.unwrap().is_some());
     infra.write("modules.yaml", &modules);
     std::fs::remove_file(infra.path().join("gateway/extra.yaml")).unwrap();
     let plan = run(&infra, &["plan"]);
     assert!(
-        stdout(&plan).contains("# gateway.object.configmap/gateway/extra will be destroyed"),
+        stdout(&plan).contains("# gateway.object.serviceaccount/gateway/extra will be destroyed"),
         "{}",
         describe(&plan)
     );
@@ -290,10 +300,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     );
     let pruned = run(&infra, &["apply", "--auto-approve"]);
     assert!(pruned.status.success(), "{}", describe(&pruned));
-    assert!(
-        config_maps.get_opt("extra").await.unwrap().is_none(),
-        "pruned"
-    );
+    assert!(accounts.get_opt("extra").await.unwrap().is_none(), "pruned");
 
     // Destroy deletes only what it owns: an unowned Deployment beside nginx and namespace
     // `default` stay; envctl's label leaves `default`; namespace `gateway` is gone.

@@ -26,6 +26,9 @@ use crate::{Cluster, LiveError, fields};
 
 use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 
+/// Where each environment's inventory (the object types it applied) is kept.
+const INVENTORY_NAMESPACE: &str = "kube-public";
+
 /// How a run behaves.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -269,12 +272,15 @@ impl<'a> Runner<'a> {
             documents.insert(address.clone(), desired);
         }
 
+        // Types this environment applied before (its inventory): an object whose kind no longer
+        // appears in the configuration is still found, and pruned.
+        let inventory = self.read_inventory().await?;
         let facts = objects::gather(
             &self.cluster,
             &self.environment,
             &desired_objects,
             &planned,
-            &[],
+            &inventory,
             self.options.concurrency,
         )
         .await?;
@@ -774,7 +780,61 @@ impl<'a> Runner<'a> {
                 start.elapsed().as_secs()
             ));
         }
+        self.write_inventory().await?;
         Ok(report)
+    }
+
+    fn inventory_name(&self) -> String {
+        format!("envctl-inventory-{}", self.environment)
+    }
+
+    /// `(apiVersion, kind)` of every type this environment has applied objects of.
+    async fn read_inventory(&self) -> Result<Vec<(String, String)>, LiveError> {
+        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
+            return Ok(Vec::new());
+        };
+        let record = self
+            .cluster
+            .get(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
+            .await?;
+        Ok(record
+            .and_then(|r| {
+                r.pointer("/data/types")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                line.rsplit_once(' ')
+                    .map(|(v, k)| (v.to_owned(), k.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Records the object types of the configuration, with those recorded before (a type
+    /// leaves the inventory only when destroy removes the record).
+    async fn write_inventory(&self) -> Result<(), LiveError> {
+        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
+            return Ok(());
+        };
+        let mut types: BTreeSet<(String, String)> =
+            self.read_inventory().await?.into_iter().collect();
+        for resource in self.graph.resources() {
+            if let ResourceSpec::Object(spec) = &resource.spec {
+                let (v, k) = type_of(&spec.manifest);
+                types.insert((v.to_owned(), k.to_owned()));
+            }
+        }
+        let text: Vec<String> = types.iter().map(|(v, k)| format!("{v} {k}")).collect();
+        let record = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": self.inventory_name(), "namespace": INVENTORY_NAMESPACE,
+                         "annotations": {"envctl.dev/environment": self.environment}},
+            "data": {"types": text.join("\n")},
+        });
+        self.cluster.apply(&ty, &record, false, true).await?;
+        Ok(())
     }
 
     async fn apply_object(
@@ -946,6 +1006,39 @@ impl<'a> Runner<'a> {
     pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
         let mut plan = Plan::new(&self.environment);
+        // Owned objects no longer declared (of the types in the inventory) go first.
+        let inventory = self.read_inventory().await?;
+        let leftovers = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &[],
+            &PlannedCreations::default(),
+            &inventory,
+            self.options.concurrency,
+        )
+        .await?;
+        for orphan in leftovers.orphans.iter().rev() {
+            let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
+                .and_then(|a| a.parse::<Address>().ok())
+            else {
+                continue;
+            };
+            if self.selected(&address)
+                && address.kind == ResourceKind::Object
+                && self.graph.resource(&address).is_none()
+            {
+                plan.changes.push(
+                    ResourceChange::new(
+                        address,
+                        Action::Delete,
+                        Some(fields::strip_noise(orphan)),
+                        None,
+                        Default::default(),
+                    )
+                    .with_note("no longer in the configuration"),
+                );
+            }
+        }
         for address in self.graph.reverse_order() {
             if !self.selected(&address) {
                 continue;
@@ -1052,8 +1145,21 @@ impl<'a> Runner<'a> {
         Ok(plan)
     }
 
-    /// Executes a destroy plan, waiting until each deleted object is gone.
+    /// Executes a destroy plan, waiting until each deleted object is gone. Destroying the
+    /// whole environment also removes its inventory.
     pub async fn destroy(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
+        let report = self.destroy_changes(plan).await?;
+        if self.options.modules.is_none()
+            && let Some(ty) = self.cluster.resolve("v1", "ConfigMap")
+        {
+            self.cluster
+                .delete(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn destroy_changes(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
         let mut report = ApplyReport::default();
         for change in &plan.changes {
             let address = &change.address;
