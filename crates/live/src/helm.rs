@@ -1126,19 +1126,7 @@ async fn object_drift(cluster: &Cluster, object: &Value) -> Result<OneDrift, Liv
     if before == after {
         return Ok(OneDrift::InSync);
     }
-    let managers = fields::managed_fields(&live);
-    let drift = fields::changed_paths(&before, &after)
-        .into_iter()
-        .map(|path| {
-            let writer = fields::last_writer(&managers, &live, &path, crate::FIELD_MANAGER);
-            Drift {
-                path: path.to_string(),
-                manager: writer.map(|w| w.manager.clone()),
-                operation: writer.map(|w| w.operation.clone()),
-                time: writer.and_then(|w| w.time.clone()),
-            }
-        })
-        .collect();
+    let drift = crate::objects::attribute(&before, &after, &live);
     Ok(OneDrift::Changed(ObjectDrift {
         object: id,
         before: engine::redact(&before, &[]),

@@ -401,20 +401,7 @@ async fn plan_one(
     if before == after_stripped {
         return Ok((ObjectState::InSync { live }, requests));
     }
-    let managers = fields::managed_fields(&live);
-    let drift = fields::changed_paths(&before, &after_stripped)
-        .into_iter()
-        .filter(|p| !is_bookkeeping(p))
-        .map(|path| {
-            let writer = fields::last_writer(&managers, &live, &path, crate::FIELD_MANAGER);
-            Drift {
-                path: path.to_string(),
-                manager: writer.map(|w| w.manager.clone()),
-                operation: writer.map(|w| w.operation.clone()),
-                time: writer.and_then(|w| w.time.clone()),
-            }
-        })
-        .collect();
+    let drift = attribute(&before, &after_stripped, &live);
     Ok((
         ObjectState::Differs {
             live,
@@ -425,6 +412,25 @@ async fn plan_one(
         },
         requests,
     ))
+}
+
+/// The fields that differ between `before` and `after` (both stripped of noise), each with the
+/// field manager of `live` that last wrote it (other than envctl).
+pub fn attribute(before: &Value, after: &Value, live: &Value) -> Vec<Drift> {
+    let managers = fields::managed_fields(live);
+    fields::changed_paths(before, after)
+        .into_iter()
+        .filter(|p| !is_bookkeeping(p))
+        .map(|path| {
+            let writer = fields::last_writer(&managers, live, &path, crate::FIELD_MANAGER);
+            Drift {
+                path: path.to_string(),
+                manager: writer.map(|w| w.manager.clone()),
+                operation: writer.map(|w| w.operation.clone()),
+                time: writer.and_then(|w| w.time.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Our own bookkeeping annotation changes with every configuration change; it is not drift.

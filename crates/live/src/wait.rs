@@ -187,14 +187,81 @@ pub async fn wait_ready(
     options: WaitOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), LiveError> {
+    poll(
+        cluster,
+        ty,
+        namespace,
+        name,
+        label,
+        options,
+        progress,
+        |object| match object {
+            Some(object) => match readiness(object) {
+                Readiness::Ready => None,
+                Readiness::Waiting { what, last } => Some((what, last)),
+            },
+            None => Some(("the object to exist".into(), "not found".into())),
+        },
+    )
+    .await
+}
+
+/// Polls until an object no longer exists (bounded by `options.timeout`).
+pub async fn wait_gone(
+    cluster: &Cluster,
+    ty: &TypeInfo,
+    namespace: Option<&str>,
+    name: &str,
+    label: &str,
+    options: WaitOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(), LiveError> {
+    poll(
+        cluster,
+        ty,
+        namespace,
+        name,
+        label,
+        options,
+        progress,
+        |object| {
+            object.map(|object| {
+                let phase = object
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                let finalizers = object
+                    .pointer("/metadata/finalizers")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                (
+                    "its deletion".into(),
+                    format!("phase {phase}, finalizers {finalizers}"),
+                )
+            })
+        },
+    )
+    .await
+}
+
+/// Reads the object every `options.poll` until `pending` says nothing is awaited any more
+/// (`None`); `Some((what, last))` names what is awaited and the latest state seen.
+#[allow(clippy::too_many_arguments)]
+async fn poll(
+    cluster: &Cluster,
+    ty: &TypeInfo,
+    namespace: Option<&str>,
+    name: &str,
+    label: &str,
+    options: WaitOptions,
+    progress: &(dyn Fn(&str) + Sync),
+    pending: impl Fn(Option<&Value>) -> Option<(String, String)>,
+) -> Result<(), LiveError> {
     let start = Instant::now();
     let mut next_report = options.progress_every;
     loop {
-        let state = match cluster.get(ty, namespace, name).await? {
-            Some(object) => readiness(&object),
-            None => waiting("the object to exist", "not found"),
-        };
-        let Readiness::Waiting { what, last } = state else {
+        let object = cluster.get(ty, namespace, name).await?;
+        let Some((what, last)) = pending(object.as_ref()) else {
             return Ok(());
         };
         let elapsed = start.elapsed();
@@ -213,46 +280,6 @@ pub async fn wait_ready(
         }
         tokio::time::sleep(options.poll).await;
     }
-}
-
-/// Polls until an object no longer exists (bounded by `options.timeout`).
-pub async fn wait_gone(
-    cluster: &Cluster,
-    ty: &TypeInfo,
-    namespace: Option<&str>,
-    name: &str,
-    label: &str,
-    options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<(), LiveError> {
-    let start = Instant::now();
-    let mut next_report = options.progress_every;
-    while let Some(object) = cluster.get(ty, namespace, name).await? {
-        let elapsed = start.elapsed();
-        if elapsed >= options.timeout {
-            let phase = object
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
-            let finalizers = object
-                .pointer("/metadata/finalizers")
-                .map(Value::to_string)
-                .unwrap_or_default();
-            return Err(LiveError::Timeout(format!(
-                "{label}: still present after {}s (phase {phase}, finalizers {finalizers})",
-                elapsed.as_secs()
-            )));
-        }
-        if elapsed >= next_report {
-            progress(&format!(
-                "{label}: still destroying [{}s elapsed]",
-                elapsed.as_secs()
-            ));
-            next_report += options.progress_every;
-        }
-        tokio::time::sleep(options.poll).await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
