@@ -228,18 +228,9 @@ impl<'a> Runner<'a> {
                     if manifest.get("kind").and_then(Value::as_str)
                         == Some("CustomResourceDefinition")
                     {
-                        let group = manifest
-                            .pointer("/spec/group")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        let kind = manifest
-                            .pointer("/spec/names/kind")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        let name = manifest
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
+                        let group = text(&manifest, "/spec/group");
+                        let kind = text(&manifest, "/spec/names/kind");
+                        let name = text(&manifest, "/metadata/name");
                         planned
                             .kinds
                             .insert(format!("{group}/{kind}"), name.to_owned());
@@ -247,13 +238,9 @@ impl<'a> Runner<'a> {
                     if manifest.get("kind").and_then(Value::as_str) == Some("Namespace")
                         && spec.ownership == Ownership::Owned
                     {
-                        planned.namespaces.insert(
-                            manifest
-                                .pointer("/metadata/name")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned(),
-                        );
+                        planned
+                            .namespaces
+                            .insert(text(&manifest, "/metadata/name").to_owned());
                     }
                     if self.selected(address) {
                         desired_objects.push(DesiredObject {
@@ -456,16 +443,8 @@ impl<'a> Runner<'a> {
                     .collect();
                 let upstream = transitive_pending(self.graph, address, pending);
                 if providers.is_empty() && upstream.is_empty() {
-                    let kind = desired
-                        .doc
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let api = desired
-                        .doc
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let kind = text(&desired.doc, "/kind");
+                    let api = text(&desired.doc, "/apiVersion");
                     return Err(LiveError::Other(format!(
                         "{address}: the cluster does not serve {api} {kind}, and nothing planned before it installs a \
                          CustomResourceDefinition for it (a missing CRD or chart, or a misspelt apiVersion?)"
@@ -908,10 +887,7 @@ impl<'a> Runner<'a> {
     /// Waits for workloads and for anything others depend on; Gateway API objects only when a
     /// controller serves their class (no controller means no status to wait for).
     async fn needs_wait(&self, manifest: &Value) -> Result<bool, LiveError> {
-        let kind = manifest
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let kind = text(manifest, "/kind");
         match kind {
             "Deployment" | "DaemonSet" | "Namespace" => Ok(true),
             "Gateway" => {
@@ -939,10 +915,7 @@ impl<'a> Runner<'a> {
                     .into_iter()
                     .flatten()
                 {
-                    let name = parent
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let name = text(parent, "/name");
                     let ns = parent.get("namespace").and_then(Value::as_str).or(route_ns);
                     let class = self.cluster.get(&ty, ns, name).await?.and_then(|g| {
                         g.pointer("/spec/gatewayClassName")
@@ -1170,14 +1143,8 @@ impl<'a> Runner<'a> {
                     let before = change.before.clone().unwrap_or_default();
                     match address.kind {
                         ResourceKind::HelmRelease => {
-                            let release = before
-                                .get("release")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default();
-                            let namespace = before
-                                .get("namespace")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default();
+                            let release = text(&before, "/release");
+                            let namespace = text(&before, "/namespace");
                             self.helm(address)?
                                 .uninstall(release, namespace, Some(self.options.wait.timeout))
                                 .await
@@ -1212,6 +1179,14 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The string at a JSON pointer, or "".
+fn text<'v>(value: &'v Value, pointer: &str) -> &'v str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 fn annotation(object: &Value, key: &str) -> Option<String> {
     object
         .pointer("/metadata/annotations")
@@ -1221,16 +1196,7 @@ fn annotation(object: &Value, key: &str) -> Option<String> {
 }
 
 fn type_of(manifest: &Value) -> (&str, &str) {
-    (
-        manifest
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-        manifest
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-    )
+    (text(manifest, "/apiVersion"), text(manifest, "/kind"))
 }
 
 fn identity(manifest: &Value) -> (Option<String>, String) {
@@ -1239,11 +1205,7 @@ fn identity(manifest: &Value) -> (Option<String>, String) {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        manifest
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        text(manifest, "/metadata/name").to_owned(),
     )
 }
 
