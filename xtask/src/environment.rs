@@ -118,3 +118,76 @@ fn source_file(env: &config::Environment, address: &Address) -> Option<PathBuf> 
         .find(|d| Address::object(&d.module, &d.value).is_ok_and(|a| &a == address))
         .map(|d| d.file.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tidy: the outputs the modules declare are exactly the contract (docs/dev/contract.md),
+    /// which config checks `${output...}` names against.
+    #[test]
+    fn declared_outputs_are_the_documented_contract() {
+        let env = config::load(&repo_root().join("infra"), None).expect("infra/ loads");
+        let mut declared: Vec<String> = declare_all(&env)
+            .expect("modules declare")
+            .iter()
+            .flat_map(|m| m.outputs.iter().map(|o| o.r#ref.to_string()))
+            .collect();
+        declared.sort();
+        let mut known: Vec<String> = config::KNOWN_OUTPUTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        known.sort();
+        assert_eq!(declared, known);
+        let contract = std::fs::read_to_string(repo_root().join("docs/dev/contract.md")).unwrap();
+        for output in &known {
+            assert!(
+                contract.contains(&format!("`{output}`")),
+                "docs/dev/contract.md lacks {output}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_graph_runs_cluster_then_crds_then_mesh_gateway_sso_policy() {
+        let loaded = load(&EnvArgs {
+            env: None,
+            infra: None,
+        })
+        .expect("infra/ loads");
+        let order: Vec<String> = loaded
+            .graph
+            .order()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let at = |a: &str| {
+            order
+                .iter()
+                .position(|x| x == a)
+                .unwrap_or_else(|| panic!("{a} in {order:?}"))
+        };
+        assert_eq!(at("cluster.cluster.istio"), 0);
+        let chain = [
+            "gateway.object.customresourcedefinition/gateways.gateway.networking.k8s.io",
+            "mesh.helm_release.istio-base",
+            "mesh.helm_release.istio-cni",
+            "mesh.helm_release.istiod",
+            "gateway.object.gateway/gateway/istio-gateway",
+            "sso.helm_release.oauth2-proxy",
+            "policy.object.authorizationpolicy/default/oauth2-policy",
+        ];
+        for pair in chain.windows(2) {
+            assert!(at(pair[0]) < at(pair[1]), "{} before {}", pair[0], pair[1]);
+        }
+        assert!(
+            at("gateway.object.namespace/default") < at("gateway.object.deployment/default/nginx"),
+            "injection label before nginx"
+        );
+        assert!(
+            at("sso.helm_release.dex") < at("sso.helm_release.oauth2-proxy"),
+            "Dex before OAuth2 Proxy"
+        );
+    }
+}
