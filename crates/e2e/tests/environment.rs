@@ -241,6 +241,35 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
         "still the same secrets"
     );
 
+    // Dex's Service deleted: Dex's release repairs it with a new ClusterIP, which OAuth2 Proxy's
+    // host alias then follows (an output known after apply, re-read during the same apply).
+    services.delete("dex", &Default::default()).await.unwrap();
+    let plan = s.ok(&["plan"]);
+    assert!(
+        plan.contains("service/sso/dex was deleted out of band"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("# sso.helm_release.oauth2-proxy will be updated in-place"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("(known after apply <- sso.dex_cluster_ip)"),
+        "{plan}"
+    );
+    s.ok(&["apply", "--auto-approve"]);
+    let new_ip = services.get("dex").await.unwrap().data["spec"]["clusterIP"].clone();
+    let values = std::process::Command::new(e2e::helm_binary())
+        .args(["get", "values", "oauth2-proxy", "-n", "sso", "-o", "json"])
+        .output()
+        .unwrap();
+    let values: Value = serde_json::from_slice(&values.stdout).unwrap();
+    assert_eq!(
+        values["hostAliases"][0]["ip"], new_ip,
+        "the host alias follows Dex's new ClusterIP"
+    );
+    assert_eq!(s.run(&["drift"]).status.code(), Some(0));
+
     // Nothing any command printed (text, JSON, progress, errors) holds a secret.
     s.ok(&["plan", "--output", "json"]);
     s.ok(&["render"]);
