@@ -7,6 +7,8 @@
 //! outputs become known, waiting for what the next step needs. Destroy: the reverse.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt as _;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -271,6 +273,29 @@ impl<'a> Runner<'a> {
             self.options.concurrency,
         )
         .await?;
+        // Releases, secrets and the cluster: each asks helm or the API server on its own, so
+        // they are planned concurrently (helm renders dominate a plan's time).
+        let others: Vec<&Address> = self
+            .graph
+            .order()
+            .iter()
+            .filter(|a| self.selected(a) && a.kind != ResourceKind::Object)
+            .collect();
+        let mut other_changes: BTreeMap<Address, ResourceChange> = futures::stream::iter(others)
+            .map(|address| {
+                let resource = self.graph.resource(address).expect("graph resource");
+                let desired = &documents[address];
+                async move {
+                    self.other_change(address, resource, desired)
+                        .await
+                        .map(|c| (address.clone(), c))
+                }
+            })
+            .buffer_unordered(self.options.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         let mut pending: BTreeSet<Address> = BTreeSet::new();
         for address in self.graph.order() {
             if !self.selected(address) {
@@ -290,7 +315,7 @@ impl<'a> Runner<'a> {
                         .map(|d| d.manifest.clone());
                     self.object_change(address, desired, sent, state, &pending)?
                 }
-                _ => self.other_change(address, resource, desired).await?,
+                _ => other_changes.remove(address).expect("planned above"),
             };
             if change.action != Action::NoOp {
                 pending.insert(address.clone());
