@@ -1,0 +1,209 @@
+//! Destroying what an environment owns, in reverse order.
+
+use super::*;
+
+impl Runner<'_> {
+    /// The plan that destroys what this environment owns, in reverse apply order. Objects this
+    /// project only patches lose its fields and stay.
+    pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut plan = Plan::new(&self.environment);
+        // Owned objects no longer declared (of the types in the inventory) go first.
+        let inventory = self.read_inventory().await?;
+        let leftovers = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &[],
+            &PlannedCreations::default(),
+            &inventory,
+            self.options.concurrency,
+        )
+        .await?;
+        for orphan in leftovers.orphans.iter().rev() {
+            let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
+                .and_then(|a| a.parse::<Address>().ok())
+            else {
+                continue;
+            };
+            if self.selected(&address)
+                && address.kind == ResourceKind::Object
+                && self.graph.resource(&address).is_none()
+            {
+                plan.changes.push(
+                    ResourceChange::new(
+                        address,
+                        Action::Delete,
+                        Some(fields::strip_noise(orphan)),
+                        None,
+                        Default::default(),
+                    )
+                    .with_note("no longer in the configuration"),
+                );
+            }
+        }
+        for address in self.graph.reverse_order() {
+            if !self.selected(&address) {
+                continue;
+            }
+            let resource = self.graph.resource(&address).expect("graph resource");
+            let desired = self
+                .graph
+                .desired(&address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            match &resource.spec {
+                ResourceSpec::Object(spec) => {
+                    let (api_version, kind) = type_of(&desired.doc);
+                    let Some(ty) = self.cluster.resolve(api_version, kind) else {
+                        continue;
+                    };
+                    let (namespace, name) = identity(&desired.doc);
+                    let Some(live) = self.cluster.get(&ty, namespace.as_deref(), &name).await?
+                    else {
+                        continue;
+                    };
+                    if spec.ownership == Ownership::FieldsOnly {
+                        let before = fields::strip_noise(&live);
+                        let mut after = before.clone();
+                        remove_fields(&mut after, &desired.doc);
+                        if after == before {
+                            continue; // none of envctl's fields are there
+                        }
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::Update,
+                                Some(before),
+                                Some(after),
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note("not owned by envctl: only its fields are removed"),
+                        );
+                    } else if is_owned(&live, &self.environment) {
+                        plan.changes.push(ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(fields::strip_noise(&live)),
+                            None,
+                            desired.sensitivity.clone(),
+                        ));
+                    } else {
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::NoOp,
+                                Some(fields::strip_noise(&live)),
+                                None,
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note(
+                                "exists but is not owned by this environment: left in place",
+                            ),
+                        );
+                    }
+                }
+                ResourceSpec::Cluster(_) => {}
+                ResourceSpec::HelmRelease(spec) => {
+                    let status = self
+                        .helm(&address)?
+                        .status(&spec.release, &spec.namespace)
+                        .await
+                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                    if let Some(status) = status {
+                        let before = engine::helm_release_document(
+                            &spec.release,
+                            &spec.namespace,
+                            spec.create_namespace,
+                            &spec.chart,
+                            Value::Null,
+                        );
+                        plan.changes.push(
+                            ResourceChange::new(
+                                address.clone(),
+                                Action::Delete,
+                                Some(before),
+                                None,
+                                desired.sensitivity.clone(),
+                            )
+                            .with_note(format!("helm uninstall of revision {}", status.revision)),
+                        );
+                    }
+                }
+                ResourceSpec::GeneratedSecret(spec) => {
+                    if !matches!(
+                        secrets::secret_state(&self.cluster, spec).await,
+                        Ok(SecretState::Absent) | Err(_)
+                    ) {
+                        plan.changes.push(ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(desired.doc.clone()),
+                            None,
+                            desired.sensitivity.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Executes a destroy plan, waiting until each deleted object is gone. Destroying the
+    /// whole environment also removes its inventory.
+    pub async fn destroy(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
+        let report = self.destroy_changes(plan).await?;
+        if self.options.modules.is_none()
+            && let Some(ty) = self.cluster.resolve("v1", "ConfigMap")
+        {
+            self.cluster
+                .delete(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn destroy_changes(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
+        let mut report = ApplyReport::default();
+        for change in &plan.changes {
+            let address = &change.address;
+            let start = Instant::now();
+            match change.action {
+                Action::Delete => {
+                    self.progress(&format!("{address}: Destroying..."));
+                    let before = change.before.clone().unwrap_or_default();
+                    match address.kind {
+                        ResourceKind::HelmRelease => {
+                            let release = text(&before, "/release");
+                            let namespace = text(&before, "/namespace");
+                            self.helm(address)?
+                                .uninstall(release, namespace, Some(self.options.wait.timeout))
+                                .await
+                                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                        }
+                        _ => self.delete_object(address, &before).await?,
+                    }
+                    report.deleted += 1;
+                    self.progress(&format!(
+                        "{address}: Destruction complete after {}s",
+                        start.elapsed().as_secs()
+                    ));
+                }
+                Action::Update => {
+                    self.progress(&format!("{address}: Removing envctl's fields..."));
+                    let manifest =
+                        objects::release_fields(change.before.as_ref().unwrap_or(&Value::Null));
+                    let (api_version, kind) = type_of(&manifest);
+                    if let Some(ty) = self.cluster.resolve(api_version, kind) {
+                        self.cluster.apply(&ty, &manifest, false, false).await?;
+                    }
+                    report.updated += 1;
+                    self.progress(&format!(
+                        "{address}: Fields removed after {}s",
+                        start.elapsed().as_secs()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+}

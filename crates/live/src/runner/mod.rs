@@ -1,0 +1,488 @@
+//! Plan, apply and destroy of a whole environment (or one module of it) against a live
+//! cluster: the engine's graph on one side, the facts gathered here on the other.
+//!
+//! Plan: resolve every desired document with what is known (outputs read from live objects
+//! where their producers exist), gather live facts per resource kind, and turn each into an
+//! engine [`ResourceChange`]. Apply: walk the plan in graph order, re-resolving documents as
+//! outputs become known, waiting for what the next step needs. Destroy: the reverse.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use engine::{
+    Action, Address, Bindings, Desired, FieldDrift, Graph, Ownership, Plan, ResourceChange,
+    ResourceKind, ResourceSpec,
+};
+use serde_json::Value;
+
+use crate::helm::{ChartRef, Helm};
+use crate::objects::{self, DesiredObject, ObjectState, PlannedCreations};
+use crate::secrets::{self, SecretState};
+use crate::sources::Sources;
+use crate::wait::{self, WaitOptions};
+use crate::{Cluster, LiveError, fields};
+
+use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
+
+mod apply;
+mod destroy;
+mod plan;
+
+/// Where each environment's inventory (the object types it applied) is kept.
+const INVENTORY_NAMESPACE: &str = "kube-public";
+
+/// How a run behaves.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Parallel requests at most.
+    pub concurrency: usize,
+    /// Take ownership of fields another manager owns on objects this project does not own.
+    pub force_conflicts: bool,
+    pub wait: WaitOptions,
+    pub sources: Sources,
+    /// Only these modules (all when `None`).
+    pub modules: Option<BTreeSet<String>>,
+    /// The helm CLI, for Helm releases (`None`: an environment without releases).
+    pub helm: Option<Helm>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: 16,
+            force_conflicts: false,
+            wait: WaitOptions::default(),
+            sources: Sources::default(),
+            modules: None,
+            helm: None,
+        }
+    }
+}
+
+/// Where progress lines go (stderr in the CLI, a buffer in tests).
+pub type Reporter = dyn Fn(&str) + Send + Sync;
+
+/// One environment against one cluster.
+pub struct Runner<'a> {
+    pub cluster: Cluster,
+    pub graph: &'a Graph,
+    pub environment: String,
+    pub options: RunOptions,
+    pub report: &'a Reporter,
+    /// Pinned files already loaded in this run, by URL.
+    pinned: Mutex<BTreeMap<String, Vec<Value>>>,
+}
+
+/// What an apply or destroy did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub replaced: usize,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        cluster: Cluster,
+        graph: &'a Graph,
+        environment: &str,
+        options: RunOptions,
+        report: &'a Reporter,
+    ) -> Self {
+        Runner {
+            cluster,
+            graph,
+            environment: environment.to_owned(),
+            options,
+            report,
+            pinned: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same run, restricted to one module's resources (what a module crate's `plan`,
+    /// `apply` and `destroy` use).
+    pub fn module(&self, module: &str) -> Runner<'a> {
+        let mut options = self.options.clone();
+        options.modules = Some(BTreeSet::from([module.to_owned()]));
+        Runner::new(
+            self.cluster.clone(),
+            self.graph,
+            &self.environment,
+            options,
+            self.report,
+        )
+    }
+
+    fn selected(&self, address: &Address) -> bool {
+        self.options
+            .modules
+            .as_ref()
+            .is_none_or(|m| m.contains(&address.module))
+    }
+
+    /// What is known now: plan-time outputs, Secret names, and after-apply outputs whose
+    /// producers already exist live.
+    pub async fn bindings(&self) -> Result<Bindings, LiveError> {
+        let mut bindings = self.graph.bindings();
+        for output in self.graph.outputs() {
+            if output.value.is_some() {
+                continue;
+            }
+            if let Some(value) = self.read_output(output).await? {
+                bindings.outputs.insert(output.r#ref.clone(), value);
+            }
+        }
+        Ok(bindings)
+    }
+
+    async fn read_output(&self, output: &engine::Output) -> Result<Option<Value>, LiveError> {
+        let Some(source) = &output.source else {
+            return Ok(None);
+        };
+        let Some(ty) = self.cluster.resolve(&source.api_version, &source.kind) else {
+            return Ok(None);
+        };
+        let object = self
+            .cluster
+            .get(&ty, source.namespace.as_deref(), &source.name)
+            .await?;
+        Ok(object
+            .and_then(|o| o.pointer(&source.pointer).cloned())
+            .filter(|v| !v.is_null() && v != "" && v != "None"))
+    }
+
+    /// The manifest that will be sent for an object resource: pinned content where declared
+    /// from a pinned file, ownership metadata, environment label and configuration hash.
+    fn object_manifest(&self, desired: &Desired, ownership: Ownership) -> Result<Value, LiveError> {
+        let mut manifest = desired.doc.clone();
+        if let Some(url) = annotation(&manifest, SOURCE_ANNOTATION) {
+            let sha = annotation(&manifest, SOURCE_SHA256_ANNOTATION).unwrap_or_default();
+            let mut cache = self.pinned.lock().expect("pinned cache");
+            if !cache.contains_key(&url) {
+                let objects = self.options.sources.load(&url, &sha)?;
+                cache.insert(url.clone(), objects);
+            }
+            let kind = manifest.get("kind").cloned();
+            let name = manifest.pointer("/metadata/name").cloned();
+            let content = cache[&url]
+                .iter()
+                .find(|o| {
+                    o.get("kind").cloned() == kind && o.pointer("/metadata/name").cloned() == name
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    LiveError::Other(format!(
+                        "{}: {url} holds no such object (are the pins' `objects` right?)",
+                        desired.address
+                    ))
+                })?;
+            manifest = merge_metadata(content, &manifest);
+        }
+        // `status` is the server's (upstream CRD files carry an empty one): never sent.
+        if let Some(object) = manifest.as_object_mut() {
+            object.remove("status");
+        }
+        Ok(match ownership {
+            Ownership::Owned => objects::stamp(&manifest, &self.environment),
+            Ownership::FieldsOnly => manifest,
+        })
+    }
+
+    /// Every object (of the selected modules) exactly as apply sends it, in apply order: for
+    /// `kubectl diff -f`, and for benchmarks against it.
+    pub async fn sent_objects(&self) -> Result<Vec<Value>, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut out = Vec::new();
+        for address in self.graph.order() {
+            let Some(ResourceSpec::Object(spec)) = self.graph.resource(address).map(|r| &r.spec)
+            else {
+                continue;
+            };
+            if !self.selected(address) {
+                continue;
+            }
+            let desired = self
+                .graph
+                .desired(address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            out.push(self.object_manifest(&desired, spec.ownership)?);
+        }
+        Ok(out)
+    }
+
+    fn helm(&self, address: &Address) -> Result<&Helm, LiveError> {
+        self.options
+            .helm
+            .as_ref()
+            .ok_or_else(|| LiveError::Other(format!("{address}: Helm releases need the helm CLI")))
+    }
+
+    fn progress(&self, line: &str) {
+        (self.report)(line);
+    }
+
+    fn inventory_name(&self) -> String {
+        format!("envctl-inventory-{}", self.environment)
+    }
+
+    /// `(apiVersion, kind)` of every type this environment has applied objects of.
+    async fn read_inventory(&self) -> Result<Vec<(String, String)>, LiveError> {
+        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
+            return Ok(Vec::new());
+        };
+        let record = self
+            .cluster
+            .get(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
+            .await?;
+        Ok(record
+            .and_then(|r| {
+                r.pointer("/data/types")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                line.rsplit_once(' ')
+                    .map(|(v, k)| (v.to_owned(), k.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Records the object types of the configuration, with those recorded before (a type
+    /// leaves the inventory only when destroy removes the record).
+    async fn write_inventory(&self) -> Result<(), LiveError> {
+        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
+            return Ok(());
+        };
+        let mut types: BTreeSet<(String, String)> =
+            self.read_inventory().await?.into_iter().collect();
+        for resource in self.graph.resources() {
+            if let ResourceSpec::Object(spec) = &resource.spec {
+                let (v, k) = type_of(&spec.manifest);
+                types.insert((v.to_owned(), k.to_owned()));
+            }
+        }
+        let text: Vec<String> = types.iter().map(|(v, k)| format!("{v} {k}")).collect();
+        let record = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": self.inventory_name(), "namespace": INVENTORY_NAMESPACE,
+                         "annotations": {"envctl.dev/environment": self.environment}},
+            "data": {"types": text.join("\n")},
+        });
+        self.cluster.apply(&ty, &record, false, true).await?;
+        Ok(())
+    }
+
+    async fn delete_object(&self, address: &Address, manifest: &Value) -> Result<(), LiveError> {
+        let (api_version, kind) = type_of(manifest);
+        let Some(ty) = self.cluster.resolve(api_version, kind) else {
+            return Ok(());
+        };
+        let (namespace, name) = identity(manifest);
+        self.cluster
+            .delete(&ty, namespace.as_deref(), &name)
+            .await?;
+        wait::wait_gone(
+            &self.cluster,
+            &ty,
+            namespace.as_deref(),
+            &name,
+            &address.to_string(),
+            self.options.wait,
+            self.report,
+        )
+        .await
+    }
+}
+
+/// The string at a JSON pointer, or "".
+fn text<'v>(value: &'v Value, pointer: &str) -> &'v str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn annotation(object: &Value, key: &str) -> Option<String> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn type_of(manifest: &Value) -> (&str, &str) {
+    (text(manifest, "/apiVersion"), text(manifest, "/kind"))
+}
+
+fn identity(manifest: &Value) -> (Option<String>, String) {
+    (
+        manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        text(manifest, "/metadata/name").to_owned(),
+    )
+}
+
+fn is_owned(live: &Value, environment: &str) -> bool {
+    live.pointer("/metadata/labels").is_some_and(|l| {
+        l.get(engine::desired::MANAGED_BY_LABEL)
+            .and_then(Value::as_str)
+            == Some(engine::desired::MANAGED_BY_VALUE)
+            && l.get(objects::ENVIRONMENT_LABEL).and_then(Value::as_str) == Some(environment)
+    })
+}
+
+/// Pinned content with the declared object's labels and annotations laid over its own.
+fn merge_metadata(mut content: Value, declared: &Value) -> Value {
+    for map in ["labels", "annotations"] {
+        if let Some(Value::Object(extra)) = declared.pointer(&format!("/metadata/{map}")) {
+            for (k, v) in extra {
+                if let Some(s) = v.as_str() {
+                    if map == "labels" {
+                        fields::set_label(&mut content, k, s);
+                    } else {
+                        fields::set_annotation(&mut content, k, s);
+                    }
+                }
+            }
+        }
+    }
+    content
+}
+
+/// The bookkeeping annotation is noise to a reader of the plan.
+fn strip_bookkeeping(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(Value::Object(meta)) = out.pointer_mut("/metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+    {
+        a.remove(objects::CONFIG_HASH_ANNOTATION);
+        if a.is_empty() {
+            meta.remove("annotations");
+        }
+    }
+    out
+}
+
+/// Removes from `object` every leaf that `patch` sets (what destroy takes back from an object
+/// this project only patches).
+fn remove_fields(object: &mut Value, patch: &Value) {
+    let (Value::Object(o), Value::Object(p)) = (object, patch) else {
+        return;
+    };
+    for (k, pv) in p {
+        if matches!(k.as_str(), "apiVersion" | "kind") || (k == "name" && pv.is_string()) {
+            continue;
+        }
+        match (o.get_mut(k), pv) {
+            (Some(ov @ Value::Object(_)), Value::Object(_)) => {
+                remove_fields(ov, pv);
+                if ov.as_object().is_some_and(|m| m.is_empty()) {
+                    o.remove(k);
+                }
+            }
+            (Some(_), _) => {
+                o.remove(k);
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+/// Resources `address` depends on, directly or not, that this plan changes.
+fn transitive_pending(
+    graph: &Graph,
+    address: &Address,
+    pending: &BTreeSet<Address>,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![address.clone()];
+    let mut out = BTreeSet::new();
+    while let Some(a) = stack.pop() {
+        for edge in graph.dependencies_of(&a) {
+            if seen.insert(edge.from.clone()) {
+                if pending.contains(&edge.from) && edge.from.kind == ResourceKind::HelmRelease {
+                    out.insert(edge.from.to_string());
+                }
+                stack.push(edge.from.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Defines a module crate's `plan`, `apply` and `destroy`: the runner restricted to the
+/// module named by the crate's `NAME` constant. The engine decides how; the module only says
+/// what (its `declare`).
+#[macro_export]
+macro_rules! module_commands {
+    () => {
+        /// This module's part of the plan against the live cluster.
+        pub async fn plan(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<engine::Plan, $crate::LiveError> {
+            runner.module(NAME).plan().await
+        }
+
+        /// Applies this module's part of a plan.
+        pub async fn apply(
+            runner: &$crate::runner::Runner<'_>,
+            plan: &engine::Plan,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            runner.module(NAME).apply(plan).await
+        }
+
+        /// Destroys what this module owns.
+        pub async fn destroy(
+            runner: &$crate::runner::Runner<'_>,
+        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
+            let runner = runner.module(NAME);
+            runner.destroy(&runner.plan_destroy().await?).await
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn destroy_of_a_patched_object_removes_only_our_fields() {
+        let mut live = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"istio-injection": "enabled", "kubernetes.io/metadata.name": "default"}}});
+        let patch = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}});
+        remove_fields(&mut live, &patch);
+        assert_eq!(
+            live,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"kubernetes.io/metadata.name": "default"}}})
+        );
+    }
+
+    #[test]
+    fn pinned_content_keeps_the_declared_ownership_metadata() {
+        let content = json!({"kind": "CustomResourceDefinition", "metadata": {"name": "x", "annotations": {"upstream": "1"}}, "spec": {"big": true}});
+        let declared = json!({"kind": "CustomResourceDefinition", "metadata": {"name": "x",
+            "labels": {"app.kubernetes.io/managed-by": "envctl"}, "annotations": {SOURCE_ANNOTATION: "https://h/f"}}});
+        let merged = merge_metadata(content, &declared);
+        assert_eq!(merged["spec"]["big"], true);
+        assert_eq!(merged["metadata"]["annotations"]["upstream"], "1");
+        assert_eq!(
+            merged["metadata"]["annotations"][SOURCE_ANNOTATION],
+            "https://h/f"
+        );
+        assert_eq!(
+            merged["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "envctl"
+        );
+    }
+}

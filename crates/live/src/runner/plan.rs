@@ -1,0 +1,447 @@
+//! Planning: live facts turned into engine changes, resource by resource.
+
+use super::*;
+
+impl Runner<'_> {
+    /// The plan of the whole environment (or the selected modules) against the live cluster.
+    pub async fn plan(&self) -> Result<Plan, LiveError> {
+        let bindings = self.bindings().await?;
+        let mut plan = Plan::new(&self.environment);
+        let mut desired_objects = Vec::new();
+        let mut planned = PlannedCreations::default();
+        let mut documents = BTreeMap::new();
+        for address in self.graph.order() {
+            let resource = self.graph.resource(address).expect("graph resource");
+            let desired = self
+                .graph
+                .desired(address, &bindings, &self.environment)
+                .map_err(|e| LiveError::Other(e.to_string()))?;
+            match &resource.spec {
+                ResourceSpec::Object(spec) => {
+                    let manifest = self.object_manifest(&desired, spec.ownership)?;
+                    if manifest.get("kind").and_then(Value::as_str)
+                        == Some("CustomResourceDefinition")
+                    {
+                        let group = text(&manifest, "/spec/group");
+                        let kind = text(&manifest, "/spec/names/kind");
+                        let name = text(&manifest, "/metadata/name");
+                        planned
+                            .kinds
+                            .insert(format!("{group}/{kind}"), name.to_owned());
+                    }
+                    if manifest.get("kind").and_then(Value::as_str) == Some("Namespace")
+                        && spec.ownership == Ownership::Owned
+                    {
+                        planned
+                            .namespaces
+                            .insert(text(&manifest, "/metadata/name").to_owned());
+                    }
+                    if self.selected(address) {
+                        desired_objects.push(DesiredObject {
+                            address: address.to_string(),
+                            manifest,
+                            owned: spec.ownership == Ownership::Owned,
+                            has_unknowns: !desired.unknown.is_empty(),
+                        });
+                    }
+                }
+                ResourceSpec::HelmRelease(spec) if spec.create_namespace => {
+                    planned.namespaces.insert(spec.namespace.clone());
+                }
+                _ => {}
+            }
+            documents.insert(address.clone(), desired);
+        }
+
+        // Types this environment applied before (its inventory): an object whose kind no longer
+        // appears in the configuration is still found, and pruned.
+        let inventory = self.read_inventory().await?;
+        let facts = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &desired_objects,
+            &planned,
+            &inventory,
+            self.options.concurrency,
+        )
+        .await?;
+        // Releases, secrets and the cluster: each asks helm or the API server on its own, so
+        // they are planned concurrently (helm renders dominate a plan's time).
+        let others: Vec<&Address> = self
+            .graph
+            .order()
+            .iter()
+            .filter(|a| self.selected(a) && a.kind != ResourceKind::Object)
+            .collect();
+        let mut other_changes: BTreeMap<Address, ResourceChange> = futures::stream::iter(others)
+            .map(|address| {
+                let resource = self.graph.resource(address).expect("graph resource");
+                let desired = &documents[address];
+                async move {
+                    self.other_change(address, resource, desired)
+                        .await
+                        .map(|c| (address.clone(), c))
+                }
+            })
+            .buffer_unordered(self.options.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mut pending: BTreeSet<Address> = BTreeSet::new();
+        for address in self.graph.order() {
+            if !self.selected(address) {
+                continue;
+            }
+            let resource = self.graph.resource(address).expect("graph resource");
+            let desired = &documents[address];
+            let change = match &resource.spec {
+                ResourceSpec::Object(_) => {
+                    let state = facts
+                        .states
+                        .get(&address.to_string())
+                        .expect("a state per desired object");
+                    let sent = desired_objects
+                        .iter()
+                        .find(|d| d.address == address.to_string())
+                        .map(|d| d.manifest.clone());
+                    self.object_change(address, desired, sent, state, &pending)?
+                }
+                _ => other_changes.remove(address).expect("planned above"),
+            };
+            if change.action != Action::NoOp {
+                pending.insert(address.clone());
+            }
+            if let Some(before) = &change.before {
+                plan.fingerprints
+                    .insert(address.clone(), engine::canonical_hash(before));
+            }
+            plan.changes.push(change);
+        }
+        // Owned objects nobody declares any more: pruned last, in reverse order of discovery.
+        for orphan in facts.orphans.iter().rev() {
+            let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
+                .and_then(|a| a.parse::<Address>().ok())
+            else {
+                continue;
+            };
+            // Only plain objects are pruned this way (a generated secret is a resource of its
+            // own), and never one the configuration still declares under another kind.
+            if !self.selected(&address)
+                || address.kind != ResourceKind::Object
+                || self.graph.resource(&address).is_some()
+            {
+                continue;
+            }
+            let before = fields::strip_noise(orphan);
+            plan.fingerprints
+                .insert(address.clone(), engine::canonical_hash(&before));
+            plan.changes.push(
+                ResourceChange::new(
+                    address,
+                    Action::Delete,
+                    Some(before),
+                    None,
+                    Default::default(),
+                )
+                .with_note("no longer in the configuration"),
+            );
+        }
+        Ok(plan)
+    }
+
+    fn object_change(
+        &self,
+        address: &Address,
+        desired: &Desired,
+        sent: Option<Value>,
+        state: &ObjectState,
+        pending: &BTreeSet<Address>,
+    ) -> Result<ResourceChange, LiveError> {
+        let waits = self.graph.waits_for(address);
+        // A pinned upstream file is shown by name and source, not as its (large) content.
+        let pinned = annotation(&desired.doc, SOURCE_ANNOTATION).is_some();
+        let shown = match sent {
+            Some(manifest) if !pinned => strip_bookkeeping(&manifest),
+            _ => desired.doc.clone(),
+        };
+        let change = |action, before: Option<Value>, after: Option<Value>| {
+            let mut c = ResourceChange::new(
+                address.clone(),
+                action,
+                before,
+                after,
+                desired.sensitivity.clone(),
+            );
+            c.unknown = desired.unknown.clone();
+            c
+        };
+        Ok(match state {
+            ObjectState::Absent {
+                waits_for,
+                validated,
+            } => {
+                let mut c =
+                    change(Action::Create, None, Some(shown)).with_waits_for(waits_for.clone());
+                if waits_for.is_none() && !*validated && desired.unknown.is_empty() {
+                    c = c.with_waits_for(waits);
+                }
+                c
+            }
+            ObjectState::InSync { live } => {
+                change(Action::NoOp, Some(fields::strip_noise(live)), Some(shown))
+            }
+            ObjectState::Differs {
+                before,
+                after,
+                drift,
+                conflict,
+                ..
+            } => {
+                let after = strip_bookkeeping(after);
+                let before = fields::align_order(&strip_bookkeeping(before), &after);
+                let mut c = change(Action::Update, Some(before), Some(after));
+                c.drift = drift
+                    .iter()
+                    .filter(|d| {
+                        d.manager
+                            .as_deref()
+                            .is_some_and(|m| m != crate::FIELD_MANAGER)
+                    })
+                    .map(|d| FieldDrift {
+                        path: d.path.clone(),
+                        manager: d.manager.clone(),
+                        operation: d.operation.clone(),
+                        time: d.time.clone(),
+                    })
+                    .collect();
+                if let Some(conflict) = conflict {
+                    c = c.with_note(format!(
+                        "conflict: {} own{} {}; apply with --force-conflicts to take them over",
+                        conflict.managers.join(", "),
+                        if conflict.managers.len() == 1 {
+                            "s"
+                        } else {
+                            ""
+                        },
+                        conflict.fields.join(", ")
+                    ));
+                }
+                c
+            }
+            ObjectState::Unknown { live } => {
+                change(Action::Update, Some(fields::strip_noise(live)), Some(shown))
+                    .with_note("depends on values known only after apply")
+            }
+            ObjectState::Invalid {
+                live,
+                message,
+                immutable: true,
+            } => change(
+                Action::Replace {
+                    reason: format!("the server refuses an in-place update: {message}"),
+                },
+                live.as_ref().map(fields::strip_noise),
+                Some(shown),
+            ),
+            ObjectState::Invalid { message, .. } => {
+                return Err(LiveError::Other(format!(
+                    "{address}: the API server rejects this object: {message}"
+                )));
+            }
+            ObjectState::UnservedKind => {
+                let providers: Vec<String> = self
+                    .graph
+                    .dependencies_of(address)
+                    .into_iter()
+                    .map(|e| e.from.clone())
+                    .filter(|a| pending.contains(a) && a.kind == ResourceKind::HelmRelease)
+                    .map(|a| a.to_string())
+                    .collect();
+                let upstream = transitive_pending(self.graph, address, pending);
+                if providers.is_empty() && upstream.is_empty() {
+                    let kind = text(&desired.doc, "/kind");
+                    let api = text(&desired.doc, "/apiVersion");
+                    return Err(LiveError::Other(format!(
+                        "{address}: the cluster does not serve {api} {kind}, and nothing planned before it installs a \
+                         CustomResourceDefinition for it (a missing CRD or chart, or a misspelt apiVersion?)"
+                    )));
+                }
+                let mut c = change(Action::Create, None, Some(shown));
+                c.waits_for = if providers.is_empty() {
+                    upstream
+                } else {
+                    providers
+                };
+                c.with_note("its kind is served once the resources it waits for are applied")
+            }
+        })
+    }
+
+    /// Plans a resource that is not a plain object: the cluster (its recorded spec), a Helm
+    /// release (values, chart version and the live drift of the objects it made), a generated
+    /// secret (present with every key; values never read into the plan).
+    async fn other_change(
+        &self,
+        address: &Address,
+        resource: &engine::Resource,
+        desired: &Desired,
+    ) -> Result<ResourceChange, LiveError> {
+        match &resource.spec {
+            ResourceSpec::Cluster(spec) => {
+                let record = crate::provider::read_record(&self.cluster).await?;
+                let wanted = crate::provider::cluster_document(spec);
+                let recorded = record.as_ref().and_then(|r| r.spec.clone());
+                Ok(match (&recorded, crate::provider::replace_decision(recorded.as_ref(), &wanted)) {
+                    (None, _) => ResourceChange::from_desired(Action::Update, None, desired)
+                        .with_note(format!("context {} answers; its spec is recorded in ConfigMap kube-public/envctl-cluster", self.cluster.context)),
+                    (Some(before), Some(reason)) => ResourceChange::from_desired(Action::Replace { reason }, Some(before.clone()), desired),
+                    (Some(before), None) if before != &wanted => ResourceChange::from_desired(Action::Update, Some(before.clone()), desired),
+                    (Some(before), None) => ResourceChange::from_desired(Action::NoOp, Some(before.clone()), desired),
+                })
+            }
+            ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
+            ResourceSpec::GeneratedSecret(spec) => {
+                let state =
+                    secrets::secret_state(&self.cluster, spec)
+                        .await
+                        .or_else(|e| match e {
+                            // The namespace may not exist yet: the secret is simply absent.
+                            LiveError::Api(kube::Error::Api(s)) if s.code == 404 => {
+                                Ok(SecretState::Absent)
+                            }
+                            e => Err(e),
+                        })?;
+                Ok(match state {
+                    SecretState::Absent => {
+                        ResourceChange::from_desired(Action::Create, None, desired)
+                    }
+                    SecretState::Complete { plain_differs } if plain_differs.is_empty() => {
+                        ResourceChange::from_desired(
+                            Action::NoOp,
+                            Some(desired.doc.clone()),
+                            desired,
+                        )
+                    }
+                    SecretState::Complete { plain_differs } => {
+                        ResourceChange::from_desired(Action::Update, None, desired).with_note(
+                            format!(
+                                "keys set from the configuration change: {}",
+                                plain_differs.join(", ")
+                            ),
+                        )
+                    }
+                    SecretState::MissingKeys {
+                        missing,
+                        plain_differs,
+                    } => {
+                        let mut c = ResourceChange::from_desired(Action::Update, None, desired)
+                            .with_note(format!("keys to generate: {}", missing.join(", ")));
+                        if !plain_differs.is_empty() {
+                            c = c.with_note(format!(
+                                "keys set from the configuration change: {}",
+                                plain_differs.join(", ")
+                            ));
+                        }
+                        c
+                    }
+                })
+            }
+            ResourceSpec::Object(_) => unreachable!("objects are planned from their facts"),
+        }
+    }
+
+    async fn release_change(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        desired: &Desired,
+    ) -> Result<ResourceChange, LiveError> {
+        let helm = self.helm(address)?;
+        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let Some(status) = helm
+            .status(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+        else {
+            return Ok(ResourceChange::from_desired(Action::Create, None, desired));
+        };
+        let deployed = helm
+            .deployed_values(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+            .unwrap_or(Value::Object(Default::default()));
+        let mut chart = spec.chart.clone();
+        if chart.path.is_none() {
+            chart.version = status.chart_version.clone();
+        }
+        let before = engine::helm_release_document(
+            &spec.release,
+            &spec.namespace,
+            spec.create_namespace,
+            &chart,
+            deployed.clone(),
+        );
+        let mut notes = Vec::new();
+        if !status.is_deployed() {
+            notes.push(format!(
+                "the last revision ({}) is `{}`",
+                status.revision, status.status
+            ));
+        }
+        // What the chart made, compared with what it would make now from the deployed values:
+        // edits and deletions out of band that Helm itself never sees.
+        let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
+            .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+        let drift = crate::helm::release_drift(
+            &self.cluster,
+            helm,
+            &spec.release,
+            &spec.namespace,
+            &chart_ref,
+            &deployed,
+        )
+        .await
+        .map_err(helm_err)?;
+        let mut field_drift = Vec::new();
+        for missing in &drift.missing {
+            notes.push(format!("{missing} was deleted out of band"));
+        }
+        for changed in &drift.changed {
+            for f in &changed.fields {
+                field_drift.push(FieldDrift {
+                    path: format!("{} {}", changed.object, f.path),
+                    manager: f.manager.clone(),
+                    operation: f.operation.clone(),
+                    time: f.time.clone(),
+                });
+            }
+        }
+        for skipped in &drift.skipped {
+            notes.push(format!("not checked for drift: {skipped}"));
+        }
+        let differs = before != desired.doc
+            || !drift.is_empty()
+            || !status.is_deployed()
+            || !desired.unknown.is_empty();
+        let action = if differs {
+            Action::Update
+        } else {
+            Action::NoOp
+        };
+        // Helm returns values with sorted keys: show them in the configuration's order.
+        let before = fields::align_order(&before, &desired.doc);
+        let mut change = ResourceChange::from_desired(action, Some(before), desired);
+        change.drift = field_drift;
+        if !drift.is_empty() {
+            notes.push(format!(
+                "revision {} will be upgraded to repair what changed outside Helm",
+                status.revision
+            ));
+        }
+        for note in notes {
+            change = change.with_note(note);
+        }
+        Ok(change)
+    }
+}
