@@ -8,38 +8,56 @@ impl Runner<'_> {
     pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
         let mut plan = Plan::new(&self.environment);
-        // Owned objects no longer declared (of the types in the inventory) go first.
-        let inventory = self.read_inventory().await?;
-        let leftovers = objects::gather(
+        // Every object this environment owns, found with one list per type (of the
+        // configuration and of the inventory), not one request per object.
+        let mut types: BTreeSet<(String, String)> =
+            self.read_inventory().await?.into_iter().collect();
+        for resource in self.graph.resources() {
+            if let ResourceSpec::Object(spec) = &resource.spec {
+                let (v, k) = type_of(&spec.manifest);
+                types.insert((v.to_owned(), k.to_owned()));
+            }
+        }
+        let types: Vec<(String, String)> = types.into_iter().collect();
+        let owned = objects::gather(
             &self.cluster,
             &self.environment,
             &[],
             &PlannedCreations::default(),
-            &inventory,
+            &types,
             self.options.concurrency,
         )
-        .await?;
-        for orphan in leftovers.orphans.iter().rev() {
-            let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
-                .and_then(|a| a.parse::<Address>().ok())
-            else {
-                continue;
-            };
-            if self.selected(&address)
-                && address.kind == ResourceKind::Object
-                && self.graph.resource(&address).is_none()
-            {
-                plan.changes.push(
-                    ResourceChange::new(
-                        address,
-                        Action::Delete,
-                        Some(fields::strip_noise(orphan)),
-                        None,
-                        Default::default(),
-                    )
-                    .with_note("no longer in the configuration"),
-                );
-            }
+        .await?
+        .orphans;
+        let mut owned: BTreeMap<Address, Value> = owned
+            .into_iter()
+            .filter_map(|o| {
+                let address = annotation(&o, objects::ADDRESS_ANNOTATION)?.parse().ok()?;
+                Some((address, o))
+            })
+            .collect();
+        // Owned objects no longer declared go first.
+        let undeclared: Vec<Address> = owned
+            .keys()
+            .filter(|a| {
+                self.selected(a)
+                    && a.kind == ResourceKind::Object
+                    && self.graph.resource(a).is_none()
+            })
+            .cloned()
+            .collect();
+        for address in undeclared.into_iter().rev() {
+            let live = owned.remove(&address).expect("listed");
+            plan.changes.push(
+                ResourceChange::new(
+                    address,
+                    Action::Delete,
+                    Some(fields::strip_noise(&live)),
+                    None,
+                    Default::default(),
+                )
+                .with_note("no longer in the configuration"),
+            );
         }
         for address in self.graph.reverse_order() {
             if !self.selected(&address) {
@@ -51,7 +69,19 @@ impl Runner<'_> {
                 .desired(&address, &bindings, &self.environment)
                 .map_err(|e| LiveError::Other(e.to_string()))?;
             match &resource.spec {
-                ResourceSpec::Object(spec) => {
+                ResourceSpec::Object(spec) if spec.ownership == Ownership::Owned => {
+                    // Only what this environment owns; an unowned namesake stays untouched.
+                    if let Some(live) = owned.remove(&address) {
+                        plan.changes.push(ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(fields::strip_noise(&live)),
+                            None,
+                            desired.sensitivity.clone(),
+                        ));
+                    }
+                }
+                ResourceSpec::Object(_) => {
                     let (api_version, kind) = type_of(&desired.doc);
                     let Some(ty) = self.cluster.resolve(api_version, kind) else {
                         continue;
@@ -61,45 +91,22 @@ impl Runner<'_> {
                     else {
                         continue;
                     };
-                    if spec.ownership == Ownership::FieldsOnly {
-                        let before = fields::strip_noise(&live);
-                        let mut after = before.clone();
-                        remove_fields(&mut after, &desired.doc);
-                        if after == before {
-                            continue; // none of envctl's fields are there
-                        }
-                        plan.changes.push(
-                            ResourceChange::new(
-                                address.clone(),
-                                Action::Update,
-                                Some(before),
-                                Some(after),
-                                desired.sensitivity.clone(),
-                            )
-                            .with_note("not owned by envctl: only its fields are removed"),
-                        );
-                    } else if is_owned(&live, &self.environment) {
-                        plan.changes.push(ResourceChange::new(
-                            address.clone(),
-                            Action::Delete,
-                            Some(fields::strip_noise(&live)),
-                            None,
-                            desired.sensitivity.clone(),
-                        ));
-                    } else {
-                        plan.changes.push(
-                            ResourceChange::new(
-                                address.clone(),
-                                Action::NoOp,
-                                Some(fields::strip_noise(&live)),
-                                None,
-                                desired.sensitivity.clone(),
-                            )
-                            .with_note(
-                                "exists but is not owned by this environment: left in place",
-                            ),
-                        );
+                    let before = fields::strip_noise(&live);
+                    let mut after = before.clone();
+                    remove_fields(&mut after, &desired.doc);
+                    if after == before {
+                        continue; // none of envctl's fields are there
                     }
+                    plan.changes.push(
+                        ResourceChange::new(
+                            address.clone(),
+                            Action::Update,
+                            Some(before),
+                            Some(after),
+                            desired.sensitivity.clone(),
+                        )
+                        .with_note("not owned by envctl: only its fields are removed"),
+                    );
                 }
                 ResourceSpec::Cluster(_) => {}
                 ResourceSpec::HelmRelease(spec) => {

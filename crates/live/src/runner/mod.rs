@@ -331,15 +331,6 @@ fn identity(manifest: &Value) -> (Option<String>, String) {
     )
 }
 
-fn is_owned(live: &Value, environment: &str) -> bool {
-    live.pointer("/metadata/labels").is_some_and(|l| {
-        l.get(engine::desired::MANAGED_BY_LABEL)
-            .and_then(Value::as_str)
-            == Some(engine::desired::MANAGED_BY_VALUE)
-            && l.get(objects::ENVIRONMENT_LABEL).and_then(Value::as_str) == Some(environment)
-    })
-}
-
 /// Pinned content with the declared object's labels and annotations laid over its own.
 fn merge_metadata(mut content: Value, declared: &Value) -> Value {
     for map in ["labels", "annotations"] {

@@ -250,16 +250,9 @@ impl Runner<'_> {
                 )));
             }
             ObjectState::UnservedKind => {
-                let providers: Vec<String> = self
-                    .graph
-                    .dependencies_of(address)
-                    .into_iter()
-                    .map(|e| e.from.clone())
-                    .filter(|a| pending.contains(a) && a.kind == ResourceKind::HelmRelease)
-                    .map(|a| a.to_string())
-                    .collect();
+                // Its CRD may come with any chart it (transitively) waits for.
                 let upstream = transitive_pending(self.graph, address, pending);
-                if providers.is_empty() && upstream.is_empty() {
+                if upstream.is_empty() {
                     let kind = text(&desired.doc, "/kind");
                     let api = text(&desired.doc, "/apiVersion");
                     return Err(LiveError::Other(format!(
@@ -268,11 +261,7 @@ impl Runner<'_> {
                     )));
                 }
                 let mut c = change(Action::Create, None, Some(shown));
-                c.waits_for = if providers.is_empty() {
-                    upstream
-                } else {
-                    providers
-                };
+                c.waits_for = upstream;
                 c.with_note("its kind is served once the resources it waits for are applied")
             }
         })
