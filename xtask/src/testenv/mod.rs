@@ -146,8 +146,14 @@ impl Layout {
         self.cache.join("path")
     }
 
+    /// Where kwokctl keeps its clusters: `$ENVCTL_TESTENV_WORKDIR` if set, so that several
+    /// checkouts on one machine can each run their own testenv (kwokctl picks free ports), else
+    /// `~/.cache/envctl/testenv/kwok`. The built binaries are shared either way.
     fn kwok_workdir(&self) -> PathBuf {
-        self.cache.join("kwok")
+        match std::env::var_os("ENVCTL_TESTENV_WORKDIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => self.cache.join("kwok"),
+        }
     }
 
     fn cluster_dir(&self, pins: &Pins) -> PathBuf {
