@@ -1,37 +1,21 @@
-//! Commands that talk to the live cluster: `plan`, `apply`, `destroy`, `drift`.
+//! Commands that talk to the live cluster: `plan`, `apply`, `destroy`, `drift`,
+//! `rotate-secret`, `force-unlock`, `render --as-applied`. Each parses, builds a
+//! [`live::session::Session`] (the flow lives there), hands in how to print and ask, and turns
+//! the outcome into output and an exit code.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use engine::{Action, Plan};
-use live::runner::{RunOptions, Runner};
-use live::sources::Sources;
+use engine::Plan;
+use live::session::{Callbacks, Interrupt, Outcome, SavedPlan, Session, SessionOptions};
 
-use crate::environment::{self, EnvArgs, Loaded};
-use crate::offline::{OutputFormat, exit_code, print_plan};
+use crate::cli::{LiveArgs, OutputFormat, PlanArgs, RenderArgs, exit_code, print_plan};
+use crate::environment::{self, Loaded};
 
-/// How to reach the cluster and what to look at.
-#[derive(clap::Args, Debug, Clone)]
-pub struct LiveArgs {
-    #[command(flatten)]
-    pub env: EnvArgs,
-    /// Only this module's resources.
-    #[arg(long, value_name = "MODULE")]
-    pub module: Option<String>,
-    /// Read pinned upstream files from DIR/<host>/<path> instead of the network.
-    #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
-    pub mirror: Option<PathBuf>,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the
-    /// testenv's).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Parallel API requests at most.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-}
+/// Exit code of a run stopped by a signal (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
@@ -46,7 +30,8 @@ pub struct ApplyArgs {
     /// Let apply delete and recreate the cluster when its spec changed (everything in it is lost).
     #[arg(long)]
     pub allow_replace: bool,
-    /// A plan saved with `plan --out`: applied only if the cluster has not changed since.
+    /// A plan saved with `plan --out`: applied only if the configuration and the cluster have
+    /// not changed since.
     #[arg(value_name = "PLAN_FILE")]
     pub plan_file: Option<PathBuf>,
 }
@@ -69,8 +54,28 @@ pub struct DriftArgs {
     pub output: OutputFormat,
 }
 
-fn reporter(line: &str) {
-    eprintln!("{line}");
+#[derive(clap::Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// The generated secret, e.g. `sso.generated_secret.oauth2-proxy`.
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+    /// Only these keys (default: every generated key).
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Rotate without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ForceUnlockArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// The lock's ID, as the refused run printed it.
+    #[arg(value_name = "ID")]
+    pub id: String,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -81,23 +86,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The kubeconfig and context for an environment.
-fn kubeconfig_and_context(loaded: &Loaded, args: &LiveArgs) -> (Option<PathBuf>, String) {
-    let context = loaded
-        .graph
-        .bindings()
-        .outputs
-        .get(&engine::OutputRef::new("cluster", "context"))
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let kubeconfig = args.kubeconfig.clone().or_else(|| {
-        // The testenv's kubeconfig, when nothing else is said and the environment targets it.
+/// The kubeconfig of an environment: `--kubeconfig`, else for provider kwok without
+/// `$KUBECONFIG` the testenv's, else the default (`$KUBECONFIG`, `~/.kube/config`).
+fn kubeconfig(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
+    args.kubeconfig.clone().or_else(|| {
         (loaded.env.settings.cluster.provider == config::Provider::Kwok
             && std::env::var_os("KUBECONFIG").is_none())
         .then(|| testenv_kubeconfig(&loaded.env.settings.cluster.name))
         .flatten()
-    });
-    (kubeconfig, context)
+    })
 }
 
 /// The kubeconfig `cargo xtask testenv up` writes for a kwok cluster of that name, if it exists.
@@ -111,122 +108,109 @@ fn testenv_kubeconfig(cluster: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// The cluster resource of the environment.
-fn cluster_spec(loaded: &Loaded) -> anyhow::Result<(engine::Address, engine::ClusterSpec)> {
-    loaded
-        .graph
-        .resources()
-        .find_map(|r| match &r.spec {
-            engine::ResourceSpec::Cluster(spec) => Some((r.address.clone(), spec.clone())),
-            _ => None,
-        })
-        .context("the configuration declares no cluster")
-}
-
-/// A runner against the environment's cluster, or why there is no cluster to run against.
-enum Target<'a> {
-    Connected(Box<Runner<'a>>),
-    Absent { reason: String },
-}
-
-fn options(
+fn session_options(
     loaded: &Loaded,
     args: &LiveArgs,
-    kubeconfig: Option<PathBuf>,
-    context: &str,
-    force_conflicts: bool,
-) -> anyhow::Result<RunOptions> {
-    let helm = if loaded.env.releases.is_empty() {
-        None
-    } else {
-        Some(live::helm::Helm::locate(
-            kubeconfig,
-            Some(context.to_owned()).filter(|c| !c.is_empty()),
-        )?)
-    };
-    Ok(RunOptions {
-        concurrency: args.concurrency.max(1),
-        force_conflicts,
-        sources: Sources {
-            mirror: args.mirror.clone(),
-        },
-        modules: args.module.clone().map(|m| BTreeSet::from([m])),
-        helm,
-        ..RunOptions::default()
-    })
-}
-
-async fn target<'a>(
-    loaded: &'a Loaded,
-    args: &LiveArgs,
-    force_conflicts: bool,
-) -> anyhow::Result<Target<'a>> {
+    command: &str,
+    interrupt: Interrupt,
+) -> anyhow::Result<SessionOptions> {
     environment::check_module(args.module.as_deref())?;
-    let (kubeconfig, context) = kubeconfig_and_context(loaded, args);
-    let (_, spec) = cluster_spec(loaded)?;
-    match cluster::find(&spec, kubeconfig.as_deref()).await? {
-        cluster::Target::Absent { reason } => Ok(Target::Absent { reason }),
-        cluster::Target::Connected(connection) => {
-            let options = options(loaded, args, kubeconfig, &context, force_conflicts)?;
-            Ok(Target::Connected(Box::new(Runner::new(
-                connection,
-                &loaded.graph,
-                loaded.name(),
-                options,
-                &reporter,
-            ))))
-        }
-    }
-}
-
-/// A module crate's own plan when `--module` names one, else the whole environment's.
-async fn plan_with(runner: &Runner<'_>, module: Option<&str>) -> anyhow::Result<Plan> {
-    Ok(match module {
-        Some(gateway::NAME) => gateway::plan(runner).await?,
-        Some(mesh::NAME) => mesh::plan(runner).await?,
-        Some(sso::NAME) => sso::plan(runner).await?,
-        Some(policy::NAME) => policy::plan(runner).await?,
-        Some(other) => runner.module(other).plan().await?,
-        None => runner.plan().await?,
+    Ok(SessionOptions {
+        kubeconfig: kubeconfig(loaded, args),
+        concurrency: args.concurrency,
+        mirror: args.mirror.clone(),
+        module: args.module.clone(),
+        lock: true,
+        command: command.to_owned(),
+        envctl_version: env!("CARGO_PKG_VERSION").to_owned(),
+        interrupt,
+        ..SessionOptions::default()
     })
 }
 
-/// The plan when the cluster does not exist yet: every resource created.
-fn plan_from_nothing(loaded: &Loaded, module: Option<&str>, reason: &str) -> anyhow::Result<Plan> {
-    let mut plan = Plan::offline(&loaded.graph, loaded.name(), &loaded.graph.bindings())
-        .context("resolving placeholders")?;
-    plan.changes
-        .retain(|c| module.is_none_or(|m| c.address.module == m));
-    if let Some(first) = plan
-        .changes
-        .iter_mut()
-        .find(|c| c.address.kind == engine::ResourceKind::Cluster)
-    {
-        first
-            .notes
-            .push(format!("the cluster does not exist: {reason}"));
-    }
-    Ok(plan)
+fn progress(line: &str) {
+    eprintln!("{line}");
 }
 
-/// The plan of the environment as the cluster is now (everything created when it does not
-/// exist yet).
-fn current_plan(loaded: &Loaded, live: &LiveArgs) -> anyhow::Result<Plan> {
-    runtime()?.block_on(async {
-        match target(loaded, live, false).await? {
-            Target::Connected(runner) => plan_with(&runner, live.module.as_deref()).await,
-            Target::Absent { reason } => plan_from_nothing(loaded, live.module.as_deref(), &reason),
+fn show_plan(plan: &Plan) {
+    if let Err(e) = print_plan(plan, OutputFormat::Text) {
+        eprintln!("error: printing the plan: {e}");
+    }
+}
+
+fn show_nothing(_: &Plan) {}
+
+/// Asks for `yes` on a terminal; refuses without one unless `auto_approve`. A signal while
+/// waiting for the answer is a no.
+fn confirm(question: &str, auto_approve: bool, interrupt: &Interrupt) -> Result<bool, String> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask for confirmation; re-run with --auto-approve to proceed without asking".into());
+    }
+    print!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let read = std::io::stdin().lock().read_line(&mut answer);
+        let _ = tx.send(read.map(|_| answer));
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(answer) => return Ok(answer.map_err(|e| e.to_string())?.trim() == "yes"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if interrupt.requested() => {
+                println!();
+                return Ok(false);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
         }
+    }
+}
+
+fn never_asked(_: &str, _: &Interrupt) -> Result<bool, String> {
+    Err("this command asks nothing".into())
+}
+
+/// Runs `f` with a session of the environment. `listen`: handle SIGINT/SIGTERM (commands that
+/// write); the others keep the default (stop at once).
+fn with_session<T>(
+    loaded: &Loaded,
+    options: impl FnOnce(Interrupt) -> anyhow::Result<SessionOptions>,
+    listen: bool,
+    ui: Callbacks<'_>,
+    f: impl AsyncFnOnce(&Session<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let interrupt = if listen {
+            Interrupt::listen().context("listening for signals")?
+        } else {
+            Interrupt::default()
+        };
+        let session = Session::new(&loaded.graph, loaded.name(), options(interrupt)?, ui);
+        f(&session).await
     })
 }
 
 /// `plan` against the live cluster.
-pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
-    let plan = current_plan(&loaded, &args.live)?;
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_nothing,
+        confirm: &never_asked,
+    };
+    let options = |i| {
+        Ok(SessionOptions {
+            lock: args.lock,
+            ..session_options(&loaded, &args.live, "plan", i)?
+        })
+    };
+    let planned = with_session(&loaded, options, false, ui, async |s| Ok(s.plan().await?))?;
     if let Some(out) = &args.out {
-        let text = serde_json::to_string_pretty(&plan.to_json())?;
-        std::fs::write(out, text)
+        std::fs::write(out, &planned.saved)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         eprintln!(
             "Saved the plan to {}. To apply exactly this plan: cargo xtask apply {}",
@@ -234,30 +218,45 @@ pub fn plan(args: &crate::offline::PlanArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    print_plan(&plan, args.output)?;
-    Ok(exit_code(&plan, args.detailed_exitcode))
+    print_plan(&planned.plan, args.output)?;
+    Ok(exit_code(&planned.plan, args.detailed_exitcode))
 }
 
 /// `render --as-applied`: the objects as apply sends them, as a JSON `List`.
-pub fn render_as_applied(args: &crate::offline::RenderArgs) -> anyhow::Result<ExitCode> {
+pub fn render_as_applied(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
-    let items = runtime()?.block_on(async {
-        match target(&loaded, &args.live, false).await? {
-            Target::Connected(runner) => runner.sent_objects().await.map_err(anyhow::Error::from),
-            Target::Absent { reason } => anyhow::bail!("the cluster does not exist ({reason})"),
-        }
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_nothing,
+        confirm: &never_asked,
+    };
+    let options = |i| session_options(&loaded, &args.live, "render", i);
+    let items = with_session(&loaded, options, false, ui, async |s| {
+        Ok(s.sent_objects().await?)
     })?;
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(ExitCode::SUCCESS)
 }
 
-/// `drift`: the plan, read as a drift report. Exit 0 no drift, 2 drift, 1 error.
+/// `drift`: the plan, read as a drift report (no lock: it writes nothing). Exit 0 no drift,
+/// 2 drift, 1 error.
 pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
-    let plan = current_plan(&loaded, &args.live)?;
-    print_plan(&plan, args.output)?;
-    if plan.has_changes() {
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_nothing,
+        confirm: &never_asked,
+    };
+    let options = |i| {
+        Ok(SessionOptions {
+            lock: false,
+            ..session_options(&loaded, &args.live, "drift", i)?
+        })
+    };
+    let planned = with_session(&loaded, options, false, ui, async |s| Ok(s.plan().await?))?;
+    print_plan(&planned.plan, args.output)?;
+    if planned.plan.has_changes() {
         if args.output == OutputFormat::Text {
             eprintln!("Drift detected: the live environment differs from the configuration.");
         }
@@ -280,227 +279,115 @@ fn preflight(loaded: &Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks for `yes` on a terminal; refuses without one unless `--auto-approve`.
-fn confirm(question: &str, auto_approve: bool) -> anyhow::Result<bool> {
-    if auto_approve {
-        return Ok(true);
+/// What a stopped run says, and its exit code.
+fn stopped(outcome: &Outcome, verb: &str) -> Option<ExitCode> {
+    match outcome {
+        Outcome::Interrupted { done, total } => {
+            eprintln!("\nInterrupted after {done} of {total} changes; run {verb} again.");
+            Some(ExitCode::from(INTERRUPTED))
+        }
+        Outcome::Aborted => {
+            eprintln!(
+                "\nStopped at once by a second signal; the step in flight may be half done. Run {verb} again (`plan` shows what is left)."
+            );
+            Some(ExitCode::from(INTERRUPTED))
+        }
+        _ => None,
     }
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "no terminal to ask for confirmation; re-run with --auto-approve to proceed without asking"
-        );
-    }
-    print!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
 }
 
 /// `apply`: plan, show, confirm, converge. Creates the cluster first when it does not exist.
 pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
     preflight(&loaded)?;
-    runtime()?.block_on(async {
-        let (runner, created) = match target(&loaded, &args.live, args.force_conflicts).await? {
-            Target::Connected(runner) => (runner, false),
-            Target::Absent { reason } => {
-                let plan = plan_from_nothing(&loaded, args.live.module.as_deref(), &reason)?;
-                if let Some(file) = &args.plan_file {
-                    check_saved_plan(file, &plan)?;
-                }
-                print_plan(&plan, OutputFormat::Text)?;
-                if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
-                    eprintln!("Apply cancelled.");
-                    return Ok(ExitCode::FAILURE);
-                }
-                let (address, spec) = cluster_spec(&loaded)?;
-                let (kubeconfig, context) = kubeconfig_and_context(&loaded, &args.live);
-                let start = std::time::Instant::now();
-                eprintln!("{address}: Creating...");
-                let connection = cluster::create(&spec, kubeconfig.as_deref(), loaded.name(), &address).await?;
-                eprintln!("{address}: Creation complete after {}s", start.elapsed().as_secs());
-                let options = options(&loaded, &args.live, kubeconfig, &context, args.force_conflicts)?;
-                (Box::new(Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter)), true)
-            }
-        };
-        let plan = plan_with(&runner, args.live.module.as_deref()).await?;
-        if !created {
-            if let Some(file) = &args.plan_file {
-                check_saved_plan(file, &plan)?;
-            }
-            print_plan(&plan, OutputFormat::Text)?;
-            if !plan.has_changes() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            let replace = plan.changes.iter().find(|c| {
-                c.address.kind == engine::ResourceKind::Cluster && matches!(c.action, Action::Replace { .. })
-            });
-            if let Some(change) = replace {
-                if !args.allow_replace {
-                    anyhow::bail!(
-                        "{} must be replaced ({}), which deletes everything in it; apply refuses without \
-                         --allow-replace (or change the configuration back)",
-                        change.address,
-                        change.action.reason().unwrap_or_default()
-                    );
-                }
-                if !confirm("Do you want to delete and recreate the cluster?", args.auto_approve)? {
-                    eprintln!("Apply cancelled.");
-                    return Ok(ExitCode::FAILURE);
-                }
-                return replace_cluster(&loaded, args).await;
-            }
-            if !confirm("Do you want to perform these actions?", args.auto_approve || args.plan_file.is_some())? {
-                eprintln!("Apply cancelled.");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        let report = runner.apply(&plan).await?;
-        println!(
-            "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-            report.created + report.replaced + usize::from(created),
-            report.updated,
-            report.deleted + report.replaced
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// Deletes the cluster (only one envctl created), creates it anew and applies everything.
-async fn replace_cluster(loaded: &Loaded, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let (address, spec) = cluster_spec(loaded)?;
-    let (kubeconfig, context) = kubeconfig_and_context(loaded, &args.live);
-    let outcome = cluster::destroy(&spec, kubeconfig.as_deref()).await?;
-    if outcome.contains("left in place") {
-        anyhow::bail!("{outcome}; delete it yourself to replace it");
-    }
-    eprintln!("{address}: {outcome}; Creating...");
-    let connection = cluster::create(&spec, kubeconfig.as_deref(), loaded.name(), &address).await?;
-    let options = options(
-        loaded,
-        &args.live,
-        kubeconfig,
-        &context,
-        args.force_conflicts,
-    )?;
-    let runner = Runner::new(connection, &loaded.graph, loaded.name(), options, &reporter);
-    let plan = plan_with(&runner, args.live.module.as_deref()).await?;
-    let report = runner.apply(&plan).await?;
-    println!(
-        "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-        report.created + 1,
-        report.updated,
-        report.deleted + 1
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A saved plan is applied only if planning now gives the same changes from the same live
-/// state (fingerprints of every live document it was computed from).
-fn check_saved_plan(file: &PathBuf, fresh: &Plan) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the plan {}", file.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a plan file", file.display()))?;
-    let saved =
-        Plan::from_json(&json).with_context(|| format!("{} is not a plan file", file.display()))?;
-    if saved.environment != fresh.environment {
-        anyhow::bail!(
-            "{} is a plan for environment `{}`, not `{}`",
-            file.display(),
-            saved.environment,
-            fresh.environment
-        );
-    }
-    let actions = |p: &Plan| {
-        p.changes
-            .iter()
-            .filter(|c| c.action != Action::NoOp)
-            .map(|c| (c.address.to_string(), c.action.as_str()))
-            .collect::<Vec<_>>()
+    let saved = match &args.plan_file {
+        Some(file) => Some(SavedPlan {
+            file: file.display().to_string(),
+            text: std::fs::read_to_string(file)
+                .with_context(|| format!("reading the plan {}", file.display()))?,
+        }),
+        None => None,
     };
-    let mut stale: Vec<String> = saved
-        .fingerprints
-        .iter()
-        .filter(|(a, f)| fresh.fingerprints.get(*a) != Some(*f))
-        .map(|(a, _)| a.to_string())
-        .collect();
-    stale.extend(
-        fresh
-            .fingerprints
-            .keys()
-            .filter(|a| !saved.fingerprints.contains_key(*a))
-            .map(ToString::to_string),
-    );
-    if !stale.is_empty() || actions(&saved) != actions(fresh) {
-        stale.sort();
-        stale.dedup();
-        anyhow::bail!(
-            "the saved plan {} is stale: the cluster or the configuration changed since it was made{}; run `cargo xtask plan` again",
-            file.display(),
-            if stale.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", stale.join(", "))
-            }
-        );
+    let auto_approve = args.auto_approve;
+    let ask = move |q: &str, i: &Interrupt| confirm(q, auto_approve, i);
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_plan,
+        confirm: &ask,
+    };
+    let options = |i| {
+        Ok(SessionOptions {
+            force_conflicts: args.force_conflicts,
+            allow_replace: args.allow_replace,
+            ..session_options(&loaded, &args.live, "apply", i)?
+        })
+    };
+    let outcome = with_session(&loaded, options, true, ui, async |s| {
+        Ok(s.apply(saved.as_ref()).await?)
+    })?;
+    if let Some(code) = stopped(&outcome, "apply") {
+        return Ok(code);
     }
-    Ok(())
+    match outcome {
+        Outcome::Cancelled => {
+            eprintln!("Apply cancelled.");
+            Ok(ExitCode::FAILURE)
+        }
+        Outcome::Applied {
+            report,
+            cluster_created,
+            cluster_deleted,
+        } => {
+            println!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                report.created + report.replaced + usize::from(cluster_created),
+                report.updated,
+                report.deleted + report.replaced + usize::from(cluster_deleted)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// `destroy`: delete what this environment owns, in reverse order, then the cluster if envctl
 /// created it.
 pub fn destroy(args: &DestroyArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
-    runtime()?.block_on(async {
-        let runner = match target(&loaded, &args.live, false).await? {
-            Target::Connected(runner) => runner,
-            Target::Absent { reason } => {
-                println!("Nothing to destroy: the cluster does not exist ({reason}).");
-                return Ok(ExitCode::SUCCESS);
-            }
-        };
-        let plan = runner.plan_destroy().await?;
-        print_plan(&plan, OutputFormat::Text)?;
-        let whole = args.live.module.is_none() || args.live.module.as_deref() == Some("cluster");
-        if !plan.has_changes() && !whole {
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !confirm(
-            "Do you really want to destroy all resources?",
-            args.auto_approve,
-        )? {
+    let auto_approve = args.auto_approve;
+    let ask = move |q: &str, i: &Interrupt| confirm(q, auto_approve, i);
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_plan,
+        confirm: &ask,
+    };
+    let options = |i| session_options(&loaded, &args.live, "destroy", i);
+    let outcome = with_session(&loaded, options, true, ui, async |s| {
+        Ok(s.destroy().await?)
+    })?;
+    if let Some(code) = stopped(&outcome, "destroy") {
+        return Ok(code);
+    }
+    match outcome {
+        Outcome::Cancelled => {
             eprintln!("Destroy cancelled.");
-            return Ok(ExitCode::FAILURE);
+            Ok(ExitCode::FAILURE)
         }
-        let report = runner.destroy(&plan).await?;
-        if whole {
-            let (_, spec) = cluster_spec(&loaded)?;
-            let (kubeconfig, _) = kubeconfig_and_context(&loaded, &args.live);
-            println!("{}", cluster::destroy(&spec, kubeconfig.as_deref()).await?);
+        Outcome::Destroyed { report, cluster } => {
+            if let Some(cluster) = cluster {
+                println!("{cluster}");
+            }
+            println!(
+                "\nDestroy complete! Resources: {} destroyed, {} released.",
+                report.deleted, report.updated
+            );
+            Ok(ExitCode::SUCCESS)
         }
-        println!(
-            "\nDestroy complete! Resources: {} destroyed, {} released.",
-            report.deleted, report.updated
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RotateArgs {
-    #[command(flatten)]
-    pub live: LiveArgs,
-    /// The generated secret, e.g. `sso.generated_secret.oauth2-proxy`.
-    #[arg(value_name = "ADDRESS")]
-    pub address: String,
-    /// Only these keys (default: every generated key).
-    #[arg(long = "key", value_name = "KEY")]
-    pub keys: Vec<String>,
-    /// Rotate without asking for confirmation.
-    #[arg(long)]
-    pub auto_approve: bool,
+        _ => {
+            println!("Nothing to destroy.");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// `rotate-secret`: the only way generated secrets change. New values are generated and
@@ -508,150 +395,55 @@ pub struct RotateArgs {
 pub fn rotate_secret(args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.live.env)?;
     let address: engine::Address = args.address.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(engine::ResourceSpec::GeneratedSecret(spec)) =
-        loaded.graph.resource(&address).map(|r| &r.spec)
-    else {
-        let known: Vec<String> = loaded
-            .graph
-            .resources()
-            .filter(|r| r.address.kind == engine::ResourceKind::GeneratedSecret)
-            .map(|r| r.address.to_string())
-            .collect();
-        anyhow::bail!(
-            "`{address}` is not a generated secret of this environment (generated secrets: {})",
-            known.join(", ")
-        );
+    let auto_approve = args.auto_approve;
+    let ask = move |q: &str, i: &Interrupt| confirm(q, auto_approve, i);
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_plan,
+        confirm: &ask,
     };
-    let keys = if args.keys.is_empty() {
-        spec.generated.keys().cloned().collect()
-    } else {
-        args.keys.clone()
+    let options = |i| session_options(&loaded, &args.live, "rotate-secret", i);
+    let rotated = with_session(&loaded, options, true, ui, async |s| {
+        Ok(s.rotate_secret(&address, &args.keys).await?)
+    })?;
+    let Some((keys, restarted)) = rotated else {
+        eprintln!("Rotation cancelled.");
+        return Ok(ExitCode::FAILURE);
     };
-    runtime()?.block_on(async {
-        let Target::Connected(runner) = target(&loaded, &args.live, false).await? else {
-            anyhow::bail!(
-                "the cluster of environment `{}` does not exist",
-                loaded.name()
-            );
-        };
-        let question = format!(
-            "Rotate {} of Secret {}/{}? Workloads that read it restart.",
-            keys.join(", "),
-            spec.namespace,
-            spec.name
-        );
-        if !confirm(&question, args.auto_approve)? {
-            eprintln!("Rotation cancelled.");
-            return Ok(ExitCode::FAILURE);
+    println!(
+        "Rotated {} of {address}; restarted: {}.",
+        keys.join(", "),
+        if restarted.is_empty() {
+            "nothing reads it".to_owned()
+        } else {
+            restarted.join(", ")
         }
-        live::secrets::rotate(&runner.cluster, spec, &keys, loaded.name(), &address).await?;
-        let restarted = restart_readers(&runner.cluster, &spec.namespace, &spec.name).await?;
-        println!(
-            "Rotated {} of Secret {}/{}; restarted: {}.",
-            keys.join(", "),
-            spec.namespace,
-            spec.name,
-            if restarted.is_empty() {
-                "nothing reads it".to_owned()
-            } else {
-                restarted.join(", ")
-            }
-        );
-        Ok(ExitCode::SUCCESS)
-    })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Restarts (pod template annotation, like `kubectl rollout restart`) every Deployment in
-/// `namespace` whose pods read Secret `name`.
-async fn restart_readers(
-    cluster: &live::Cluster,
-    namespace: &str,
-    name: &str,
-) -> anyhow::Result<Vec<String>> {
-    let ty = cluster
-        .resolve("apps/v1", "Deployment")
-        .context("the cluster serves no Deployments")?;
-    let mut restarted = Vec::new();
-    for deployment in cluster.list(&ty, "").await? {
-        if deployment
-            .pointer("/metadata/namespace")
-            .and_then(|v| v.as_str())
-            != Some(namespace)
-        {
-            continue;
-        }
-        let pod_spec = deployment
-            .pointer("/spec/template/spec")
-            .cloned()
-            .unwrap_or_default();
-        if !reads_secret(&pod_spec, name) {
-            continue;
-        }
-        let deployment_name = deployment
-            .pointer("/metadata/name")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let patch = serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": deployment_name, "namespace": namespace},
-            "spec": {"template": {"metadata": {"annotations": {
-                "envctl.dev/secret-rotated-at": format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()),
-            }}}},
-        });
-        cluster.apply_as(&ty, &patch, "envctl-rotate").await?;
-        restarted.push(format!("deployment/{namespace}/{deployment_name}"));
+/// `force-unlock ID`: removes the environment's lock, e.g. after its run was killed, when
+/// waiting for it to expire is not wanted.
+pub fn force_unlock(args: &ForceUnlockArgs) -> anyhow::Result<ExitCode> {
+    let loaded = environment::load(&args.live.env)?;
+    let ui = Callbacks {
+        progress: &progress,
+        show_plan: &show_nothing,
+        confirm: &never_asked,
+    };
+    let options = |i| session_options(&loaded, &args.live, "force-unlock", i);
+    let removed = with_session(&loaded, options, false, ui, async |s| {
+        Ok(s.force_unlock(&args.id).await?)
+    })?;
+    match removed {
+        Some(holder) => println!(
+            "Removed the lock of environment `{}` ({holder}).",
+            loaded.name()
+        ),
+        None => println!(
+            "The lock of environment `{}` was already gone.",
+            loaded.name()
+        ),
     }
-    Ok(restarted)
-}
-
-/// Whether a pod spec reads Secret `name` (env, envFrom or a volume).
-fn reads_secret(pod_spec: &serde_json::Value, name: &str) -> bool {
-    find_secret_refs(pod_spec).iter().any(|n| n == name)
-}
-
-fn find_secret_refs(value: &serde_json::Value) -> Vec<String> {
-    let mut out = Vec::new();
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                match (k.as_str(), v) {
-                    ("secretKeyRef" | "secretRef", serde_json::Value::Object(r)) => {
-                        out.extend(r.get("name").and_then(|n| n.as_str()).map(str::to_owned));
-                    }
-                    ("secret", serde_json::Value::Object(r)) => {
-                        out.extend(
-                            r.get("secretName")
-                                .and_then(|n| n.as_str())
-                                .map(str::to_owned),
-                        );
-                    }
-                    _ => out.extend(find_secret_refs(v)),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => {
-            items.iter().for_each(|i| out.extend(find_secret_refs(i)))
-        }
-        _ => {}
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn secret_readers_are_found_in_env_env_from_and_volumes() {
-        let env = json!({"containers": [{"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]}]});
-        let env_from = json!({"containers": [{"envFrom": [{"secretRef": {"name": "creds"}}]}]});
-        let volume = json!({"volumes": [{"name": "v", "secret": {"secretName": "creds"}}], "containers": []});
-        let other = json!({"containers": [{"envFrom": [{"secretRef": {"name": "other"}}]}]});
-        assert!(reads_secret(&env, "creds"));
-        assert!(reads_secret(&env_from, "creds"));
-        assert!(reads_secret(&volume, "creds"));
-        assert!(!reads_secret(&other, "creds"));
-    }
+    Ok(ExitCode::SUCCESS)
 }

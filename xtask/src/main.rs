@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cli;
 mod converge;
 mod doctor;
 mod environment;
@@ -27,11 +28,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print every object and Helm release that apply would send, as YAML (offline).
-    Render(offline::RenderArgs),
+    Render(cli::RenderArgs),
     /// Print the resources and their edges in apply order (offline).
     Graph(offline::GraphArgs),
     /// Show what apply would change.
-    Plan(offline::PlanArgs),
+    Plan(cli::PlanArgs),
     /// Bring the live environment in line with the configuration.
     Apply(converge::ApplyArgs),
     /// Delete everything this environment owns.
@@ -40,6 +41,8 @@ enum Command {
     Drift(converge::DriftArgs),
     /// Generate new values for a generated secret, and restart the workloads that read it.
     RotateSecret(converge::RotateArgs),
+    /// Remove the environment's lock left by a run that died (its ID is in the refusal).
+    ForceUnlock(converge::ForceUnlockArgs),
     /// Time `plan` against `kubectl diff --server-side` on the same objects (needs the testenv).
     Bench(bench::BenchArgs),
     /// Run unit tests, then the integration tests against a fresh testenv.
@@ -58,15 +61,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test => return test::main(),
         Command::Testenv { command } => return testenv::main(command),
+        Command::Render(args) if args.as_applied => converge::render_as_applied(&args),
         Command::Render(args) => offline::render(&args),
         Command::Bench(args) => bench::main(&args),
         Command::Graph(args) => offline::graph(&args),
-        Command::Plan(args) => offline::plan(&args),
+        Command::Plan(args) if args.offline => offline::plan(&args),
+        Command::Plan(args) => converge::plan(&args),
         Command::Doctor(args) => doctor::main(&args),
         Command::Apply(args) => converge::apply(&args),
         Command::Destroy(args) => converge::destroy(&args),
         Command::Drift(args) => converge::drift(&args),
         Command::RotateSecret(args) => converge::rotate_secret(&args),
+        Command::ForceUnlock(args) => converge::force_unlock(&args),
     };
     match result {
         Ok(code) => code,

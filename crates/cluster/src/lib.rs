@@ -4,15 +4,11 @@
 //! as in the walkthrough), `kwok` (the test control plane of `cargo xtask testenv`) and
 //! `existing` (any kubeconfig context; never created or deleted).
 
-use std::path::Path;
-
 use config::{ConfigError, Environment, Provider};
 use engine::{
     Address, ClusterProvider, ClusterSpec, Module, Output, OutputRef, Resource, ResourceKind,
     ResourceSpec,
 };
-use live::provider::{self, ClusterState, DestroyDecision, Kind};
-use live::{Cluster, LiveError};
 use serde_json::{Value, json};
 
 /// This module's name: the first part of its addresses.
@@ -80,79 +76,6 @@ pub fn kind_config(env: &Environment) -> Value {
             }],
         }],
     })
-}
-
-/// The cluster of `spec` as it is now: reachable (with a connection), or absent (why).
-pub enum Target {
-    Connected(Cluster),
-    Absent { reason: String },
-}
-
-fn kind_for(spec: &ClusterSpec) -> Result<Option<Kind>, LiveError> {
-    match spec.provider {
-        ClusterProvider::Kind { .. } => Kind::locate().map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// Looks for the cluster: `kind get clusters` for the kind provider, then the kubeconfig
-/// context. Plan uses this to tell "create the cluster" from "plan against it".
-pub async fn find(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<Target, LiveError> {
-    let kind = kind_for(spec)?;
-    match provider::cluster_state(spec, kubeconfig, kind.as_ref()).await? {
-        (ClusterState::Absent { reason }, _) => Ok(Target::Absent { reason }),
-        (_, Some(cluster)) => Ok(Target::Connected(cluster)),
-        (_, None) => Err(LiveError::Connect(format!(
-            "cluster {} exists but context `{}` does not answer",
-            spec.name, spec.context
-        ))),
-    }
-}
-
-/// Creates the cluster (kind only; the other providers are never created by envctl), then
-/// connects and records its spec with `created-by: envctl`.
-pub async fn create(
-    spec: &ClusterSpec,
-    kubeconfig: Option<&Path>,
-    environment: &str,
-    address: &Address,
-) -> Result<Cluster, LiveError> {
-    let Some(kind) = kind_for(spec)? else {
-        return Err(LiveError::Connect(format!(
-            "cluster {} is not reachable through context `{}`, and envctl creates only kind clusters \
-             (for kwok: `cargo xtask testenv up`)",
-            spec.name, spec.context
-        )));
-    };
-    kind.create(spec, kubeconfig).await?;
-    let cluster = Cluster::connect(kubeconfig, Some(&spec.context)).await?;
-    provider::record(&cluster, spec, true, environment, address).await?;
-    Ok(cluster)
-}
-
-/// Deletes the cluster if envctl created it; otherwise says why it stays, and removes the
-/// record of its spec (the last thing envctl owns in it).
-pub async fn destroy(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<String, LiveError> {
-    let kind = kind_for(spec)?;
-    let (state, connection) = provider::cluster_state(spec, kubeconfig, kind.as_ref()).await?;
-    match provider::destroy_decision(spec, &state) {
-        DestroyDecision::Delete => {
-            kind.expect("only kind clusters are deleted")
-                .delete(&spec.name, kubeconfig)
-                .await?;
-            Ok(format!("cluster {} deleted", spec.name))
-        }
-        DestroyDecision::Keep(reason) => {
-            if let Some(cluster) = connection
-                && let Some(ty) = cluster.resolve("v1", "ConfigMap")
-            {
-                cluster
-                    .delete(&ty, Some(provider::RECORD_NAMESPACE), provider::RECORD_NAME)
-                    .await?;
-            }
-            Ok(format!("cluster {} left in place: {reason}", spec.name))
-        }
-    }
 }
 
 #[cfg(test)]

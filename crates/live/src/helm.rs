@@ -639,6 +639,135 @@ impl Helm {
     }
 }
 
+// ----- recovering a release left pending by a run that died -----
+
+/// What brings a release left `pending-*` (its run was killed mid-operation) back to a state
+/// helm accepts an upgrade from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Roll back to the last revision that was deployed.
+    Rollback { to: u64 },
+    /// Uninstall: no revision of it ever deployed.
+    Uninstall,
+}
+
+/// A release found pending, and how it is recovered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// `pending-install`, `pending-upgrade` or `pending-rollback`.
+    pub status: String,
+    pub revision: u64,
+    /// When the pending revision was written (helm's `updated`).
+    pub since: String,
+    pub recovery: Recovery,
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovery: revision {} is `{}` since {} (a run was interrupted); apply first ",
+            self.revision, self.status, self.since
+        )?;
+        match self.recovery {
+            Recovery::Rollback { to } => {
+                write!(f, "rolls back to revision {to}, the last deployed")
+            }
+            Recovery::Uninstall => write!(f, "uninstalls it (it never deployed)"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryJson {
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    updated: String,
+    #[serde(default)]
+    status: String,
+}
+
+/// The recovery of a release from its history (`helm history -o json`), if it is pending.
+pub fn pending_from_history(history: &[(u64, String, String)]) -> Option<Pending> {
+    let (revision, status, since) = history.iter().max_by_key(|(r, _, _)| *r)?.clone();
+    if !status.starts_with("pending-") {
+        return None;
+    }
+    let deployed = history
+        .iter()
+        .filter(|(r, s, _)| *r < revision && matches!(s.as_str(), "deployed" | "superseded"))
+        .map(|(r, _, _)| *r)
+        .max();
+    Some(Pending {
+        status,
+        revision,
+        since,
+        recovery: match deployed {
+            Some(to) => Recovery::Rollback { to },
+            None => Recovery::Uninstall,
+        },
+    })
+}
+
+impl Helm {
+    /// The release's recovery when its latest revision is `pending-*`; `None` otherwise.
+    pub async fn pending(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> Result<Option<Pending>, HelmError> {
+        let args = self.release_args(
+            &["history"],
+            release,
+            namespace,
+            &["-o", "json", "--max", "20"],
+        );
+        let Some(out) = self
+            .blocking(move |h| h.run_release(&args, QUICK_TIMEOUT))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let history: Vec<HistoryJson> =
+            serde_json::from_slice(&out).map_err(|e| HelmError::Output {
+                command: format!("helm history {release}"),
+                message: e.to_string(),
+            })?;
+        let history: Vec<(u64, String, String)> = history
+            .into_iter()
+            .map(|h| (h.revision, h.status, h.updated))
+            .collect();
+        Ok(pending_from_history(&history))
+    }
+
+    /// Performs a recovery (`helm rollback --wait` or `helm uninstall --wait`).
+    pub async fn recover(
+        &self,
+        release: &str,
+        namespace: &str,
+        pending: &Pending,
+        timeout: Duration,
+    ) -> Result<(), HelmError> {
+        match pending.recovery {
+            Recovery::Uninstall => {
+                self.uninstall(release, namespace, Some(timeout)).await?;
+            }
+            Recovery::Rollback { to } => {
+                let wait = format!("{}s", timeout.as_secs().max(1));
+                let mut args: Vec<OsString> =
+                    vec!["rollback".into(), "--namespace".into(), namespace.into()];
+                args.extend(["--wait".into(), "--timeout".into(), wait.into()]);
+                args.extend(self.connection_args());
+                args.extend(["--".into(), release.into(), to.to_string().into()]);
+                self.blocking(move |h| h.run(&args, timeout + QUICK_TIMEOUT, &[]))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A binary from `$<env_var>`, else `<name>` on `PATH`.
 pub fn locate_binary(env_var: &str, name: &str) -> Result<PathBuf, HelmError> {
     if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
@@ -1146,6 +1275,26 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_pending_release_rolls_back_to_its_last_deployed_revision_or_is_uninstalled() {
+        let h = |r: u64, s: &str| (r, s.to_owned(), format!("t{r}"));
+        let upgrade = pending_from_history(&[
+            h(1, "superseded"),
+            h(2, "deployed"),
+            h(3, "pending-upgrade"),
+        ])
+        .unwrap();
+        assert_eq!(upgrade.recovery, Recovery::Rollback { to: 2 });
+        assert_eq!(upgrade.since, "t3");
+        assert!(upgrade.to_string().contains("rolls back to revision 2"));
+        let install = pending_from_history(&[h(1, "pending-install")]).unwrap();
+        assert_eq!(install.recovery, Recovery::Uninstall);
+        assert_eq!(pending_from_history(&[h(1, "deployed")]), None);
+        assert_eq!(
+            pending_from_history(&[h(1, "deployed"), h(2, "failed")]),
+            None
+        );
+    }
     #[test]
     fn repository_charts_are_pulled_by_repo_and_oci_charts_by_reference() {
         let https = ChartRef::Repo {

@@ -12,6 +12,7 @@ pub mod objects;
 pub mod provider;
 pub mod runner;
 pub mod secrets;
+pub mod session;
 pub mod sources;
 pub mod wait;
 

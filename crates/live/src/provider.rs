@@ -440,6 +440,107 @@ pub fn destroy_decision(spec: &ClusterSpec, state: &ClusterState) -> DestroyDeci
     }
 }
 
+// ----- finding, creating and deleting a cluster -----
+
+/// The cluster of `spec` as it is now: reachable (with a connection), or absent (why).
+pub enum Target {
+    Connected(Cluster),
+    Absent { reason: String },
+}
+
+fn kind_for(spec: &ClusterSpec) -> Result<Option<Kind>, LiveError> {
+    match spec.provider {
+        ClusterProvider::Kind { .. } => Kind::locate().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Looks for the cluster: `kind get clusters` for the kind provider, then the kubeconfig
+/// context. Plan uses this to tell "create the cluster" from "plan against it".
+pub async fn find(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<Target, LiveError> {
+    let kind = kind_for(spec)?;
+    match cluster_state(spec, kubeconfig, kind.as_ref()).await? {
+        (ClusterState::Absent { reason }, _) => Ok(Target::Absent { reason }),
+        (_, Some(cluster)) => Ok(Target::Connected(cluster)),
+        (_, None) => Err(LiveError::Connect(format!(
+            "cluster {} exists but context `{}` does not answer",
+            spec.name, spec.context
+        ))),
+    }
+}
+
+/// Creates the cluster (kind only; the other providers are never created by envctl), then
+/// connects and records its spec with `created-by: envctl`.
+pub async fn create(
+    spec: &ClusterSpec,
+    kubeconfig: Option<&Path>,
+    environment: &str,
+    address: &Address,
+) -> Result<Cluster, LiveError> {
+    let Some(kind) = kind_for(spec)? else {
+        return Err(LiveError::Connect(format!(
+            "cluster {} is not reachable through context `{}`, and envctl creates only kind clusters \
+             (for kwok: `cargo xtask testenv up`)",
+            spec.name, spec.context
+        )));
+    };
+    kind.create(spec, kubeconfig).await?;
+    let cluster = Cluster::connect(kubeconfig, Some(&spec.context)).await?;
+    record(&cluster, spec, true, environment, address).await?;
+    Ok(cluster)
+}
+
+/// What [`destroy`] did with the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destroyed {
+    /// `kind delete cluster` ran.
+    Deleted { name: String },
+    /// The cluster stays (only its record was removed); `reason` says why.
+    Kept { name: String, reason: String },
+}
+
+impl std::fmt::Display for Destroyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destroyed::Deleted { name } => write!(f, "cluster {name} deleted"),
+            Destroyed::Kept { name, reason } => write!(f, "cluster {name} left in place: {reason}"),
+        }
+    }
+}
+
+/// Deletes the cluster if envctl created it; otherwise says why it stays, and removes the
+/// record of its spec (the last thing envctl owns in it).
+pub async fn destroy(
+    spec: &ClusterSpec,
+    kubeconfig: Option<&Path>,
+) -> Result<Destroyed, LiveError> {
+    let kind = kind_for(spec)?;
+    let (state, connection) = cluster_state(spec, kubeconfig, kind.as_ref()).await?;
+    match destroy_decision(spec, &state) {
+        DestroyDecision::Delete => {
+            kind.expect("only kind clusters are deleted")
+                .delete(&spec.name, kubeconfig)
+                .await?;
+            Ok(Destroyed::Deleted {
+                name: spec.name.clone(),
+            })
+        }
+        DestroyDecision::Keep(reason) => {
+            if let Some(cluster) = connection
+                && let Some(ty) = cluster.resolve("v1", "ConfigMap")
+            {
+                cluster
+                    .delete(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
+                    .await?;
+            }
+            Ok(Destroyed::Kept {
+                name: spec.name.clone(),
+                reason,
+            })
+        }
+    }
+}
+
 // ----- kind: running the CLI -----
 
 /// The kind CLI.

@@ -338,6 +338,85 @@ fn hash_of(spec: &GeneratedSecretSpec, live: &Data) -> String {
     engine::canonical_hash(&Value::Object(entries))
 }
 
+// ----- the workloads that read a Secret -----
+
+/// Restarts (pod template annotation, like `kubectl rollout restart`) every Deployment in
+/// `namespace` whose pods read Secret `name`.
+pub async fn restart_readers(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<String>, LiveError> {
+    let ty = cluster
+        .resolve("apps/v1", "Deployment")
+        .ok_or_else(|| LiveError::Other("the cluster serves no Deployments".into()))?;
+    let mut restarted = Vec::new();
+    for deployment in cluster.list(&ty, "").await? {
+        if deployment
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            != Some(namespace)
+        {
+            continue;
+        }
+        let pod_spec = deployment
+            .pointer("/spec/template/spec")
+            .cloned()
+            .unwrap_or_default();
+        if !reads_secret(&pod_spec, name) {
+            continue;
+        }
+        let deployment_name = deployment
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let patch = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": deployment_name, "namespace": namespace},
+            "spec": {"template": {"metadata": {"annotations": {
+                "envctl.dev/secret-rotated-at": format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()),
+            }}}},
+        });
+        cluster.apply_as(&ty, &patch, "envctl-rotate").await?;
+        restarted.push(format!("deployment/{namespace}/{deployment_name}"));
+    }
+    Ok(restarted)
+}
+
+/// Whether a pod spec reads Secret `name` (env, envFrom or a volume).
+pub fn reads_secret(pod_spec: &serde_json::Value, name: &str) -> bool {
+    find_secret_refs(pod_spec).iter().any(|n| n == name)
+}
+
+fn find_secret_refs(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("secretKeyRef" | "secretRef", serde_json::Value::Object(r)) => {
+                        out.extend(r.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+                    }
+                    ("secret", serde_json::Value::Object(r)) => {
+                        out.extend(
+                            r.get("secretName")
+                                .and_then(|n| n.as_str())
+                                .map(str::to_owned),
+                        );
+                    }
+                    _ => out.extend(find_secret_refs(v)),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|i| out.extend(find_secret_refs(i)))
+        }
+        _ => {}
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +457,17 @@ mod tests {
         SecretValue(text.as_bytes().to_vec())
     }
 
+    #[test]
+    fn secret_readers_are_found_in_env_env_from_and_volumes() {
+        let env = json!({"containers": [{"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]}]});
+        let env_from = json!({"containers": [{"envFrom": [{"secretRef": {"name": "creds"}}]}]});
+        let volume = json!({"volumes": [{"name": "v", "secret": {"secretName": "creds"}}], "containers": []});
+        let other = json!({"containers": [{"envFrom": [{"secretRef": {"name": "other"}}]}]});
+        assert!(reads_secret(&env, "creds"));
+        assert!(reads_secret(&env_from, "creds"));
+        assert!(reads_secret(&volume, "creds"));
+        assert!(!reads_secret(&other, "creds"));
+    }
     #[test]
     fn secret_values_never_print() {
         let v = value("hunter2-hunter2");

@@ -7,7 +7,19 @@ impl Runner<'_> {
     /// Applies `plan` in order. Documents are resolved again with every output known so far,
     /// so values "known after apply" are filled in as their producers complete.
     pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport {
+            total: plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::NoOp)
+                .count(),
+            ..ApplyReport::default()
+        };
+        if report.total == 0 {
+            return Ok(report);
+        }
+        // Write-ahead: every type this run may create is recorded before the first object.
+        self.write_inventory().await?;
         let mut bindings = self.bindings().await?;
         let mut deletes = Vec::new();
         for change in &plan.changes {
@@ -15,6 +27,10 @@ impl Runner<'_> {
             if change.action == Action::Delete {
                 deletes.push(change);
                 continue;
+            }
+            if change.action != Action::NoOp && self.options.interrupt.requested() {
+                report.interrupted = true;
+                return Ok(report);
             }
             if change.action != Action::NoOp {
                 let resource = self.graph.resource(address).ok_or_else(|| {
@@ -53,6 +69,8 @@ impl Runner<'_> {
                                 LiveError::Other(format!("{address}: no chart source"))
                             })?;
                         let values = desired.doc.get("values").cloned().unwrap_or_default();
+                        self.recover_release(address, helm, &spec.release, &spec.namespace)
+                            .await?;
                         helm.upgrade_install(
                             &spec.release,
                             &spec.namespace,
@@ -113,6 +131,10 @@ impl Runner<'_> {
             }
         }
         for change in deletes {
+            if self.options.interrupt.requested() {
+                report.interrupted = true;
+                return Ok(report);
+            }
             let start = Instant::now();
             self.progress(&format!("{}: Destroying...", change.address));
             let before = change.before.clone().unwrap_or_default();
@@ -124,8 +146,28 @@ impl Runner<'_> {
                 start.elapsed().as_secs()
             ));
         }
-        self.write_inventory().await?;
         Ok(report)
+    }
+
+    /// A release left `pending-*` by a run that died is rolled back (or uninstalled, if it
+    /// never deployed) before it is upgraded: helm refuses to upgrade it otherwise.
+    async fn recover_release(
+        &self,
+        address: &Address,
+        helm: &Helm,
+        release: &str,
+        namespace: &str,
+    ) -> Result<(), LiveError> {
+        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
+            return Ok(());
+        };
+        self.progress(&format!("{address}: {pending}"));
+        helm.recover(release, namespace, &pending, self.options.wait.timeout)
+            .await
+            .map_err(helm_err)?;
+        self.progress(&format!("{address}: Recovery complete"));
+        Ok(())
     }
 
     async fn apply_object(

@@ -158,7 +158,8 @@ impl Runner<'_> {
     /// whole environment also removes its inventory.
     pub async fn destroy(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
         let report = self.destroy_changes(plan).await?;
-        if self.options.modules.is_none()
+        if !report.interrupted
+            && self.options.modules.is_none()
             && let Some(ty) = self.cluster.resolve("v1", "ConfigMap")
         {
             self.cluster
@@ -169,9 +170,20 @@ impl Runner<'_> {
     }
 
     async fn destroy_changes(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport {
+            total: plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::NoOp)
+                .count(),
+            ..ApplyReport::default()
+        };
         for change in &plan.changes {
             let address = &change.address;
+            if change.action != Action::NoOp && self.options.interrupt.requested() {
+                report.interrupted = true;
+                return Ok(report);
+            }
             let start = Instant::now();
             match change.action {
                 Action::Delete => {

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub modules: Option<BTreeSet<String>>,
     /// The helm CLI, for Helm releases (`None`: an environment without releases).
     pub helm: Option<Helm>,
+    /// Signals: apply and destroy stop between two steps after the first.
+    pub interrupt: crate::session::Interrupt,
 }
 
 impl Default for RunOptions {
@@ -59,6 +61,7 @@ impl Default for RunOptions {
             sources: Sources::default(),
             modules: None,
             helm: None,
+            interrupt: Default::default(),
         }
     }
 }
@@ -84,6 +87,17 @@ pub struct ApplyReport {
     pub updated: usize,
     pub deleted: usize,
     pub replaced: usize,
+    /// Changes the plan asked for.
+    pub total: usize,
+    /// A signal stopped the run before every change was made.
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    /// Changes made.
+    pub fn done(&self) -> usize {
+        self.created + self.updated + self.deleted + self.replaced
+    }
 }
 
 impl<'a> Runner<'a> {
@@ -232,51 +246,66 @@ impl<'a> Runner<'a> {
 
     /// `(apiVersion, kind)` of every type this environment has applied objects of.
     async fn read_inventory(&self) -> Result<Vec<(String, String)>, LiveError> {
-        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
-            return Ok(Vec::new());
-        };
-        let record = self
-            .cluster
-            .get(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
-            .await?;
+        let api = self.inventory_api();
+        let record = api.get_opt(&self.inventory_name()).await?;
         Ok(record
-            .and_then(|r| {
-                r.pointer("/data/types")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
+            .as_ref()
+            .map(inventory_types)
             .unwrap_or_default()
-            .lines()
-            .filter_map(|line| {
-                line.rsplit_once(' ')
-                    .map(|(v, k)| (v.to_owned(), k.to_owned()))
-            })
+            .into_iter()
             .collect())
     }
 
+    fn inventory_api(&self) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
+        kube::Api::namespaced(self.cluster.client().clone(), INVENTORY_NAMESPACE)
+    }
+
     /// Records the object types of the configuration, with those recorded before (a type
-    /// leaves the inventory only when destroy removes the record).
+    /// leaves the inventory only when destroy removes the record). Apply calls it before it
+    /// creates anything (write-ahead: a crash never leaves an object of a type destroy does
+    /// not look at) and again at the end. A read-modify-write with the record's
+    /// `resourceVersion` as precondition: a concurrent update is never lost, it is retried.
     async fn write_inventory(&self) -> Result<(), LiveError> {
-        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
-            return Ok(());
-        };
-        let mut types: BTreeSet<(String, String)> =
-            self.read_inventory().await?.into_iter().collect();
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::api::PostParams;
+        let api = self.inventory_api();
+        let name = self.inventory_name();
+        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
         for resource in self.graph.resources() {
             if let ResourceSpec::Object(spec) = &resource.spec {
                 let (v, k) = type_of(&spec.manifest);
-                types.insert((v.to_owned(), k.to_owned()));
+                wanted.insert((v.to_owned(), k.to_owned()));
             }
         }
-        let text: Vec<String> = types.iter().map(|(v, k)| format!("{v} {k}")).collect();
-        let record = serde_json::json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": self.inventory_name(), "namespace": INVENTORY_NAMESPACE,
-                         "annotations": {"envctl.dev/environment": self.environment}},
-            "data": {"types": text.join("\n")},
-        });
-        self.cluster.apply(&ty, &record, false, true).await?;
-        Ok(())
+        for _ in 0..INVENTORY_ATTEMPTS {
+            let current = api.get_opt(&name).await?;
+            let mut types = current.as_ref().map(inventory_types).unwrap_or_default();
+            if current.is_some() && wanted.is_subset(&types) {
+                return Ok(());
+            }
+            types.extend(wanted.iter().cloned());
+            let text: Vec<String> = types.iter().map(|(v, k)| format!("{v} {k}")).collect();
+            let mut record: ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": INVENTORY_NAMESPACE,
+                             "annotations": {"envctl.dev/environment": self.environment}},
+                "data": {"types": text.join("\n")},
+            }))?;
+            let result = match &current {
+                None => api.create(&PostParams::default(), &record).await,
+                Some(current) => {
+                    record.metadata.resource_version = current.metadata.resource_version.clone();
+                    api.replace(&name, &PostParams::default(), &record).await
+                }
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LiveError::Other(format!(
+            "{INVENTORY_NAMESPACE}/{name}: changed by someone else {INVENTORY_ATTEMPTS} times in a row while being updated; run apply again"
+        )))
     }
 
     async fn delete_object(&self, address: &Address, manifest: &Value) -> Result<(), LiveError> {
@@ -299,6 +328,25 @@ impl<'a> Runner<'a> {
         )
         .await
     }
+}
+
+/// How often an inventory update is tried against concurrent writers.
+const INVENTORY_ATTEMPTS: usize = 8;
+
+/// The types an inventory record lists.
+fn inventory_types(record: &k8s_openapi::api::core::v1::ConfigMap) -> BTreeSet<(String, String)> {
+    record
+        .data
+        .as_ref()
+        .and_then(|d| d.get("types"))
+        .map(String::as_str)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            line.rsplit_once(' ')
+                .map(|(v, k)| (v.to_owned(), k.to_owned()))
+        })
+        .collect()
 }
 
 /// The string at a JSON pointer, or "".

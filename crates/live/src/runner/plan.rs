@@ -373,10 +373,17 @@ impl Runner<'_> {
         );
         let mut notes = Vec::new();
         if !status.is_deployed() {
-            notes.push(format!(
-                "the last revision ({}) is `{}`",
-                status.revision, status.status
-            ));
+            match helm
+                .pending(&spec.release, &spec.namespace)
+                .await
+                .map_err(helm_err)?
+            {
+                Some(pending) => notes.push(pending.to_string()),
+                None => notes.push(format!(
+                    "the last revision ({}) is `{}`",
+                    status.revision, status.status
+                )),
+            }
         }
         // What the chart made, compared with what it would make now from the deployed values:
         // edits and deletions out of band that Helm itself never sees.

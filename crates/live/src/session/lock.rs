@@ -1,0 +1,431 @@
+//! One lock per environment: a `coordination.k8s.io/v1` Lease in `kube-public`, named for the
+//! environment, taken by every run that may write (and by `plan` unless told not to).
+//!
+//! - Taken with a create (the API server refuses a second one: `409 AlreadyExists`), or by
+//!   replacing an expired Lease with its `resourceVersion` as precondition, so two runs never
+//!   both win.
+//! - Renewed every [`RENEW_EVERY`] while the run lives; a holder that died stops renewing, and
+//!   its Lease is taken over once `renewTime + leaseDurationSeconds` has passed.
+//! - Says who holds it: `holderIdentity` is the lock's ID; annotations hold user, host, pid,
+//!   command and start time.
+//! - Released by deleting it with the Lease's `uid` as precondition (never someone else's).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use tokio::task::JoinHandle;
+
+use crate::{Cluster, LiveError};
+
+/// The namespace of the locks (every cluster has it).
+pub const LOCK_NAMESPACE: &str = "kube-public";
+/// How long a Lease lives without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(30);
+/// How often the holder renews it.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Annotation keys of the holder's description.
+pub const USER_ANNOTATION: &str = "envctl.dev/lock-user";
+pub const HOST_ANNOTATION: &str = "envctl.dev/lock-host";
+pub const PID_ANNOTATION: &str = "envctl.dev/lock-pid";
+pub const COMMAND_ANNOTATION: &str = "envctl.dev/lock-command";
+pub const SINCE_ANNOTATION: &str = "envctl.dev/lock-since";
+
+/// The Lease's name for an environment.
+pub fn lease_name(environment: &str) -> String {
+    format!("envctl-lock-{environment}")
+}
+
+/// Who holds a lock, as read from its Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The lock's ID (`holderIdentity`), what `force-unlock` takes.
+    pub id: String,
+    pub user: String,
+    pub host: String,
+    pub pid: String,
+    pub command: String,
+    /// Seconds since the lock was taken.
+    pub age: u64,
+    /// Seconds until it expires unless renewed.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` by {}@{} (pid {}), taken {}s ago, lock ID {}",
+            self.command, self.user, self.host, self.pid, self.age, self.id
+        )
+    }
+}
+
+/// Why a lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "environment `{environment}` is locked: {holder}. Wait for it to finish; if its run died, the lock expires {expires_in}s after its last renewal, or remove it with `cargo xtask force-unlock {id} --env ...`",
+        expires_in = .holder.expires_in, id = .holder.id
+    )]
+    Held { environment: String, holder: Holder },
+    #[error("taking the lock of environment `{environment}`: {source}")]
+    Api {
+        environment: String,
+        #[source]
+        source: LiveError,
+    },
+}
+
+/// A lock this run holds. Released by [`Lock::release`]; if the run dies, it expires.
+pub struct Lock {
+    api: Api<Lease>,
+    name: String,
+    id: String,
+    renewer: JoinHandle<()>,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn description(command: &str) -> (String, [(String, String); 5]) {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let pid = std::process::id().to_string();
+    let since = now();
+    let nonce: u32 = rand::random();
+    let id = format!("{}-{pid}-{nonce:08x}", since.as_second());
+    (
+        id,
+        [
+            (USER_ANNOTATION.into(), user),
+            (HOST_ANNOTATION.into(), host),
+            (PID_ANNOTATION.into(), pid),
+            (COMMAND_ANNOTATION.into(), command.into()),
+            (SINCE_ANNOTATION.into(), since.to_string()),
+        ],
+    )
+}
+
+/// Reads who holds a Lease and how long it has left.
+pub fn holder_of(lease: &Lease, at: Timestamp) -> Holder {
+    let annotations = lease.metadata.annotations.clone().unwrap_or_default();
+    let get = |k: &str| annotations.get(k).cloned().unwrap_or_else(|| "?".into());
+    let spec = lease.spec.clone().unwrap_or_default();
+    let since = annotations
+        .get(SINCE_ANNOTATION)
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .or(spec.acquire_time.as_ref().map(|t| t.0))
+        .unwrap_or(at);
+    let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(since);
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    let expires = renewed.as_second() + duration;
+    Holder {
+        id: spec.holder_identity.unwrap_or_else(|| "?".into()),
+        user: get(USER_ANNOTATION),
+        host: get(HOST_ANNOTATION),
+        pid: get(PID_ANNOTATION),
+        command: get(COMMAND_ANNOTATION),
+        age: u64::try_from(at.as_second() - since.as_second()).unwrap_or(0),
+        expires_in: u64::try_from(expires - at.as_second()).unwrap_or(0),
+    }
+}
+
+/// True once nobody renewed the Lease for its duration.
+pub fn is_expired(lease: &Lease, at: Timestamp) -> bool {
+    let spec = lease.spec.clone().unwrap_or_default();
+    let Some(renewed) = spec.renew_time.or(spec.acquire_time) else {
+        return true;
+    };
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    renewed.0.as_second() + duration < at.as_second()
+}
+
+fn lease(name: &str, id: &str, annotations: &[(String, String); 5]) -> Lease {
+    let t = now();
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(LOCK_NAMESPACE.to_owned()),
+            annotations: Some(annotations.iter().cloned().collect()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "envctl".to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(id.to_owned()),
+            lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
+            acquire_time: Some(MicroTime(t)),
+            renew_time: Some(MicroTime(t)),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+fn api_error(environment: &str, e: kube::Error) -> LockError {
+    LockError::Api {
+        environment: environment.to_owned(),
+        source: LiveError::Api(e),
+    }
+}
+
+/// Takes the lock of `environment` for `command` (e.g. `apply`), or says who holds it. One
+/// try, no waiting: a second run is refused at once.
+pub async fn acquire(
+    cluster: &Cluster,
+    environment: &str,
+    command: &str,
+) -> Result<Lock, LockError> {
+    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), LOCK_NAMESPACE);
+    let name = lease_name(environment);
+    let (id, annotations) = description(command);
+    let wanted = lease(&name, &id, &annotations);
+    // Two rounds: the second when the Lease vanished or expired between our reads.
+    for _ in 0..3 {
+        match api.create(&PostParams::default(), &wanted).await {
+            Ok(_) => return Ok(Lock::hold(api, name, id)),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(e) => return Err(api_error(environment, e)),
+        }
+        let Some(current) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error(environment, e))?
+        else {
+            continue;
+        };
+        if !is_expired(&current, now()) {
+            return Err(LockError::Held {
+                environment: environment.to_owned(),
+                holder: holder_of(&current, now()),
+            });
+        }
+        // Expired: take it over, only if nobody else did in between.
+        let mut takeover = wanted.clone();
+        takeover.metadata.resource_version = current.metadata.resource_version.clone();
+        match api.replace(&name, &PostParams::default(), &takeover).await {
+            Ok(_) => return Ok(Lock::hold(api, name, id)),
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => continue,
+            Err(e) => return Err(api_error(environment, e)),
+        }
+    }
+    let current = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error(environment, e))?;
+    Err(match current {
+        Some(current) => LockError::Held {
+            environment: environment.to_owned(),
+            holder: holder_of(&current, now()),
+        },
+        None => LockError::Api {
+            environment: environment.to_owned(),
+            source: LiveError::Other("the lock kept changing while it was taken".into()),
+        },
+    })
+}
+
+impl Lock {
+    fn hold(api: Api<Lease>, name: String, id: String) -> Lock {
+        let renewer = tokio::spawn({
+            let (api, name, id) = (api.clone(), name.clone(), id.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    // A failed renewal is tried again at the next tick; the Lease outlives
+                    // several missed ones.
+                    let _ = renew(&api, &name, &id).await;
+                }
+            }
+        });
+        Lock {
+            api,
+            name,
+            id,
+            renewer,
+        }
+    }
+
+    /// The lock's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What releases it without the lock itself (after the run holding it was dropped).
+    pub fn handle(&self) -> LockHandle {
+        LockHandle {
+            api: self.api.clone(),
+            name: self.name.clone(),
+            id: self.id.clone(),
+        }
+    }
+
+    /// Stops renewing and deletes the Lease if it is still ours.
+    pub async fn release(self) -> Result<(), LiveError> {
+        self.renewer.abort();
+        remove(&self.api, &self.name, Some(&self.id))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Releases a lock from outside the run that holds it.
+pub struct LockHandle {
+    api: Api<Lease>,
+    name: String,
+    id: String,
+}
+
+impl LockHandle {
+    /// Deletes the Lease if it is still this lock's.
+    pub async fn release(&self) -> Result<(), LiveError> {
+        remove(&self.api, &self.name, Some(&self.id))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Not released (an error unwound the run): stop renewing, so that it expires.
+        self.renewer.abort();
+    }
+}
+
+async fn renew(api: &Api<Lease>, name: &str, id: &str) -> Result<(), kube::Error> {
+    let Some(mut current) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let spec = current.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(id) {
+        return Ok(());
+    }
+    spec.renew_time = Some(MicroTime(now()));
+    api.replace(name, &PostParams::default(), &current).await?;
+    Ok(())
+}
+
+/// Deletes the Lease `name` when its holder is `id` (any holder when `None`); returns whether a
+/// Lease was deleted.
+async fn remove(api: &Api<Lease>, name: &str, id: Option<&str>) -> Result<bool, LiveError> {
+    let Some(current) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let holder = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .unwrap_or_default();
+    if id.is_some_and(|id| id != holder) {
+        return Ok(false);
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: current.metadata.uid.clone(),
+            resource_version: current.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Who holds the lock of `environment`, if anyone.
+pub async fn current(cluster: &Cluster, environment: &str) -> Result<Option<Holder>, LiveError> {
+    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), LOCK_NAMESPACE);
+    Ok(api
+        .get_opt(&lease_name(environment))
+        .await?
+        .map(|l| holder_of(&l, now())))
+}
+
+/// `force-unlock ID`: removes the lock of `environment` if its ID is `id`.
+pub async fn force_unlock(
+    cluster: &Cluster,
+    environment: &str,
+    id: &str,
+) -> Result<Option<Holder>, LiveError> {
+    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), LOCK_NAMESPACE);
+    let name = lease_name(environment);
+    let Some(lease) = api.get_opt(&name).await? else {
+        return Err(LiveError::Other(format!(
+            "environment `{environment}` is not locked"
+        )));
+    };
+    let holder = holder_of(&lease, now());
+    if holder.id != id {
+        return Err(LiveError::Other(format!(
+            "the lock of environment `{environment}` has ID {}, not {id} (held by {holder})",
+            holder.id
+        )));
+    }
+    Ok(remove(&api, &name, Some(id)).await?.then_some(holder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease_at(renewed: i64, duration: i32) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [
+                        (USER_ANNOTATION.to_owned(), "ana".to_owned()),
+                        (HOST_ANNOTATION.to_owned(), "box".to_owned()),
+                        (PID_ANNOTATION.to_owned(), "42".to_owned()),
+                        (COMMAND_ANNOTATION.to_owned(), "apply".to_owned()),
+                        (
+                            SINCE_ANNOTATION.to_owned(),
+                            Timestamp::from_second(renewed - 10).unwrap().to_string(),
+                        ),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some("id-1".into()),
+                lease_duration_seconds: Some(duration),
+                renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lease_expires_after_its_duration_without_renewal() {
+        let lease = lease_at(1_000, 30);
+        assert!(!is_expired(&lease, Timestamp::from_second(1_030).unwrap()));
+        assert!(is_expired(&lease, Timestamp::from_second(1_031).unwrap()));
+    }
+
+    #[test]
+    fn the_holder_says_who_where_what_and_since_when() {
+        let holder = holder_of(&lease_at(1_000, 30), Timestamp::from_second(1_005).unwrap());
+        assert_eq!(holder.id, "id-1");
+        assert_eq!(holder.age, 15);
+        assert_eq!(holder.expires_in, 25);
+        let text = holder.to_string();
+        for part in ["`apply`", "ana@box", "pid 42", "15s ago", "id-1"] {
+            assert!(text.contains(part), "{text} names {part}");
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! The whole flow of a command against an environment, in one place below the CLI: find the
+//! cluster (or plan its creation), take the environment's lock, plan, check a saved plan, ask,
+//! apply, record, release. The CLI calls one function per command and hands in what only it
+//! knows: how to show a plan, how to ask, where progress goes ([`Callbacks`]), and the
+//! process's signals ([`Interrupt`]). It gets back an [`Outcome`] to print and turn into an
+//! exit code.
+//!
+//! Knows no particular module: `--module M` restricts the runner to M's resources.
+//!
+//! Invariants:
+//! - Every command that writes (apply, destroy, rotate-secret) holds the environment's lock
+//!   from before its plan until after its last write; plan holds it unless told not to.
+//! - A saved plan is applied only if planning now gives the same digests ([`saved`]).
+//! - An interrupt stops between two steps: what was done is recorded, the lock released.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use engine::{Action, Address, ClusterSpec, Graph, Plan, ResourceKind, ResourceSpec};
+
+use crate::helm::Helm;
+use crate::provider::{self, Destroyed, Target};
+use crate::runner::{ApplyReport, RunOptions, Runner};
+use crate::sources::Sources;
+use crate::{Cluster, LiveError};
+
+pub mod interrupt;
+pub mod lock;
+pub mod saved;
+
+pub use interrupt::Interrupt;
+pub use lock::{Holder, Lock, LockError};
+pub use saved::StalePlan;
+
+/// What the CLI hands in: how progress, plans and questions reach the user.
+pub struct Callbacks<'a> {
+    /// A progress line (`address: Creating...`).
+    pub progress: &'a crate::runner::Reporter,
+    /// Shows a plan before it is confirmed or applied.
+    pub show_plan: &'a (dyn Fn(&Plan) + Send + Sync),
+    /// Asks a yes/no question; `Err` when it cannot be asked (no terminal). Should give up
+    /// (answer no) when a signal arrives while it waits.
+    pub confirm: &'a (dyn Fn(&str, &Interrupt) -> Result<bool, String> + Send + Sync),
+}
+
+/// How a session runs.
+#[derive(Clone, Default)]
+pub struct SessionOptions {
+    /// Kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Parallel API requests at most.
+    pub concurrency: usize,
+    /// Take over fields of objects envctl does not own.
+    pub force_conflicts: bool,
+    /// Let apply delete and recreate the cluster.
+    pub allow_replace: bool,
+    /// Pinned upstream files read from here instead of the network.
+    pub mirror: Option<PathBuf>,
+    /// Only this module's resources.
+    pub module: Option<String>,
+    /// Take the environment's lock (plan: `--lock=false` turns it off; writers always lock).
+    pub lock: bool,
+    /// The command line, recorded in the lock (`apply`, `destroy`, ...).
+    pub command: String,
+    /// Recorded in saved plans; a plan saved by another version is refused.
+    pub envctl_version: String,
+    /// The process's signals.
+    pub interrupt: Interrupt,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error(transparent)]
+    Lock(Box<LockError>),
+    #[error(transparent)]
+    Stale(#[from] StalePlan),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a command did, for the CLI to print.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to do.
+    NoChanges,
+    /// The user said no.
+    Cancelled,
+    /// Applied (`cluster_created`: the cluster was created or replaced first).
+    Applied {
+        report: ApplyReport,
+        cluster_created: bool,
+        cluster_deleted: bool,
+    },
+    /// Destroyed; what happened to the cluster when the whole environment was destroyed.
+    Destroyed {
+        report: ApplyReport,
+        cluster: Option<Destroyed>,
+    },
+    /// The first signal stopped the run between two steps.
+    Interrupted { done: usize, total: usize },
+    /// The second signal stopped the run in the middle of a step.
+    Aborted,
+}
+
+/// One environment's flow.
+pub struct Session<'a> {
+    graph: &'a Graph,
+    environment: String,
+    options: SessionOptions,
+    ui: Callbacks<'a>,
+    /// The lock held now, to release it even when a second signal drops the run.
+    held: std::sync::Mutex<Option<lock::LockHandle>>,
+}
+
+/// The plan of a session, and its saved form when asked for.
+pub struct Planned {
+    pub plan: Plan,
+    /// The text of `plan --out FILE`.
+    pub saved: String,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(
+        graph: &'a Graph,
+        environment: &str,
+        options: SessionOptions,
+        ui: Callbacks<'a>,
+    ) -> Self {
+        Session {
+            graph,
+            environment: environment.to_owned(),
+            options,
+            ui,
+            held: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// After a second signal dropped the run: release the lock it held, if it can.
+    async fn release_held(&self) {
+        let handle = self.held.lock().expect("lock slot").take();
+        if let Some(handle) = handle {
+            let _ = handle.release().await;
+        }
+    }
+
+    /// A "no": the user's, or a signal's while the question was asked.
+    fn cancelled(&self, plan: &Plan) -> Outcome {
+        if self.options.interrupt.requested() {
+            Outcome::Interrupted {
+                done: 0,
+                total: plan
+                    .changes
+                    .iter()
+                    .filter(|c| c.action != Action::NoOp)
+                    .count(),
+            }
+        } else {
+            Outcome::Cancelled
+        }
+    }
+
+    /// The environment's cluster resource.
+    fn cluster_spec(&self) -> Result<(Address, ClusterSpec), SessionError> {
+        self.graph
+            .resources()
+            .find_map(|r| match &r.spec {
+                ResourceSpec::Cluster(spec) => Some((r.address.clone(), spec.clone())),
+                _ => None,
+            })
+            .ok_or_else(|| SessionError::Refused("the configuration declares no cluster".into()))
+    }
+
+    fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.options.kubeconfig.as_deref()
+    }
+
+    fn run_options(&self, context: &str) -> Result<RunOptions, SessionError> {
+        let has_releases = self
+            .graph
+            .resources()
+            .any(|r| r.address.kind == ResourceKind::HelmRelease);
+        let helm = if has_releases {
+            Some(
+                Helm::locate(
+                    self.options.kubeconfig.clone(),
+                    Some(context.to_owned()).filter(|c| !c.is_empty()),
+                )
+                .map_err(|e| LiveError::Other(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(RunOptions {
+            concurrency: self.options.concurrency.max(1),
+            force_conflicts: self.options.force_conflicts,
+            sources: Sources {
+                mirror: self.options.mirror.clone(),
+            },
+            modules: self.options.module.clone().map(|m| BTreeSet::from([m])),
+            helm,
+            interrupt: self.options.interrupt.clone(),
+            ..RunOptions::default()
+        })
+    }
+
+    fn runner(&self, cluster: Cluster, spec: &ClusterSpec) -> Result<Runner<'_>, SessionError> {
+        let options = self.run_options(&spec.context)?;
+        Ok(Runner::new(
+            cluster,
+            self.graph,
+            &self.environment,
+            options,
+            self.ui.progress,
+        ))
+    }
+
+    async fn find(&self) -> Result<(Address, ClusterSpec, Target), SessionError> {
+        let (address, spec) = self.cluster_spec()?;
+        let target = provider::find(&spec, self.kubeconfig()).await?;
+        Ok((address, spec, target))
+    }
+
+    async fn lock(&self, cluster: &Cluster) -> Result<Lock, SessionError> {
+        let lock = lock::acquire(cluster, &self.environment, &self.options.command)
+            .await
+            .map_err(|e| SessionError::Lock(Box::new(e)))?;
+        *self.held.lock().expect("lock slot") = Some(lock.handle());
+        Ok(lock)
+    }
+
+    /// The plan when the cluster does not exist yet: every resource created.
+    fn plan_from_nothing(&self, reason: &str) -> Result<Plan, SessionError> {
+        let mut plan = Plan::offline(self.graph, &self.environment, &self.graph.bindings())
+            .map_err(|e| SessionError::Refused(format!("resolving placeholders: {e}")))?;
+        plan.changes.retain(|c| {
+            self.options
+                .module
+                .as_deref()
+                .is_none_or(|m| c.address.module == m)
+        });
+        if let Some(first) = plan
+            .changes
+            .iter_mut()
+            .find(|c| c.address.kind == ResourceKind::Cluster)
+        {
+            first
+                .notes
+                .push(format!("the cluster does not exist: {reason}"));
+        }
+        Ok(plan)
+    }
+
+    fn saved(&self, plan: Plan) -> Planned {
+        let saved = saved::save(&plan, &self.options.envctl_version);
+        Planned { plan, saved }
+    }
+
+    /// `plan` (and `drift`): the plan of the environment as the cluster is now; everything
+    /// created when it does not exist yet. Holds the lock while planning when asked to.
+    pub async fn plan(&self) -> Result<Planned, SessionError> {
+        let (_, spec, target) = self.find().await?;
+        match target {
+            Target::Absent { reason } => Ok(self.saved(self.plan_from_nothing(&reason)?)),
+            Target::Connected(cluster) => {
+                let lock = match self.options.lock {
+                    true => Some(self.lock(&cluster).await?),
+                    false => None,
+                };
+                let result = self.runner(cluster, &spec)?.plan().await;
+                release(lock).await;
+                Ok(self.saved(result?))
+            }
+        }
+    }
+
+    /// `render --as-applied`: every object exactly as apply sends it.
+    pub async fn sent_objects(&self) -> Result<Vec<serde_json::Value>, SessionError> {
+        let (_, spec, target) = self.find().await?;
+        match target {
+            Target::Absent { reason } => Err(SessionError::Refused(format!(
+                "the cluster does not exist ({reason})"
+            ))),
+            Target::Connected(cluster) => Ok(self.runner(cluster, &spec)?.sent_objects().await?),
+        }
+    }
+
+    fn check_saved(&self, saved: Option<&SavedPlan>, fresh: &Plan) -> Result<(), SessionError> {
+        if let Some(s) = saved {
+            saved::check(&s.file, &s.text, fresh, &self.options.envctl_version)?;
+        }
+        Ok(())
+    }
+
+    fn ask(&self, question: &str) -> Result<bool, SessionError> {
+        (self.ui.confirm)(question, &self.options.interrupt).map_err(SessionError::Refused)
+    }
+
+    /// `apply`: plan, show, check the saved plan or ask, apply. Creates the cluster first when
+    /// it does not exist (kind), replaces it when its spec changed and that is allowed.
+    pub async fn apply(&self, saved: Option<&SavedPlan>) -> Result<Outcome, SessionError> {
+        let interrupt = self.options.interrupt.clone();
+        tokio::select! {
+            outcome = self.apply_inner(saved) => outcome,
+            () = interrupt.forced() => {
+                self.release_held().await;
+                Ok(Outcome::Aborted)
+            }
+        }
+    }
+
+    async fn apply_inner(&self, saved: Option<&SavedPlan>) -> Result<Outcome, SessionError> {
+        let (address, spec, target) = self.find().await?;
+        let (cluster, created) = match target {
+            Target::Connected(cluster) => (cluster, false),
+            Target::Absent { reason } => {
+                let plan = self.plan_from_nothing(&reason)?;
+                self.check_saved(saved, &plan)?;
+                (self.ui.show_plan)(&plan);
+                if saved.is_none() && !self.ask("Do you want to perform these actions?")? {
+                    return Ok(self.cancelled(&plan));
+                }
+                (self.create_cluster(&address, &spec).await?, true)
+            }
+        };
+        let lock = self.lock(&cluster).await?;
+        let result = self
+            .apply_locked(cluster, &address, &spec, saved, created)
+            .await;
+        release(Some(lock)).await;
+        result
+    }
+
+    async fn create_cluster(
+        &self,
+        address: &Address,
+        spec: &ClusterSpec,
+    ) -> Result<Cluster, SessionError> {
+        let start = Instant::now();
+        (self.ui.progress)(&format!("{address}: Creating..."));
+        let cluster = provider::create(spec, self.kubeconfig(), &self.environment, address).await?;
+        (self.ui.progress)(&format!(
+            "{address}: Creation complete after {}s",
+            start.elapsed().as_secs()
+        ));
+        Ok(cluster)
+    }
+
+    async fn apply_locked(
+        &self,
+        cluster: Cluster,
+        address: &Address,
+        spec: &ClusterSpec,
+        saved: Option<&SavedPlan>,
+        created: bool,
+    ) -> Result<Outcome, SessionError> {
+        let runner = self.runner(cluster, spec)?;
+        let plan = runner.plan().await?;
+        if !created {
+            self.check_saved(saved, &plan)?;
+            (self.ui.show_plan)(&plan);
+            if !plan.has_changes() {
+                return Ok(Outcome::NoChanges);
+            }
+            let replace = plan.changes.iter().find(|c| {
+                c.address.kind == ResourceKind::Cluster
+                    && matches!(c.action, Action::Replace { .. })
+            });
+            if let Some(change) = replace {
+                if !self.options.allow_replace {
+                    return Err(SessionError::Refused(format!(
+                        "{} must be replaced ({}), which deletes everything in it; apply refuses \
+                         without --allow-replace (or change the configuration back)",
+                        change.address,
+                        change.action.reason().unwrap_or_default()
+                    )));
+                }
+                if !self.ask("Do you want to delete and recreate the cluster?")? {
+                    return Ok(Outcome::Cancelled);
+                }
+                return self.replace_cluster(address, spec).await;
+            }
+            if saved.is_none() && !self.ask("Do you want to perform these actions?")? {
+                return Ok(self.cancelled(&plan));
+            }
+        }
+        Ok(applied(runner.apply(&plan).await?, created, false))
+    }
+
+    /// Deletes the cluster (only one envctl created), creates it anew and applies everything.
+    async fn replace_cluster(
+        &self,
+        address: &Address,
+        spec: &ClusterSpec,
+    ) -> Result<Outcome, SessionError> {
+        match provider::destroy(spec, self.kubeconfig()).await? {
+            kept @ Destroyed::Kept { .. } => {
+                return Err(SessionError::Refused(format!(
+                    "{kept}; delete it yourself to replace it"
+                )));
+            }
+            deleted @ Destroyed::Deleted { .. } => {
+                (self.ui.progress)(&format!("{address}: {deleted}"));
+            }
+        }
+        let cluster = self.create_cluster(address, spec).await?;
+        let lock = self.lock(&cluster).await?;
+        let runner = self.runner(cluster, spec)?;
+        let result = async {
+            let plan = runner.plan().await?;
+            Ok(applied(runner.apply(&plan).await?, true, true))
+        }
+        .await;
+        release(Some(lock)).await;
+        result
+    }
+
+    /// `destroy`: delete what this environment owns, in reverse order, then the cluster if
+    /// envctl created it (the whole environment only).
+    pub async fn destroy(&self) -> Result<Outcome, SessionError> {
+        let interrupt = self.options.interrupt.clone();
+        tokio::select! {
+            outcome = self.destroy_inner() => outcome,
+            () = interrupt.forced() => {
+                self.release_held().await;
+                Ok(Outcome::Aborted)
+            }
+        }
+    }
+
+    async fn destroy_inner(&self) -> Result<Outcome, SessionError> {
+        let (_, spec, target) = self.find().await?;
+        let Target::Connected(cluster) = target else {
+            return Ok(Outcome::NoChanges);
+        };
+        let lock = self.lock(&cluster).await?;
+        let runner = self.runner(cluster, &spec)?;
+        let whole = matches!(self.options.module.as_deref(), None | Some("cluster"));
+        let result = async {
+            let plan = runner.plan_destroy().await?;
+            (self.ui.show_plan)(&plan);
+            if !plan.has_changes() && !whole {
+                return Ok(None);
+            }
+            if !self.ask("Do you really want to destroy all resources?")? {
+                return Ok(Some(self.cancelled(&plan)));
+            }
+            let report = runner.destroy(&plan).await?;
+            if report.interrupted {
+                return Ok(Some(Outcome::Interrupted {
+                    done: report.done(),
+                    total: report.total,
+                }));
+            }
+            Ok::<_, SessionError>(Some(Outcome::Destroyed {
+                report,
+                cluster: None,
+            }))
+        }
+        .await;
+        // The lock lives in the cluster: released before the cluster goes.
+        release(Some(lock)).await;
+        match result? {
+            None => Ok(Outcome::NoChanges),
+            Some(Outcome::Destroyed { report, .. }) if whole => Ok(Outcome::Destroyed {
+                report,
+                cluster: Some(provider::destroy(&spec, self.kubeconfig()).await?),
+            }),
+            Some(other) => Ok(other),
+        }
+    }
+
+    /// `rotate-secret`: new values for the generated keys `keys` of the generated secret at
+    /// `address` (all when empty), then a restart of the Deployments that read it. Returns the
+    /// keys rotated and the workloads restarted.
+    pub async fn rotate_secret(
+        &self,
+        address: &Address,
+        keys: &[String],
+    ) -> Result<Option<(Vec<String>, Vec<String>)>, SessionError> {
+        let Some(ResourceSpec::GeneratedSecret(secret)) =
+            self.graph.resource(address).map(|r| &r.spec)
+        else {
+            let known: Vec<String> = self
+                .graph
+                .resources()
+                .filter(|r| r.address.kind == ResourceKind::GeneratedSecret)
+                .map(|r| r.address.to_string())
+                .collect();
+            return Err(SessionError::Refused(format!(
+                "`{address}` is not a generated secret of this environment (generated secrets: {})",
+                known.join(", ")
+            )));
+        };
+        let keys: Vec<String> = if keys.is_empty() {
+            secret.generated.keys().cloned().collect()
+        } else {
+            keys.to_vec()
+        };
+        let (_, _, target) = self.find().await?;
+        let Target::Connected(cluster) = target else {
+            return Err(SessionError::Refused(format!(
+                "the cluster of environment `{}` does not exist",
+                self.environment
+            )));
+        };
+        let lock = self.lock(&cluster).await?;
+        let result = async {
+            let question = format!(
+                "Rotate {} of Secret {}/{}? Workloads that read it restart.",
+                keys.join(", "),
+                secret.namespace,
+                secret.name
+            );
+            if !self.ask(&question)? {
+                return Ok(None);
+            }
+            crate::secrets::rotate(&cluster, secret, &keys, &self.environment, address).await?;
+            let restarted =
+                crate::secrets::restart_readers(&cluster, &secret.namespace, &secret.name).await?;
+            Ok::<_, SessionError>(Some((keys.clone(), restarted)))
+        }
+        .await;
+        release(Some(lock)).await;
+        result
+    }
+
+    /// `force-unlock ID`: removes the environment's lock if its ID is `id`; returns its holder.
+    pub async fn force_unlock(&self, id: &str) -> Result<Option<Holder>, SessionError> {
+        let (_, _, target) = self.find().await?;
+        let Target::Connected(cluster) = target else {
+            return Err(SessionError::Refused(format!(
+                "the cluster of environment `{}` does not exist",
+                self.environment
+            )));
+        };
+        Ok(lock::force_unlock(&cluster, &self.environment, id).await?)
+    }
+}
+
+/// A plan file given to `apply`.
+pub struct SavedPlan {
+    /// Its path, as the user wrote it (for messages).
+    pub file: String,
+    pub text: String,
+}
+
+fn applied(report: ApplyReport, cluster_created: bool, cluster_deleted: bool) -> Outcome {
+    if report.interrupted {
+        Outcome::Interrupted {
+            done: report.done(),
+            total: report.total,
+        }
+    } else {
+        Outcome::Applied {
+            report,
+            cluster_created,
+            cluster_deleted,
+        }
+    }
+}
+
+/// Releases a lock; a failure leaves it to expire (the run's result matters more).
+async fn release(lock: Option<Lock>) {
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
+}
