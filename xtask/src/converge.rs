@@ -283,7 +283,10 @@ fn preflight(loaded: &Loaded) -> anyhow::Result<()> {
 fn stopped(outcome: &Outcome, verb: &str) -> Option<ExitCode> {
     match outcome {
         Outcome::Interrupted { done, total } => {
-            eprintln!("\nInterrupted after {done} of {total} changes; run {verb} again.");
+            eprintln!(
+                "\n{} interrupted after {done} of {total} changes; run {verb} again.",
+                capitalize(verb)
+            );
             Some(ExitCode::from(INTERRUPTED))
         }
         Outcome::Aborted => {
@@ -446,4 +449,12 @@ pub fn force_unlock(args: &ForceUnlockArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

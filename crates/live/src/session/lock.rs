@@ -157,13 +157,6 @@ fn lease(name: &str, id: &str, annotations: &[(String, String); 5]) -> Lease {
             name: Some(name.to_owned()),
             namespace: Some(LOCK_NAMESPACE.to_owned()),
             annotations: Some(annotations.iter().cloned().collect()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "envctl".to_owned(),
-                )]
-                .into(),
-            ),
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
