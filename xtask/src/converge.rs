@@ -183,7 +183,8 @@ fn with_session<T>(
     ui: Callbacks<'_>,
     f: impl AsyncFnOnce(&Session<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
         let interrupt = if listen {
             Interrupt::listen().context("listening for signals")?
         } else {
@@ -191,7 +192,11 @@ fn with_session<T>(
         };
         let session = Session::new(&loaded.graph, loaded.name(), options(interrupt)?, ui);
         f(&session).await
-    })
+    });
+    // After a second signal, a helm command may still run in a blocking thread: do not wait
+    // for it (a normal run has none left).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 /// `plan` against the live cluster.

@@ -438,7 +438,13 @@ impl<'a> Session<'a> {
         };
         let lock = self.lock(&cluster).await?;
         let runner = self.runner(cluster, &spec)?;
-        let whole = matches!(self.options.module.as_deref(), None | Some("cluster"));
+        // The whole environment, or the module that declares the cluster.
+        let cluster_module = self.cluster_spec()?.0.module;
+        let whole = self
+            .options
+            .module
+            .as_deref()
+            .is_none_or(|m| m == cluster_module);
         let result = async {
             let plan = runner.plan_destroy().await?;
             (self.ui.show_plan)(&plan);

@@ -12,6 +12,8 @@
 //! digest never covers an unredacted secret value (a digest of a low-entropy secret would let
 //! it be guessed).
 
+use std::path::Path;
+
 use engine::redact::redact_with;
 use engine::{Plan, ResourceChange};
 use serde_json::{Value, json};
@@ -55,18 +57,69 @@ pub enum StalePlan {
     },
 }
 
-/// The digest of what apply will send for one change (redacted: see the module docs).
+/// The digest of what apply will send for one change (redacted: see the module docs). A
+/// release from a local chart also covers the chart's files (a repository chart is covered by
+/// its pinned sha256, which is part of the document).
 pub fn configuration_digest(change: &ResourceChange) -> String {
     let after = change
         .after
         .as_ref()
         .map(|d| redact_with(d, &change.sensitivity));
+    let local_chart = change
+        .after
+        .as_ref()
+        .and_then(|d| d.pointer("/chart/path"))
+        .and_then(Value::as_str)
+        .map(|p| local_chart_digest(Path::new(p)));
     engine::canonical_hash(&json!({
         "address": change.address.to_string(),
         "action": change.action.as_str(),
         "after": after,
         "unknown": change.unknown.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "local_chart": local_chart,
     }))
+}
+
+/// The sha256 of a local chart: every file's path (relative to the chart) and content, in
+/// path order; a chart archive's own sha256. Unreadable parts count as "unreadable", so that
+/// a chart that becomes unreadable is a change.
+pub fn local_chart_digest(path: &Path) -> String {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            out.push((dir.display().to_string(), b"unreadable".to_vec()));
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let content = std::fs::read(&path).unwrap_or_else(|_| b"unreadable".to_vec());
+                out.push((relative, content));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    if path.is_dir() {
+        walk(path, path, &mut files);
+    } else {
+        files.push((
+            String::new(),
+            std::fs::read(path).unwrap_or_else(|_| b"unreadable".to_vec()),
+        ));
+    }
+    files.sort();
+    let mut bytes = Vec::new();
+    for (name, content) in files {
+        bytes.extend(engine::sha256_hex(name.as_bytes()).into_bytes());
+        bytes.extend(engine::sha256_hex(&content).into_bytes());
+    }
+    engine::sha256_hex(&bytes)
 }
 
 fn resources(plan: &Plan) -> Vec<Value> {
@@ -250,6 +303,38 @@ mod tests {
                 err,
                 StalePlan::Changed {
                     which: "live state",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_local_chart_is_covered_by_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("Chart.yaml"), "name: c\n").unwrap();
+        std::fs::write(dir.path().join("templates/a.yaml"), "kind: A\n").unwrap();
+        let a = Address::new("sso", ResourceKind::HelmRelease, "dex").unwrap();
+        let doc = json!({"release": "dex", "chart": {"chart": "c", "version": "1", "path": dir.path()}, "values": {}});
+        let mut plan = Plan::new("dev");
+        plan.changes.push(ResourceChange::new(
+            a,
+            Action::Create,
+            None,
+            Some(doc),
+            Default::default(),
+        ));
+        let text = save(&plan, "0.1.0");
+        check("p.json", &text, &plan, "0.1.0").unwrap();
+        std::fs::write(dir.path().join("templates/a.yaml"), "kind: B\n").unwrap();
+        let err = check("p.json", &text, &plan, "0.1.0").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StalePlan::Changed {
+                    which: "configuration",
                     ..
                 }
             ),
