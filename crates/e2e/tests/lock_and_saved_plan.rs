@@ -42,9 +42,13 @@ fn kill_apply_at(infra: &InfraCopy, address: &str, delay: Duration) -> u32 {
         "apply reached {address}: {}",
         apply.seen.join("\n")
     );
+    assert!(
+        support::wait_pending(Duration::from_secs(60)),
+        "helm marked {address} pending"
+    );
     std::thread::sleep(delay);
     apply.signal_group("-KILL");
-    let (code, _) = apply.finish(Duration::from_secs(30));
+    let (code, _, _) = apply.finish(Duration::from_secs(30));
     assert_eq!(code, None, "killed");
     pid
 }
@@ -62,7 +66,7 @@ async fn the_lock_refuses_a_second_run_and_a_saved_plan_is_applied_only_as_revie
         "sso/dex.values.yaml",
         &dex_values.replace("idTokens: 1h", "idTokens: 2h"),
     );
-    let dead = kill_apply_at(&infra, "sso.helm_release.dex", Duration::from_millis(700));
+    let dead = kill_apply_at(&infra, "sso.helm_release.dex", Duration::from_millis(0));
     let killed_at = Instant::now();
 
     // The next run is refused at once, naming the holder and the lock's age.
@@ -82,15 +86,17 @@ async fn the_lock_refuses_a_second_run_and_a_saved_plan_is_applied_only_as_revie
     assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
     let unlocked_plan = ok(&infra, &["plan", "--lock=false"]);
 
-    // What the killed upgrade left: if helm was stopped mid-way, plan shows the recovery.
+    // The killed upgrade left the release pending: plan shows the recovery, its reason and
+    // time.
     let pending = pending_releases();
-    if !pending.is_empty() {
-        assert!(
-            unlocked_plan.contains("recovery: revision")
-                && unlocked_plan.contains("rolls back to revision"),
-            "{pending:?}: {unlocked_plan}"
-        );
-    }
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0].contains("pending-upgrade"), "{pending:?}");
+    assert!(
+        unlocked_plan.contains("recovery: revision")
+            && unlocked_plan.contains("is `pending-upgrade` since")
+            && unlocked_plan.contains("rolls back to revision"),
+        "{pending:?}: {unlocked_plan}"
+    );
 
     // The holder died: its lock expires after the lease duration (30 s) and is taken over.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -112,9 +118,7 @@ async fn the_lock_refuses_a_second_run_and_a_saved_plan_is_applied_only_as_revie
         "taken over after {:?}, before the lease could expire",
         killed_at.elapsed()
     );
-    if !pending.is_empty() {
-        assert!(applied.contains("Recovery complete"), "{applied}");
-    }
+    assert!(applied.contains("Recovery complete"), "{applied}");
     assert_eq!(pending_releases(), Vec::<String>::new());
     let plan = run(&infra, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));

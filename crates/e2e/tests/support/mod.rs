@@ -50,14 +50,19 @@ pub struct Background {
     /// Every stderr line seen so far.
     pub seen: Vec<String>,
     stdout: std::thread::JoinHandle<String>,
+    /// The run's own `TMPDIR` (the machine's is shared with other runs).
+    tmp: PathBuf,
 }
 
 impl Background {
     pub fn start(infra: &InfraCopy, args: &[&str]) -> Background {
         e2e::kubeconfig();
         let bin = PathBuf::from(std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK"));
+        let tmp = std::env::temp_dir().join(e2e::unique_name("envctl-run-tmp"));
+        std::fs::create_dir_all(&tmp).expect("creating the run's TMPDIR");
         let mut child = Command::new(&bin)
             .args(with_env(infra, args))
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,6 +91,7 @@ impl Background {
             lines,
             seen: Vec::new(),
             stdout,
+            tmp,
         }
     }
 
@@ -133,8 +139,9 @@ impl Background {
         assert!(status.success(), "kill {signal} -{}", self.pid());
     }
 
-    /// Waits (bounded) for the end; returns the exit code (None: killed) and all output.
-    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, String) {
+    /// Waits (bounded) for the end; returns the exit code (None: killed), all output, and the
+    /// names of the files the run left in its `TMPDIR` (which is then removed).
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the run") {
@@ -153,9 +160,18 @@ impl Background {
             self.seen.push(line);
         }
         let stdout = self.stdout.join().unwrap_or_default();
+        let left: Vec<String> = std::fs::read_dir(&self.tmp)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&self.tmp);
         (
             status.code(),
             format!("--- stdout\n{stdout}\n--- stderr\n{}", self.seen.join("\n")),
+            left,
         )
     }
 }
@@ -172,6 +188,19 @@ pub fn pending_releases() -> Vec<String> {
         .flatten()
         .map(|r| format!("{}/{}: {}", r["namespace"], r["name"], r["status"]))
         .collect()
+}
+
+/// Waits (bounded, polling every 50 ms) until some release is `pending-*`: a Helm operation is
+/// in flight. Returns false if none was seen in time.
+pub fn wait_pending(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !pending_releases().is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// Every Helm release, as `namespace/name`.
