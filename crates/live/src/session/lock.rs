@@ -68,7 +68,7 @@ impl std::fmt::Display for Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "environment `{environment}` is locked: {holder}. Wait for it to finish; if its run died, the lock expires {expires_in}s after its last renewal, or remove it with `cargo xtask force-unlock {id} --env ...`",
+        "environment `{environment}` is locked: {holder}. Wait for it to finish; if its run died, the lock expires in {expires_in}s unless renewed, or remove it with `cargo xtask force-unlock {id} --env ...`",
         expires_in = .holder.expires_in, id = .holder.id
     )]
     Held { environment: String, holder: Holder },
@@ -179,11 +179,11 @@ fn api_error(environment: &str, e: kube::Error) -> LockError {
 /// Takes the lock of `environment` for `command` (e.g. `apply`), or says who holds it. One
 /// try, no waiting: a second run is refused at once.
 pub async fn acquire(
-    cluster: &Cluster,
+    client: &kube::Client,
     environment: &str,
     command: &str,
 ) -> Result<Lock, LockError> {
-    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), LOCK_NAMESPACE);
+    let api: Api<Lease> = Api::namespaced(client.clone(), LOCK_NAMESPACE);
     let name = lease_name(environment);
     let (id, annotations) = description(command);
     let wanted = lease(&name, &id, &annotations);
@@ -338,6 +338,28 @@ async fn remove(api: &Api<Lease>, name: &str, id: Option<&str>) -> Result<bool, 
         Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A client for `context` of `kubeconfig` without discovery or any request: what taking the
+/// lock needs, so that a second run is refused before it does anything else. `None` when the
+/// kubeconfig or context cannot be used (the run then finds out why, and locks later).
+pub async fn quick_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: &str,
+) -> Option<kube::Client> {
+    let file = match kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path),
+        None => kube::config::Kubeconfig::read(),
+    }
+    .ok()?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_owned()).filter(|c| !c.is_empty()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(file, &options)
+        .await
+        .ok()?;
+    kube::Client::try_from(config).ok()
 }
 
 /// Who holds the lock of `environment`, if anyone.

@@ -225,11 +225,37 @@ impl<'a> Session<'a> {
     }
 
     async fn lock(&self, cluster: &Cluster) -> Result<Lock, SessionError> {
-        let lock = lock::acquire(cluster, &self.environment, &self.options.command)
+        let lock = lock::acquire(cluster.client(), &self.environment, &self.options.command)
             .await
             .map_err(|e| SessionError::Lock(Box::new(e)))?;
         *self.held.lock().expect("lock slot") = Some(lock.handle());
         Ok(lock)
+    }
+
+    /// Takes the lock first thing, before the cluster is looked at (discovery, records), so
+    /// that a second run is refused at once. `None` when the cluster cannot be reached this
+    /// way (it may not exist yet): the run locks once it is connected.
+    async fn lock_early(&self) -> Result<Option<Lock>, SessionError> {
+        let (_, spec) = self.cluster_spec()?;
+        let Some(client) = lock::quick_client(self.kubeconfig(), &spec.context).await else {
+            return Ok(None);
+        };
+        match lock::acquire(&client, &self.environment, &self.options.command).await {
+            Ok(lock) => {
+                *self.held.lock().expect("lock slot") = Some(lock.handle());
+                Ok(Some(lock))
+            }
+            Err(held @ LockError::Held { .. }) => Err(SessionError::Lock(Box::new(held))),
+            Err(LockError::Api { .. }) => Ok(None),
+        }
+    }
+
+    /// The lock taken early, or taken now on the connected cluster.
+    async fn lock_on(&self, cluster: &Cluster, early: Option<Lock>) -> Result<Lock, SessionError> {
+        match early {
+            Some(lock) => Ok(lock),
+            None => self.lock(cluster).await,
+        }
     }
 
     /// The plan when the cluster does not exist yet: every resource created.
@@ -262,12 +288,25 @@ impl<'a> Session<'a> {
     /// `plan` (and `drift`): the plan of the environment as the cluster is now; everything
     /// created when it does not exist yet. Holds the lock while planning when asked to.
     pub async fn plan(&self) -> Result<Planned, SessionError> {
+        let planned = self.plan_inner().await;
+        self.release_held().await;
+        planned
+    }
+
+    async fn plan_inner(&self) -> Result<Planned, SessionError> {
+        let early = match self.options.lock {
+            true => self.lock_early().await?,
+            false => None,
+        };
         let (_, spec, target) = self.find().await?;
         match target {
-            Target::Absent { reason } => Ok(self.saved(self.plan_from_nothing(&reason)?)),
+            Target::Absent { reason } => {
+                release(early).await;
+                Ok(self.saved(self.plan_from_nothing(&reason)?))
+            }
             Target::Connected(cluster) => {
                 let lock = match self.options.lock {
-                    true => Some(self.lock(&cluster).await?),
+                    true => Some(self.lock_on(&cluster, early).await?),
                     false => None,
                 };
                 let result = self.runner(cluster, &spec)?.plan().await;
@@ -303,16 +342,17 @@ impl<'a> Session<'a> {
     /// it does not exist (kind), replaces it when its spec changed and that is allowed.
     pub async fn apply(&self, saved: Option<&SavedPlan>) -> Result<Outcome, SessionError> {
         let interrupt = self.options.interrupt.clone();
-        tokio::select! {
+        let outcome = tokio::select! {
             outcome = self.apply_inner(saved) => outcome,
-            () = interrupt.forced() => {
-                self.release_held().await;
-                Ok(Outcome::Aborted)
-            }
-        }
+            () = interrupt.forced() => Ok(Outcome::Aborted),
+        };
+        // Whatever ended the run (an error, a second signal), the lock does not outlive it.
+        self.release_held().await;
+        outcome
     }
 
     async fn apply_inner(&self, saved: Option<&SavedPlan>) -> Result<Outcome, SessionError> {
+        let early = self.lock_early().await?;
         let (address, spec, target) = self.find().await?;
         let (cluster, created) = match target {
             Target::Connected(cluster) => (cluster, false),
@@ -326,7 +366,7 @@ impl<'a> Session<'a> {
                 (self.create_cluster(&address, &spec).await?, true)
             }
         };
-        let lock = self.lock(&cluster).await?;
+        let lock = self.lock_on(&cluster, early).await?;
         let result = self
             .apply_locked(cluster, &address, &spec, saved, created)
             .await;
@@ -422,21 +462,23 @@ impl<'a> Session<'a> {
     /// envctl created it (the whole environment only).
     pub async fn destroy(&self) -> Result<Outcome, SessionError> {
         let interrupt = self.options.interrupt.clone();
-        tokio::select! {
+        let outcome = tokio::select! {
             outcome = self.destroy_inner() => outcome,
-            () = interrupt.forced() => {
-                self.release_held().await;
-                Ok(Outcome::Aborted)
-            }
-        }
+            () = interrupt.forced() => Ok(Outcome::Aborted),
+        };
+        // Whatever ended the run (an error, a second signal), the lock does not outlive it.
+        self.release_held().await;
+        outcome
     }
 
     async fn destroy_inner(&self) -> Result<Outcome, SessionError> {
+        let early = self.lock_early().await?;
         let (_, spec, target) = self.find().await?;
         let Target::Connected(cluster) = target else {
+            release(early).await;
             return Ok(Outcome::NoChanges);
         };
-        let lock = self.lock(&cluster).await?;
+        let lock = self.lock_on(&cluster, early).await?;
         let runner = self.runner(cluster, &spec)?;
         // The whole environment, or the module that declares the cluster.
         let cluster_module = self.cluster_spec()?.0.module;
