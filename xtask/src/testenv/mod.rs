@@ -171,7 +171,7 @@ impl Layout {
     }
 
     /// The offline mirror of upstream files: `$ENVCTL_MIRROR`, else `../shared/mirror`.
-    fn mirror_dir(&self) -> PathBuf {
+    pub(crate) fn mirror_dir(&self) -> PathBuf {
         match std::env::var_os("ENVCTL_MIRROR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => self.root.join("../shared/mirror"),
