@@ -1,4 +1,4 @@
-//! `live::helm` against the testenv: install a fixture chart, read the release back, see
+//! `live::helm` against the testenv: install the real dex chart, read the release back, see
 //! out-of-band changes and deletions as drift, refuse a chart whose digest differs from its pin,
 //! and keep values out of error messages.
 
@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use live::Cluster;
+use live::charts::ChartStore;
 use live::helm::{ChartRef, Helm, HelmError, Render, release_drift};
 use serde_json::{Value, json};
 
@@ -21,6 +22,7 @@ fn helm() -> Helm {
         bin: e2e::helm_binary(),
         kubeconfig: Some(e2e::kubeconfig()),
         context: None,
+        charts: ChartStore::default(),
     }
 }
 
@@ -52,7 +54,7 @@ async fn an_installed_release_shows_out_of_band_changes_and_deletions_as_drift()
     let status = helm
         .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("installing the dex fixture: {e}"));
+        .unwrap_or_else(|e| panic!("installing the dex chart: {e}"));
     assert_eq!(status.revision, 1);
     assert_eq!(
         (status.chart_name.as_str(), status.chart_version.as_str()),
