@@ -327,3 +327,128 @@ fn the_tidy_check_catches_an_ignored_and_a_legacy_key() {
     let paths: Vec<&str> = found.iter().map(|l| l.path.as_str()).collect();
     assert_eq!(paths, ["env.A", "noSuchKey.x"]);
 }
+
+/// The objects the real chart of `release` renders with the values of environment `env`.
+fn rendered(env: Option<&str>, release: &str) -> Vec<Value> {
+    let loaded = config::load(&e2e::workspace_root().join("infra"), env).unwrap();
+    let config = loaded.release(release).unwrap();
+    let mut values = config.values.value.clone();
+    resolve_placeholders(&mut values);
+    let out = template(&e2e::chart(release), release, &config.namespace, &values)
+        .unwrap_or_else(|e| panic!("{release} ({env:?}): {e}"));
+    live::helm::parse_manifest(&out).unwrap()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+#[test]
+fn the_default_environment_gets_istiods_injector_and_kwok_leaves_it_out() {
+    let default = rendered(None, "istiod");
+    let injector = find(
+        &default,
+        "MutatingWebhookConfiguration",
+        "istio-sidecar-injector",
+    )
+    .expect("the default environment installs the sidecar injector");
+    let by_namespace = injector["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "namespace.sidecar-injector.istio.io")
+        .unwrap();
+    // What gateway/default-namespace.yaml labels `default` with (mesh's output
+    // `injection_ready`) is what the injector selects; and it refuses pods when istiod does not
+    // answer, which is why the kwok overlay leaves it out.
+    assert_eq!(
+        by_namespace["namespaceSelector"]["matchExpressions"][0],
+        serde_json::json!({"key": "istio-injection", "operator": "In", "values": ["enabled"]})
+    );
+    assert_eq!(by_namespace["failurePolicy"], "Fail");
+    assert!(
+        find(
+            &default,
+            "ValidatingWebhookConfiguration",
+            "istio-validator-istio-system"
+        )
+        .is_some()
+    );
+
+    let kwok = rendered(Some("kwok"), "istiod");
+    assert!(
+        find(
+            &kwok,
+            "MutatingWebhookConfiguration",
+            "istio-sidecar-injector"
+        )
+        .is_none()
+    );
+    let validator = find(
+        &kwok,
+        "ValidatingWebhookConfiguration",
+        "istio-validator-istio-system",
+    )
+    .expect("the validation webhook stays under kwok");
+    assert_eq!(validator["webhooks"][0]["failurePolicy"], "Ignore");
+}
+
+#[test]
+fn a_host_port_other_than_80_is_in_every_url_the_login_compares() {
+    let dex = rendered(Some("staging"), "dex");
+    let secret = find(&dex, "Secret", "dex").expect("Dex's config Secret");
+    let config = secret["stringData"]["config.yaml"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            use base64::Engine as _;
+            let raw = secret["data"]["config.yaml"].as_str().unwrap();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap(),
+            )
+            .unwrap()
+        });
+    let config: Value = serde_saphyr::from_str(&config).unwrap();
+    assert_eq!(
+        config["issuer"],
+        "http://login.staging.example.com:8080/dex"
+    );
+    assert_eq!(
+        config["staticClients"][0]["redirectURIs"][0],
+        "http://app.staging.example.com:8080/oauth2/callback"
+    );
+    let service = find(&dex, "Service", "dex").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+
+    let proxy = rendered(Some("staging"), "oauth2-proxy");
+    let cfg = find(&proxy, "ConfigMap", "oauth2-proxy").unwrap()["data"]["oauth2_proxy.cfg"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for line in [
+        "oidc_issuer_url = \"http://login.staging.example.com:8080/dex\"",
+        "redirect_url = \"http://app.staging.example.com:8080/oauth2/callback\"",
+    ] {
+        assert!(cfg.contains(line), "{line} in {cfg}");
+    }
+    // The hardened defaults, as the chart renders them.
+    let service = find(&proxy, "Service", "oauth2-proxy").unwrap();
+    let ports: Vec<&Value> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(ports.len(), 1, "no metrics port: {ports:?}");
+    assert!(
+        !proxy.iter().any(|o| o["kind"] == "StatefulSet"),
+        "no redis-ha"
+    );
+    assert!(
+        !cfg.lines()
+            .any(|l| l.trim_start().starts_with("cookie_domains"))
+    );
+}
