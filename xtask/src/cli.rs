@@ -15,7 +15,8 @@ pub struct LiveArgs {
     /// Only this module's resources.
     #[arg(long, value_name = "MODULE")]
     pub module: Option<String>,
-    /// Read pinned upstream files from DIR/<host>/<path> instead of the network.
+    /// Read pinned upstream files from DIR/<host>/<path> and repository charts from
+    /// DIR/charts/<repository URL without scheme>/<chart>-<version>/ instead of the network.
     #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
     pub mirror: Option<PathBuf>,
     /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the

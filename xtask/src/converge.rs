@@ -97,6 +97,18 @@ fn kubeconfig(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
     })
 }
 
+/// The offline mirror of pinned files and charts: `--mirror`/`ENVCTL_MIRROR`, else for the
+/// testenv (provider kwok, which has no network by design) the testenv's mirror.
+fn mirror(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
+    args.mirror.clone().or_else(|| {
+        (loaded.env.settings.cluster.provider == config::Provider::Kwok)
+            .then(|| crate::testenv::Layout::discover().ok())
+            .flatten()
+            .map(|layout| layout.mirror_dir())
+            .filter(|dir| dir.is_dir())
+    })
+}
+
 /// The kubeconfig `cargo xtask testenv up` writes for a kwok cluster of that name, if it exists.
 fn testenv_kubeconfig(cluster: &str) -> Option<PathBuf> {
     let layout = crate::testenv::Layout::discover().ok()?;
@@ -118,7 +130,7 @@ fn session_options(
     Ok(SessionOptions {
         kubeconfig: kubeconfig(loaded, args),
         concurrency: args.concurrency,
-        mirror: args.mirror.clone(),
+        mirror: mirror(loaded, args),
         module: args.module.clone(),
         lock: true,
         command: command.to_owned(),

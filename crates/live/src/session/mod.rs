@@ -55,7 +55,7 @@ pub struct SessionOptions {
     pub force_conflicts: bool,
     /// Let apply delete and recreate the cluster.
     pub allow_replace: bool,
-    /// Pinned upstream files read from here instead of the network.
+    /// Pinned upstream files and repository charts read from here instead of the network.
     pub mirror: Option<PathBuf>,
     /// Only this module's resources.
     pub module: Option<String>,
@@ -184,12 +184,17 @@ impl<'a> Session<'a> {
             .resources()
             .any(|r| r.address.kind == ResourceKind::HelmRelease);
         let helm = if has_releases {
+            let charts = crate::charts::ChartStore::new(
+                self.options.mirror.clone(),
+                crate::charts::ChartStore::default_cache(),
+            );
             Some(
                 Helm::locate(
                     self.options.kubeconfig.clone(),
                     Some(context.to_owned()).filter(|c| !c.is_empty()),
                 )
-                .map_err(|e| LiveError::Other(e.to_string()))?,
+                .map_err(|e| LiveError::Other(e.to_string()))?
+                .with_charts(charts),
             )
         } else {
             None
