@@ -12,6 +12,7 @@
 //! | `ENVCTL_TESTENV_CHARTS` | the fixture charts, ready to install (`chart("istiod")`) |
 //! | `ENVCTL_MIRROR` | the offline mirror of upstream files (`mirror_file(..)`) |
 //! | `ENVCTL_XTASK` | the `cargo xtask` binary (`xtask(..)`) |
+//! | `ENVCTL_DEX`, `ENVCTL_OAUTH2_PROXY` | Dex and OAuth2 Proxy, built like the control plane ([`workload`]) |
 //!
 //! Without `KUBECONFIG` and `ENVCTL_TESTENV` every helper panics with a message that says how to
 //! get them: an integration test never passes without a cluster.
@@ -31,6 +32,9 @@
 //! ns.delete().await;
 //! # }
 //! ```
+
+pub mod gateway;
+pub mod workload;
 
 use std::{
     future::Future,
