@@ -15,14 +15,17 @@
 //!   config's `extensionProviders[].envoyExtAuthzHttp` of the policy's provider, following
 //!   Istio's ProviderExtAuthzHttp documentation and Envoy's HTTP ext_authz filter:
 //!   - the check request has the original method, the original path and query behind
-//!     `pathPrefix`, the original Host, `Content-Length: 0`, no body, and only the headers
-//!     `includeRequestHeadersInCheck` lists (the deprecated `includeHeadersInCheck` only when
-//!     the former is not set), plus `includeAdditionalHeadersInCheck`;
+//!     `pathPrefix`, the original Host, `Content-Length: 0`, no body, `Authorization`, and only
+//!     the headers `includeRequestHeadersInCheck` lists (the deprecated `includeHeadersInCheck`
+//!     only when the former is empty, as istiod's `generateHTTPConfig` does), plus
+//!     `includeAdditionalHeadersInCheck`; names match without case, `x-*` and `*-y` as
+//!     patterns;
 //!   - only a 200 answer allows; then the headers `headersToUpstreamOnAllow` lists are copied
 //!     from the answer onto the upstream request (replacing the client's);
 //!   - any other answer denies: the client gets its status and body, and, when
 //!     `headersToDownstreamOnDeny` is set, only those headers plus `Location`,
-//!     `WWW-Authenticate` and `Content-Length`; when it is not set, every header of the answer;
+//!     `WWW-Authenticate` and `Content-Length`; when it is empty, every header of the answer
+//!     but Host (Envoy's `allowed_client_headers`);
 //!   - no answer (the authorizer unreachable) denies with 403 (`statusOnError`), unless
 //!     `failOpen`.
 //! - **The cluster network** for a local process: an HTTP forward proxy (the process gets it as
@@ -441,6 +444,21 @@ fn prefix_matches(path: &str, prefix: &str) -> bool {
         || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
 }
 
+/// Istio's header lists: names without case, `prefix*` and `*suffix` patterns.
+fn header_listed(list: &[String], name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    list.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        if let Some(prefix) = p.strip_suffix('*') {
+            name.starts_with(prefix)
+        } else if let Some(suffix) = p.strip_prefix('*') {
+            name.ends_with(suffix)
+        } else {
+            p == name
+        }
+    })
+}
+
 /// Istio's string match of paths and hosts: exact, `prefix*`, `*suffix`, `*`.
 fn istio_match(pattern: &str, value: &str) -> bool {
     if pattern == "*" {
@@ -625,35 +643,34 @@ async fn ingress(network: Network, request: Request<Incoming>) -> Answer {
         .await
         {
             Ok((200, auth_headers, _)) => {
-                for name in strings(&provider["headersToUpstreamOnAllow"]) {
-                    let values: Vec<(String, String)> = auth_headers
-                        .iter()
-                        .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
-                        .cloned()
-                        .collect();
-                    if !values.is_empty() {
-                        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-                        headers.extend(values);
-                    }
-                }
+                let upstream = strings(&provider["headersToUpstreamOnAllow"]);
+                let values: Vec<(String, String)> = auth_headers
+                    .iter()
+                    .filter(|(n, _)| header_listed(&upstream, n))
+                    .cloned()
+                    .collect();
+                headers.retain(|(n, _)| !values.iter().any(|(v, _)| v.eq_ignore_ascii_case(n)));
+                headers.extend(values);
                 network.note(format!(
                     "{method} {host}{path}: ext_authz {provider_name} allowed"
                 ));
             }
             Ok((status, auth_headers, auth_body)) => {
                 let listed = strings(&provider["headersToDownstreamOnDeny"]);
-                let back: Vec<(String, String)> =
-                    if provider.get("headersToDownstreamOnDeny").is_none() {
-                        auth_headers
-                    } else {
-                        auth_headers
-                            .into_iter()
-                            .filter(|(n, _)| {
-                                ["location", "www-authenticate"].contains(&n.as_str())
-                                    || listed.iter().any(|l| l.eq_ignore_ascii_case(n))
-                            })
-                            .collect()
-                    };
+                let back: Vec<(String, String)> = if listed.is_empty() {
+                    auth_headers
+                        .into_iter()
+                        .filter(|(n, _)| n != "host")
+                        .collect()
+                } else {
+                    auth_headers
+                        .into_iter()
+                        .filter(|(n, _)| {
+                            ["location", "www-authenticate"].contains(&n.as_str())
+                                || header_listed(&listed, n)
+                        })
+                        .collect()
+                };
                 network.note(format!(
                     "{method} {host}{path}: ext_authz {provider_name} denied with {status}; back to the client: {:?}",
                     back.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
@@ -714,15 +731,18 @@ async fn check(
             .ok_or_else(|| format!("service {service} names no namespace"))?;
         network.resolve_service(namespace, name, port)?
     };
+    // Istio: the deprecated includeHeadersInCheck only when includeRequestHeadersInCheck is
+    // empty. Envoy: Host, Method, Path, Content-Length and Authorization always go.
     let mut include = strings(&provider["includeRequestHeadersInCheck"]);
-    if provider.get("includeRequestHeadersInCheck").is_none() {
+    if include.is_empty() {
         include = strings(&provider["includeHeadersInCheck"]);
     }
+    include.push("authorization".into());
     let mut sent: Vec<(String, String)> = vec![("host".into(), host.to_string())];
     sent.extend(
         headers
             .iter()
-            .filter(|(n, _)| include.iter().any(|i| i.eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| header_listed(&include, n))
             .cloned(),
     );
     if let Some(extra) = provider["includeAdditionalHeadersInCheck"].as_object() {
@@ -868,5 +888,9 @@ mod tests {
         assert!(prefix_matches("/oauth2/callback", "/oauth2"));
         assert!(!prefix_matches("/oauth2x", "/oauth2"));
         assert!(prefix_matches("/anything", "/"));
+        let list = ["Cookie".to_string(), "x-auth-*".to_string()];
+        assert!(header_listed(&list, "cookie"));
+        assert!(header_listed(&list, "X-Auth-Request-Email"));
+        assert!(!header_listed(&list, "set-cookie"));
     }
 }
