@@ -106,10 +106,12 @@ async fn config_map_data(
         .collect()
 }
 
-/// Starts the first container of `deployment` with `binary` as its entrypoint, in `dir`, and
-/// waits until its readiness probe answers 200 (at most `timeout`).
+/// Starts the first container of `deployment` with `binary` as its entrypoint, in `dir`, adds
+/// it to `network` (before it starts: a program may call others while it starts), and waits
+/// until its readiness probe answers 2xx or 3xx (at most `timeout`).
 pub async fn start(
     client: &kube::Client,
+    network: &crate::gateway::Network,
     deployment: &Value,
     binary: &Path,
     egress: SocketAddr,
@@ -230,6 +232,8 @@ pub async fn start(
         "env HTTP_PROXY=http://{egress} (the pod's cluster network)"
     ));
 
+    let workload = LocalWorkload::from_deployment(deployment, |port| ports.get(&port).copied());
+    network.add(workload.clone());
     let log = dir.join("output.log");
     let out = std::fs::File::create(&log).expect("a log file");
     let child = Command::new(binary)
@@ -246,7 +250,6 @@ pub async fn start(
         .stderr(out)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-    let workload = LocalWorkload::from_deployment(deployment, |port| ports.get(&port).copied());
     let mut process = Process {
         child,
         workload,

@@ -76,6 +76,7 @@ impl Login {
             let egress = gateway::start_egress(network.clone(), name).await;
             let process = workload::start(
                 client,
+                &network,
                 deployment,
                 &binary(var),
                 egress,
@@ -87,7 +88,6 @@ impl Login {
             for rewrite in &process.rewrites {
                 eprintln!("  {rewrite}");
             }
-            network.add(process.workload.clone());
             processes.push(process);
         }
         let app = gateway::start_app(NGINX_PAGE).await;
@@ -225,11 +225,14 @@ async fn broken(
         login.story()
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // The step's line and the indented lines under it.
     let block: String = stdout
-        .split("\n  ")
-        .find(|b| b.starts_with(&format!("FAIL {step}")))
-        .unwrap_or("")
-        .to_string();
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("  FAIL {step} ")))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with("       "))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
     assert!(
         block.contains("likely cause:") && block.contains(key),
         "{what}: step {step} names {key}: {text}"
