@@ -293,6 +293,68 @@ async fn a_user_logs_in_through_the_gateway_and_broken_configurations_fail_at_th
         !everything.contains("_oauth2_proxy="),
         "a cookie value leaked"
     );
+
+    // The password from the environment variable; a wrong one fails at `login`, naming the
+    // static user; none at all is an error that says how to give it; no gateway fails first.
+    let run = |password: Option<&str>, gateway: &str| {
+        let mut command = Command::new(std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK"));
+        command
+            .args(["verify", "--env", "kwok", "--infra"])
+            .arg(infra.path())
+            .args(["--gateway", gateway, "--timeout", "3"])
+            .env("NO_COLOR", "1")
+            .env_remove("ENVCTL_VERIFY_PASSWORD")
+            .stdin(Stdio::null());
+        if let Some(password) = password {
+            command.env("ENVCTL_VERIFY_PASSWORD", password);
+        }
+        command.output().expect("running verify")
+    };
+    let gateway_address = login.gateway.to_string();
+    let wrong = run(Some("not-the-password"), &gateway_address);
+    assert_eq!(wrong.status.code(), Some(1), "{}", describe(&wrong));
+    let wrong_steps = outcomes(&wrong);
+    assert_eq!(
+        wrong_steps[2],
+        ("FAIL".into(), "login".into()),
+        "{}",
+        describe(&wrong)
+    );
+    assert!(
+        String::from_utf8_lossy(&wrong.stdout).contains("sso.staticUser"),
+        "{}",
+        describe(&wrong)
+    );
+    assert!(!describe(&wrong).contains("not-the-password"));
+    let none = run(None, &gateway_address);
+    assert_eq!(none.status.code(), Some(1), "{}", describe(&none));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("--password-stdin"),
+        "{}",
+        describe(&none)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let unreachable = run(Some(PASSWORD), &closed);
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        describe(&unreachable)
+    );
+    assert_eq!(
+        outcomes(&unreachable)[0],
+        ("FAIL".into(), "redirect-to-login".into()),
+        "{}",
+        describe(&unreachable)
+    );
+    assert!(
+        String::from_utf8_lossy(&unreachable.stdout).contains("cluster.kind.hostPort"),
+        "{}",
+        describe(&unreachable)
+    );
     drop(login);
 
     // Broken configurations: verify fails, naming the step and the likely key.
@@ -361,14 +423,13 @@ async fn a_user_logs_in_through_the_gateway_and_broken_configurations_fail_at_th
         ),
     );
     let with_port = infra.read("envs/kwok.yaml");
-    let with_port = if with_port.contains("\ncluster:\n") {
-        with_port.replacen(
-            "\ncluster:\n",
-            "\ncluster:\n  kind:\n    hostPort: 8080\n",
-            1,
-        )
-    } else {
-        format!("{with_port}cluster:\n  kind:\n    hostPort: 8080\n")
+    let with_port = match with_port.lines().position(|l| l == "cluster:") {
+        Some(at) => {
+            let mut lines: Vec<&str> = with_port.lines().collect();
+            lines.insert(at + 1, "  kind:\n    hostPort: 8080");
+            lines.join("\n") + "\n"
+        }
+        None => format!("{with_port}cluster:\n  kind:\n    hostPort: 8080\n"),
     };
     infra.write("envs/kwok.yaml", &with_port);
     apply(&infra, None);
