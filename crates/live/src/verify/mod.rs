@@ -722,14 +722,19 @@ async fn app_page(browser: &mut Browser<'_>, url: Url) -> Verdict {
     }
 }
 
-/// Is this answer a refusal by the login (not content of the app)?
+/// Is this answer a refusal by the login (not content of the app)? 401, 403, or a redirect to
+/// Dex's host (whatever port: a wrong port is `redirect-to-login`'s finding, not this one's)
+/// or to OAuth2 Proxy's own pages.
 fn refusal(target: &Target, url: &Url, response: &Response) -> bool {
     match response.status {
         401 | 403 => true,
         _ if response.is_redirect() => response
             .header("location")
             .and_then(|l| url.join(l))
-            .is_some_and(|to| to.host == target.login_host && to.port == target.login_port),
+            .is_some_and(|to| {
+                to.host == target.login_host
+                    || (to.host == target.app.host && to.path().starts_with("/oauth2/"))
+            }),
         _ => false,
     }
 }
@@ -910,10 +915,16 @@ mod tests {
             &url,
             &answer(302, Some("http://dex.example.com:8080/dex/auth?x"))
         ));
+        assert!(refusal(
+            &target,
+            &url,
+            &answer(302, Some("/oauth2/sign_in?rd=%2F"))
+        ));
+        assert!(!refusal(&target, &url, &answer(302, Some("/elsewhere"))));
         assert!(!refusal(
             &target,
             &url,
-            &answer(302, Some("http://dex.example.com/dex/auth"))
+            &answer(302, Some("http://other.example.com/"))
         ));
         assert!(!refusal(&target, &url, &answer(404, None)));
         assert!(!refusal(&target, &url, &answer(200, None)));
