@@ -251,7 +251,6 @@ async fn broken(
 async fn a_user_logs_in_through_the_gateway_and_broken_configurations_fail_at_their_step() {
     let client = e2e::client().await;
     let infra = InfraCopy::new();
-    use_real_charts(&infra);
     let _destroy = Destroy(&infra);
     apply(&infra, None);
 
@@ -468,40 +467,4 @@ impl Drop for Destroy<'_> {
             panic!("destroy: {}", describe(&destroyed));
         }
     }
-}
-
-/// INTERIM until the kwok overlay installs the real charts itself: point it at the mirror's
-/// chart trees, and leave out istiod's sidecar injector (its webhook has no pod to answer).
-fn use_real_charts(infra: &InfraCopy) {
-    let overlay = infra.read("envs/kwok.yaml");
-    if !overlay.contains("testenv/charts") {
-        return;
-    }
-    let mirror = std::env::var("ENVCTL_MIRROR").expect("ENVCTL_MIRROR");
-    let charts = std::path::Path::new(&mirror).join("charts");
-    let charts = charts.canonicalize().expect("the mirror's charts");
-    let istio = charts.join("istio-release.storage.googleapis.com/charts");
-    let mut text = String::from("cluster:\n  name: envctl-testenv\n  provider: kwok\ncharts:\n");
-    for (name, path) in [
-        ("istio-base", istio.join("base-1.30.3")),
-        ("istio-cni", istio.join("cni-1.30.3")),
-        ("istiod", istio.join("istiod-1.30.3")),
-        ("dex", charts.join("charts.dexidp.io/dex-0.24.0")),
-        (
-            "oauth2-proxy",
-            charts.join("oauth2-proxy.github.io/manifests/oauth2-proxy-10.7.0"),
-        ),
-    ] {
-        text.push_str(&format!("  {name}:\n    path: {}\n", path.display()));
-    }
-    infra.write("envs/kwok.yaml", &text);
-    let istiod = infra.read("mesh/istiod.values.yaml");
-    infra.write(
-        "mesh/istiod.values.yaml",
-        &istiod.replacen(
-            "\nglobal:\n",
-            "\nglobal:\n  operatorManageWebhooks: true\n",
-            1,
-        ),
-    );
 }
