@@ -10,7 +10,9 @@
 //!
 //! One scenario, in order (this file is its own test binary): the login passes on the
 //! environment as configured; then each broken configuration is applied and `verify` fails,
-//! naming its step; then an overlay whose host port is not 80 logs in too.
+//! naming its step (the policy on `/` only, no cookie in the check, no set-cookie on deny,
+//! OAuth2 Proxy's sign-in button, a redirect URI Dex does not know); then an overlay whose host
+//! port is not 80 (and other host names) logs in too.
 
 use std::{
     io::Write as _,
@@ -398,6 +400,22 @@ async fn a_user_logs_in_through_the_gateway_and_broken_configurations_fail_at_th
         "mesh",
         "redirect-to-login",
         "headersToDownstreamOnDeny",
+    )
+    .await;
+    broken(
+        &client,
+        &infra,
+        "OAuth2 Proxy's sign-in button",
+        "sso/oauth2-proxy.values.yaml",
+        |t| {
+            t.replace(
+                "skip_provider_button = true",
+                "skip_provider_button = false",
+            )
+        },
+        "sso",
+        "redirect-to-login",
+        "skip_provider_button",
     )
     .await;
     broken(

@@ -376,9 +376,11 @@ async fn redirect_to_login(browser: &mut Browser<'_>) -> Result<(Url, Verdict), 
     if !response.is_redirect() {
         let text = html::text_excerpt(&response.body, 120);
         return Err(match response.status {
-            200 if html::forms(&response.body)
-                .iter()
-                .any(|f| f.action.contains("/oauth2/start")) =>
+            // OAuth2 Proxy answers its sign-in page with 403 (200 when asked for it).
+            200 | 403
+                if html::forms(&response.body)
+                    .iter()
+                    .any(|f| f.action.contains("/oauth2/start")) =>
             {
                 Verdict::fail(
                     status,
