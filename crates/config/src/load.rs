@@ -14,11 +14,12 @@ use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
 use crate::settings::{Provider, Settings, parse_minor};
 use crate::yaml::{
-    Entry, Node, NodeValue, SourceFile, SourceMap, join_index, join_key, locate_in_tree,
+    Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
+    locate_in_tree,
 };
 use crate::{
     ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
-    ReleaseConfig, SecretEncoding, suggest, validate,
+    ReleaseConfig, SecretEncoding, literal_secrets, suggest, validate,
 };
 
 /// File names inside the infra directory.
@@ -162,8 +163,12 @@ impl Loader {
     /// Reads and parses a file; `None` (error recorded) when it is missing or not valid YAML.
     fn read(&mut self, rel: &str, what: &str, field: (&Path, &str)) -> Option<Arc<SourceFile>> {
         let path = self.path(rel);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let text = match read_text(&path) {
+            Ok(Ok(text)) => text,
+            Ok(Err(error)) => {
+                self.push(error);
+                return None;
+            }
             Err(e) => {
                 let (file, f) = field;
                 let error = match self
@@ -718,6 +723,22 @@ impl Loader {
                         .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
                     );
                 }
+                if let Err(why) = validate::release_name(&entry.name) {
+                    let field = format!("{base}.name");
+                    self.push(
+                        self.error_in(
+                            modules_file,
+                            0,
+                            &field,
+                            format!("invalid release name `{}`: {why}", entry.name),
+                        )
+                        .with_help(
+                            "a release name is lowercase letters, digits and `-`, starting \
+                             with a letter or digit, at most 53 characters",
+                        ),
+                    );
+                    continue;
+                }
                 let values_field = format!("{base}.values");
                 let values =
                     self.load_values(module, &entry.values, modules_file, &values_field, env_json);
@@ -777,7 +798,9 @@ impl Loader {
                         );
                     }
                     match (&spec.repo, &spec.chart, version) {
-                        (Some(repo), Some(chart), Some(version)) => {
+                        (Some(repo), Some(chart), Some(version))
+                            if self.check_chart_words(tree, &chart_field, chart, &version) =>
+                        {
                             if !(repo.starts_with("https://")
                                 || repo.starts_with("http://")
                                 || repo.starts_with("oci://"))
@@ -798,6 +821,7 @@ impl Loader {
                                 sha256: spec.sha256.clone(),
                             })
                         }
+                        (Some(_), Some(_), Some(_)) => None,
                         (repo, chart, version) => {
                             let missing = [
                                 ("repo", repo.is_none()),
@@ -860,6 +884,36 @@ impl Loader {
         releases
     }
 
+    /// A chart name and version reach helm as arguments: they may not look like flags.
+    fn check_chart_words(
+        &mut self,
+        tree: &Node,
+        chart_field: &str,
+        chart: &str,
+        version: &str,
+    ) -> bool {
+        let mut ok = true;
+        if let Err(why) = validate::chart_name(chart) {
+            self.push(
+                self.setting_error(tree, &format!("{chart_field}.chart"), format!("invalid chart name `{chart}`: {why}"))
+                    .with_help("write the chart's name in its repository, e.g. `dex` (letters, digits, `-`, `_`, `.`)"),
+            );
+            ok = false;
+        }
+        if let Err(why) = validate::chart_version(version) {
+            self.push(
+                self.setting_error(
+                    tree,
+                    &format!("{chart_field}.version"),
+                    format!("invalid chart version `{version}`: {why}"),
+                )
+                .with_help("write a version such as 0.24.0"),
+            );
+            ok = false;
+        }
+        ok
+    }
+
     fn load_values(
         &mut self,
         module: &str,
@@ -898,6 +952,13 @@ impl Loader {
                 )
                 .with_help("write `key: value` pairs (or `{}` for none)"),
             );
+            return None;
+        }
+        let secrets = literal_secrets::find(&file, &node, "the values file");
+        if !secrets.is_empty() {
+            for e in secrets {
+                self.push(e);
+            }
             return None;
         }
         let node = self.substitute(&file, node, "", env_json);
@@ -1023,6 +1084,10 @@ impl Loader {
                         }
                         continue;
                     }
+                    if let Some(e) = self.literal_secrets_in_manifest(&file, &doc, &kind) {
+                        self.push(e);
+                        continue;
+                    }
                     let mut value = doc.to_json();
                     let ownership = take_ownership(&mut value);
                     let ownership = match ownership {
@@ -1047,6 +1112,39 @@ impl Loader {
             }
         }
         (manifests, secrets)
+    }
+
+    /// A `Secret` with data, or a literal secret under a secret-like key: the first one found
+    /// (never with its value).
+    fn literal_secrets_in_manifest(
+        &self,
+        file: &SourceFile,
+        doc: &Node,
+        kind: &str,
+    ) -> Option<ConfigError> {
+        if kind == "Secret" {
+            for key in ["data", "stringData"] {
+                if let Some(entry) = doc.entry(key)
+                    && matches!(&entry.value.value, NodeValue::Map(m) if !m.is_empty())
+                {
+                    return Some(
+                        ConfigError::new(
+                            entry.value.location(),
+                            key,
+                            "a Secret manifest holds its values in infra/ (they are not shown)",
+                        )
+                        .with_help(
+                            "declare a GeneratedSecret instead (apiVersion envctl.dev/v1; see \
+                             sso/oauth2-proxy.secret.yaml): sensitive keys are generated at \
+                             apply, plain ones go under its `data:`",
+                        ),
+                    );
+                }
+            }
+        }
+        literal_secrets::find(file, doc, "the manifest")
+            .into_iter()
+            .next()
     }
 
     /// apiVersion, kind, metadata.name (and namespace for namespaced kinds) are present and
@@ -1382,6 +1480,56 @@ impl Loader {
         node.value = NodeValue::Str(out);
         node
     }
+}
+
+/// A file's text; `Ok(Err(_))` when it is too large or not UTF-8 (with where and why).
+fn read_text(path: &Path) -> std::io::Result<Result<String, ConfigError>> {
+    let size = std::fs::metadata(path)?.len();
+    if size > MAX_FILE_BYTES {
+        return Ok(Err(ConfigError::new(
+            Location {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+            },
+            "",
+            format!(
+                "the file is {:.1} MiB, over the {} MiB limit for a file in infra/",
+                size as f64 / 1_048_576.0,
+                MAX_FILE_BYTES / 1_048_576
+            ),
+        )
+        .with_help(
+            "split it, or keep large data out of infra/ (a pinned file is fetched by digest)",
+        )));
+    }
+    let bytes = std::fs::read(path)?;
+    Ok(String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let column = valid
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        ConfigError::new(
+            Location {
+                file: path.to_path_buf(),
+                line,
+                column,
+            },
+            "",
+            format!(
+                "the file is not UTF-8 (byte 0x{:02x} at offset {})",
+                e.as_bytes()[valid.len()],
+                valid.len()
+            ),
+        )
+        .with_help("save the file as UTF-8 (YAML files are text)")
+    }))
 }
 
 /// The document of a file that must hold one (an empty file is an empty mapping).
