@@ -143,7 +143,7 @@ impl ChartRef {
         if repo.starts_with("oci://") {
             args.push(format!("{}/{chart}", repo.trim_end_matches('/')).into());
         } else {
-            args.extend(["--repo".into(), repo.into(), chart.into()]);
+            args.extend(["--repo".into(), repo.into()]);
         }
         args.extend([
             "--version".into(),
@@ -151,6 +151,10 @@ impl ChartRef {
             "--destination".into(),
             destination.as_os_str().to_owned(),
         ]);
+        if !repo.starts_with("oci://") {
+            // After `--`, a chart name is never read as a flag.
+            args.extend(["--".into(), chart.into()]);
+        }
         Some(args)
     }
 }
@@ -400,8 +404,6 @@ impl Helm {
                 h.with_chart_and_values(&chart_o, &values_o, |chart_path, values_path| {
                     let mut args: Vec<OsString> = vec![
                         "template".into(),
-                        release_o.clone().into(),
-                        chart_path.as_os_str().to_owned(),
                         "--namespace".into(),
                         namespace_o.clone().into(),
                         "--values".into(),
@@ -413,6 +415,11 @@ impl Helm {
                     if render == Render::Upgrade {
                         args.push("--is-upgrade".into());
                     }
+                    args.extend([
+                        "--".into(),
+                        release_o.clone().into(),
+                        chart_path.as_os_str().to_owned(),
+                    ]);
                     h.run(&args, QUICK_TIMEOUT, &scrub_list(&values_o))
                 })
             })
@@ -514,11 +521,13 @@ impl Helm {
         extra: &[&str],
     ) -> Vec<OsString> {
         let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
-        args.push(release.into());
         args.push("--namespace".into());
         args.push(namespace.into());
         args.extend(extra.iter().map(OsString::from));
         args.extend(self.connection_args());
+        // Positional arguments after `--`: a release name is never read as a flag.
+        args.push("--".into());
+        args.push(release.into());
         args
     }
 
@@ -674,8 +683,6 @@ pub fn upgrade_args(
     let mut args: Vec<OsString> = vec![
         "upgrade".into(),
         "--install".into(),
-        release.into(),
-        chart.as_os_str().to_owned(),
         "--namespace".into(),
         namespace.into(),
         "--values".into(),
@@ -689,6 +696,8 @@ pub fn upgrade_args(
         args.push("--create-namespace".into());
     }
     args.extend(connection.iter().cloned());
+    // Positional arguments after `--`: a release or chart name is never read as a flag.
+    args.extend(["--".into(), release.into(), chart.as_os_str().to_owned()]);
     args
 }
 
@@ -1160,11 +1169,12 @@ mod tests {
                 "pull",
                 "--repo",
                 "https://charts.dexidp.io",
-                "dex",
                 "--version",
                 "0.24.0",
                 "--destination",
-                "/tmp/x"
+                "/tmp/x",
+                "--",
+                "dex"
             ]
         );
         let oci = ChartRef::Repo {
@@ -1249,8 +1259,6 @@ mod tests {
             [
                 "upgrade",
                 "--install",
-                "dex",
-                "/tmp/c/dex-0.24.0.tgz",
                 "--namespace",
                 "sso",
                 "--values",
@@ -1263,7 +1271,10 @@ mod tests {
                 "--kubeconfig",
                 "/k/config",
                 "--kube-context",
-                "kind-dev"
+                "kind-dev",
+                "--",
+                "dex",
+                "/tmp/c/dex-0.24.0.tgz"
             ]
         );
     }

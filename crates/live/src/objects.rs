@@ -37,6 +37,9 @@ pub struct DesiredObject {
     pub owned: bool,
     /// Whether placeholders in the manifest are still unknown (then no dry run is possible).
     pub has_unknowns: bool,
+    /// Take the object over when it exists but is not envctl's (`--adopt`); otherwise such
+    /// an object is refused.
+    pub adopt: bool,
 }
 
 impl DesiredObject {
@@ -317,6 +320,7 @@ async fn plan_one(
         };
     }
 
+    let ours = listed.is_some();
     let live = match listed {
         Some(live) => Some(live),
         None => {
@@ -361,6 +365,9 @@ async fn plan_one(
         };
     };
 
+    if desired.owned && !ours && !desired.adopt {
+        return Err(not_owned(desired, &live));
+    }
     if desired.has_unknowns {
         return Ok((ObjectState::Unknown { live }, requests));
     }
@@ -412,6 +419,51 @@ async fn plan_one(
         },
         requests,
     ))
+}
+
+/// A declared object exists live but envctl did not create it (for this environment):
+/// taking it over silently would overwrite it and let destroy delete it.
+fn not_owned(desired: &DesiredObject, live: &Value) -> LiveError {
+    let labels = live.pointer("/metadata/labels");
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let whose = match (
+        label("app.kubernetes.io/managed-by"),
+        label(ENVIRONMENT_LABEL),
+    ) {
+        (Some("envctl"), Some(env)) => format!("it belongs to envctl environment `{env}`"),
+        (Some(manager), _) => format!("it is managed by `{manager}`"),
+        (None, _) => {
+            let managers: BTreeSet<&str> = live
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("manager").and_then(Value::as_str))
+                .collect();
+            if managers.is_empty() {
+                "envctl did not create it".to_owned()
+            } else {
+                format!(
+                    "envctl did not create it (written by {})",
+                    managers.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        }
+    };
+    let what = match desired.namespace() {
+        Some(ns) => format!("{} {ns}/{}", desired.kind(), desired.name()),
+        None => format!("{} {}", desired.kind(), desired.name()),
+    };
+    LiveError::NotOwned {
+        address: desired.address.clone(),
+        detail: format!("{what} already exists and is not envctl's: {whose}; nothing was changed"),
+        help: format!(
+            "to manage it with envctl from now on, run plan and apply with `--adopt {}` (apply \
+             then overwrites it with the configuration and destroy deletes it); otherwise \
+             remove it from infra/ or choose another name",
+            desired.address
+        ),
+    }
 }
 
 /// The fields that differ between `before` and `after` (both stripped of noise), each with the

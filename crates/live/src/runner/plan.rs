@@ -42,6 +42,7 @@ impl Runner<'_> {
                             manifest,
                             owned: spec.ownership == Ownership::Owned,
                             has_unknowns: !desired.unknown.is_empty(),
+                            adopt: self.options.adopt.contains(&address.to_string()),
                         });
                     }
                 }
@@ -51,6 +52,18 @@ impl Runner<'_> {
                 _ => {}
             }
             documents.insert(address.clone(), desired);
+        }
+
+        for wanted in &self.options.adopt {
+            if !desired_objects.iter().any(|d| &d.address == wanted) {
+                return Err(LiveError::NotOwned {
+                    address: wanted.clone(),
+                    detail: "`--adopt` names no object of this plan".into(),
+                    help: "give the address of a declared object as `plan` shows it, e.g. \
+                           gateway.object.configmap/default/settings"
+                        .into(),
+                });
+            }
         }
 
         // Types this environment applied before (its inventory): an object whose kind no longer
