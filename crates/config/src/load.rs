@@ -31,6 +31,15 @@ const MODULES_FILE: &str = "modules.yaml";
 /// Annotation that marks a manifest as [`Ownership::FieldsOnly`].
 const OWNERSHIP_ANNOTATION: &str = "envctl.dev/ownership";
 
+/// Keys whose integer values in a manifest are TCP/UDP ports.
+const PORT_KEYS: [&str; 5] = [
+    "port",
+    "containerPort",
+    "targetPort",
+    "nodePort",
+    "hostPort",
+];
+
 /// Kinds that are cluster-scoped (others must name a namespace).
 const CLUSTER_SCOPED: [&str; 12] = [
     "Namespace",
@@ -753,6 +762,12 @@ impl Loader {
                     continue;
                 };
                 let chart_field = join_key("charts", &entry.name);
+                let words_ok = self.check_chart_words(
+                    tree,
+                    &chart_field,
+                    spec.chart.as_deref(),
+                    spec.version.as_deref(),
+                );
                 let chart = if let Some(path) = &spec.path {
                     let dir = self.infra_dir.join(path);
                     if !dir.join("Chart.yaml").is_file() {
@@ -798,9 +813,20 @@ impl Loader {
                         );
                     }
                     match (&spec.repo, &spec.chart, version) {
-                        (Some(repo), Some(chart), Some(version))
-                            if self.check_chart_words(tree, &chart_field, chart, &version) =>
-                        {
+                        (Some(repo), Some(chart), Some(version)) => {
+                            if spec.version.is_none()
+                                && let Some(key) = &entry.version_from
+                                && let Err(why) = validate::chart_version(&version)
+                            {
+                                self.push(
+                                    self.setting_error(
+                                        tree,
+                                        &format!("versions.{key}"),
+                                        format!("invalid chart version `{version}`: {why}"),
+                                    )
+                                    .with_help("write a version such as 0.24.0"),
+                                );
+                            }
                             if !(repo.starts_with("https://")
                                 || repo.starts_with("http://")
                                 || repo.starts_with("oci://"))
@@ -821,7 +847,6 @@ impl Loader {
                                 sha256: spec.sha256.clone(),
                             })
                         }
-                        (Some(_), Some(_), Some(_)) => None,
                         (repo, chart, version) => {
                             let missing = [
                                 ("repo", repo.is_none()),
@@ -853,7 +878,7 @@ impl Loader {
                         .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
                     );
                 }
-                if let (Some(chart), Some(values)) = (chart, values) {
+                if let (Some(chart), Some(values), true) = (chart, values, words_ok) {
                     releases.push(ReleaseConfig {
                         name: entry.name.clone(),
                         module: module.to_string(),
@@ -889,18 +914,22 @@ impl Loader {
         &mut self,
         tree: &Node,
         chart_field: &str,
-        chart: &str,
-        version: &str,
+        chart: Option<&str>,
+        version: Option<&str>,
     ) -> bool {
         let mut ok = true;
-        if let Err(why) = validate::chart_name(chart) {
+        if let Some(chart) = chart
+            && let Err(why) = validate::chart_name(chart)
+        {
             self.push(
                 self.setting_error(tree, &format!("{chart_field}.chart"), format!("invalid chart name `{chart}`: {why}"))
                     .with_help("write the chart's name in its repository, e.g. `dex` (letters, digits, `-`, `_`, `.`)"),
             );
             ok = false;
         }
-        if let Err(why) = validate::chart_version(version) {
+        if let Some(version) = version
+            && let Err(why) = validate::chart_version(version)
+        {
             self.push(
                 self.setting_error(
                     tree,
@@ -1258,6 +1287,26 @@ impl Loader {
             _ => {}
         }
         let _ = file;
+        let mut bad_ports = Vec::new();
+        crate::yaml::visit_entries(doc, "", &mut |key, node, path| {
+            if PORT_KEYS.contains(&key)
+                && let NodeValue::Int(port) = node.value
+                && !(1..=65535).contains(&port)
+            {
+                bad_ports.push(
+                    ConfigError::new(
+                        node.location(),
+                        path,
+                        format!("`{key}: {port}` is not a port (1-65535)"),
+                    )
+                    .with_help("write a port number from 1 to 65535"),
+                );
+            }
+        });
+        ok &= bad_ports.is_empty();
+        for e in bad_ports {
+            self.push(e);
+        }
         ok.then(|| doc.clone())
     }
 

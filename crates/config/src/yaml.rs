@@ -435,6 +435,25 @@ pub(crate) fn locate_in_tree(root: &Node, field: &str) -> Option<Location> {
     })
 }
 
+/// Calls `f` for every mapping entry (key, value, field path), depth first.
+pub(crate) fn visit_entries(node: &Node, path: &str, f: &mut dyn FnMut(&str, &Node, &str)) {
+    match &node.value {
+        NodeValue::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                visit_entries(item, &join_index(path, i), f);
+            }
+        }
+        NodeValue::Map(entries) => {
+            for e in entries {
+                let child = join_key(path, &e.key);
+                f(&e.key, &e.value, &child);
+                visit_entries(&e.value, &child, f);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Calls `f` for every scalar with its field path.
 pub(crate) fn visit_scalars(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &str)) {
     match &node.value {

@@ -937,3 +937,34 @@ fn release_and_chart_names_that_look_like_flags_are_refused() {
         "charts.oauth2-proxy.chart",
     );
 }
+
+#[test]
+fn port_out_of_range_in_a_manifest() {
+    let infra = Infra::copy();
+    let text = infra.read("gateway/nginx.yaml");
+    let port_line = text
+        .lines()
+        .find(|l| {
+            l.trim_start().starts_with("- containerPort:")
+                || l.trim_start().starts_with("containerPort:")
+        })
+        .expect("nginx has a containerPort")
+        .to_owned();
+    let value = port_line.rsplit(':').next().unwrap().trim().to_owned();
+    infra.edit(
+        "gateway/nginx.yaml",
+        &port_line,
+        &port_line.replace(&value, "70000"),
+    );
+    let errors = infra.errors(None);
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("`containerPort: 70000` is not a port"))
+        .unwrap_or_else(|| panic!("{}", render(&errors)));
+    assert_eq!(e.file, infra.path("gateway/nginx.yaml"));
+    assert_eq!(
+        (e.line, e.column),
+        infra.pos("gateway/nginx.yaml", "", "70000")
+    );
+    assert!(e.field.ends_with("containerPort"), "{e}");
+}
