@@ -366,7 +366,11 @@ async fn plan_one(
     };
 
     if desired.owned && !ours && !desired.adopt {
-        return Err(not_owned(desired, &live));
+        let what = match desired.namespace() {
+            Some(ns) => format!("{} {ns}/{}", desired.kind(), desired.name()),
+            None => format!("{} {}", desired.kind(), desired.name()),
+        };
+        return Err(not_owned(&desired.address, &what, &live));
     }
     if desired.has_unknowns {
         return Ok((ObjectState::Unknown { live }, requests));
@@ -421,9 +425,17 @@ async fn plan_one(
     ))
 }
 
+/// Whether a live object is envctl's, for `environment`.
+pub(crate) fn is_ours(live: &Value, environment: &str) -> bool {
+    let labels = live.pointer("/metadata/labels");
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    label("app.kubernetes.io/managed-by") == Some("envctl")
+        && label(ENVIRONMENT_LABEL) == Some(environment)
+}
+
 /// A declared object exists live but envctl did not create it (for this environment):
 /// taking it over silently would overwrite it and let destroy delete it.
-fn not_owned(desired: &DesiredObject, live: &Value) -> LiveError {
+pub(crate) fn not_owned(address: &str, what: &str, live: &Value) -> LiveError {
     let labels = live.pointer("/metadata/labels");
     let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     let whose = match (
@@ -450,18 +462,13 @@ fn not_owned(desired: &DesiredObject, live: &Value) -> LiveError {
             }
         }
     };
-    let what = match desired.namespace() {
-        Some(ns) => format!("{} {ns}/{}", desired.kind(), desired.name()),
-        None => format!("{} {}", desired.kind(), desired.name()),
-    };
     LiveError::NotOwned {
-        address: desired.address.clone(),
+        address: address.to_owned(),
         detail: format!("{what} already exists and is not envctl's: {whose}; nothing was changed"),
         help: format!(
-            "to manage it with envctl from now on, run plan and apply with `--adopt {}` (apply \
+            "to manage it with envctl from now on, run plan and apply with `--adopt {address}` (apply \
              then overwrites it with the configuration and destroy deletes it); otherwise \
-             remove it from infra/ or choose another name",
-            desired.address
+             remove it from infra/ or choose another name"
         ),
     }
 }

@@ -55,7 +55,13 @@ impl Runner<'_> {
         }
 
         for wanted in &self.options.adopt {
-            if !desired_objects.iter().any(|d| &d.address == wanted) {
+            let adoptable = desired_objects.iter().any(|d| &d.address == wanted)
+                || self.graph.order().iter().any(|a| {
+                    a.kind == ResourceKind::GeneratedSecret
+                        && self.selected(a)
+                        && &a.to_string() == wanted
+                });
+            if !adoptable {
                 return Err(LiveError::NotOwned {
                     address: wanted.clone(),
                     detail: "`--adopt` names no object of this plan".into(),
@@ -304,6 +310,17 @@ impl Runner<'_> {
             }
             ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
             ResourceSpec::GeneratedSecret(spec) => {
+                if !self.options.adopt.contains(&address.to_string())
+                    && let Some(live) =
+                        secrets::foreign(&self.cluster, spec, &self.environment).await?
+                {
+                    let what = format!("Secret {}/{}", spec.namespace, spec.name);
+                    return Err(crate::objects::not_owned(
+                        &address.to_string(),
+                        &what,
+                        &live,
+                    ));
+                }
                 let state =
                     secrets::secret_state(&self.cluster, spec)
                         .await
