@@ -762,6 +762,19 @@ impl Loader {
                     continue;
                 };
                 let chart_field = join_key("charts", &entry.name);
+                if let Some(key) = &entry.version_from
+                    && let Some(version) = versions.get(key).and_then(Value::as_str)
+                    && let Err(why) = validate::chart_version(version)
+                {
+                    self.push(
+                        self.setting_error(
+                            tree,
+                            &format!("versions.{key}"),
+                            format!("invalid chart version `{version}`: {why}"),
+                        )
+                        .with_help("write a version such as 0.24.0"),
+                    );
+                }
                 let words_ok = self.check_chart_words(
                     tree,
                     &chart_field,
@@ -814,19 +827,6 @@ impl Loader {
                     }
                     match (&spec.repo, &spec.chart, version) {
                         (Some(repo), Some(chart), Some(version)) => {
-                            if spec.version.is_none()
-                                && let Some(key) = &entry.version_from
-                                && let Err(why) = validate::chart_version(&version)
-                            {
-                                self.push(
-                                    self.setting_error(
-                                        tree,
-                                        &format!("versions.{key}"),
-                                        format!("invalid chart version `{version}`: {why}"),
-                                    )
-                                    .with_help("write a version such as 0.24.0"),
-                                );
-                            }
                             if !(repo.starts_with("https://")
                                 || repo.starts_with("http://")
                                 || repo.starts_with("oci://"))
