@@ -102,7 +102,6 @@ const CORPUS: &[&str] = &[
     "0o8",
     "NaN",
     "Infinity",
-    "-",
     "--",
     "a:b",
     "http://x",
