@@ -1343,8 +1343,12 @@ impl Loader {
                     "`manifests`"
                 };
                 self.push(
-                    ConfigError::in_file(
-                        &path,
+                    ConfigError::new(
+                        Location {
+                            file: path.clone(),
+                            line: 1,
+                            column: 1,
+                        },
                         "",
                         format!("`{rel}` is not listed in {MODULES_FILE}"),
                     )
@@ -1764,6 +1768,8 @@ fn take_ownership(value: &mut Value) -> Result<Ownership, String> {
     match text.as_str() {
         Some("fields") => Ok(Ownership::FieldsOnly),
         Some("object") => Ok(Ownership::Object),
-        _ => Err(text.to_string()),
+        _ => Err(text
+            .as_str()
+            .map_or_else(|| text.to_string(), str::to_owned)),
     }
 }

@@ -607,7 +607,7 @@ fn file_not_listed_in_the_module_index() {
         None,
         "`gateway/extra.yaml` is not listed in modules.yaml",
         "gateway/extra.yaml",
-        (0, 0),
+        (1, 1),
         "",
     );
 }

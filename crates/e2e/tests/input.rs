@@ -592,10 +592,16 @@ async fn bad_input_never_writes() {
             failures.push(format!("{}: the cluster changed: {writes:?}", case.name));
         }
     }
+    let compared = snapshot(&client).await.len();
     eprintln!(
-        "bad input: {} cases, {refused} of {} runs refused as expected",
+        "bad input: {} cases, {refused} of {} runs refused as expected; \
+         {compared} objects' resourceVersions compared before and after each case",
         cases.len(),
         cases.len() * 2
+    );
+    assert!(
+        compared > 50,
+        "the snapshot sees the cluster ({compared} objects)"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 
