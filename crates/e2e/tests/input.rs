@@ -165,7 +165,12 @@ fn cases() -> Vec<Case> {
             edit(i, ENV, "  nginx: nginx\n", "\tnginx: nginx\n")
         }),
         case("unclosed quote", "YAML syntax error", File(DEX), |i| {
-            edit(i, DEX, "      port: 80", "      port: \"80")
+            edit(
+                i,
+                DEX,
+                "      port: ${env.cluster.kind.hostPort}",
+                "      port: \"${env.cluster.kind.hostPort}",
+            )
         }),
         case("unknown key", "unknown key `hostPrt`", File(ENV), |i| {
             edit(i, ENV, "hostPort: 80", "hostPrt: 80")
@@ -198,14 +203,14 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "unknown setting",
-            "unknown setting `${env.fqdn.dexx}`",
+            "unknown setting `${env.url.dexx}`",
             File(DEX),
             |i| {
                 edit(
                     i,
                     DEX,
-                    "issuer: http://${env.fqdn.dex}/dex",
-                    "issuer: http://${env.fqdn.dexx}/dex",
+                    "issuer: ${env.url.dex}/dex",
+                    "issuer: ${env.url.dexx}/dex",
                 )
             },
         ),
@@ -274,8 +279,8 @@ fn cases() -> Vec<Case> {
                 edit(
                     i,
                     ROUTES,
-                    "          name: dex\n          port: 80",
-                    "          name: dex\n          port: 65536",
+                    "          name: oauth2-proxy\n          port: 80",
+                    "          name: oauth2-proxy\n          port: 65536",
                 )
             },
         ),
@@ -283,8 +288,8 @@ fn cases() -> Vec<Case> {
             edit(
                 i,
                 DEX,
-                "      port: 80\n",
-                "      port: 80\n    ip: ${output.sso.dex_cluster_ip}\n",
+                "      port: ${env.cluster.kind.hostPort}\n",
+                "      port: ${env.cluster.kind.hostPort}\n    ip: ${output.sso.dex_cluster_ip}\n",
             )
         }),
         case(
