@@ -981,3 +981,23 @@ fn port_out_of_range_in_a_manifest() {
     );
     assert!(e.field.ends_with("containerPort"), "{e}");
 }
+
+#[test]
+fn literal_secret_in_an_overlays_chart_values_is_refused_unprinted() {
+    let infra = Infra::copy();
+    let secret = "overlay-secret-that-must-not-be-printed";
+    let mut text = infra.read("envs/staging.yaml");
+    text.push_str(&format!(
+        "charts:\n  dex:\n    values:\n      config:\n        clientSecret: {secret}\n"
+    ));
+    infra.write("envs/staging.yaml", &text);
+    let errors = infra.errors(Some("staging"));
+    assert!(!render(&errors).contains(secret), "{}", render(&errors));
+    infra.expect(
+        Some("staging"),
+        "literal secret under `clientSecret`",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "clientSecret", secret),
+        "config.clientSecret",
+    );
+}
