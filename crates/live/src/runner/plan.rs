@@ -348,12 +348,36 @@ impl Runner<'_> {
     ) -> Result<ResourceChange, LiveError> {
         let helm = self.helm(address)?;
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let desired_values = desired.doc.get("values").cloned().unwrap_or_default();
+        // The release's sensitive values, scrubbed from the objects shown.
+        let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
         let Some(status) = helm
             .status(&spec.release, &spec.namespace)
             .await
             .map_err(helm_err)?
         else {
-            return Ok(ResourceChange::from_desired(Action::Create, None, desired));
+            // An install: list the objects it creates (once every value is known).
+            let change = ResourceChange::from_desired(Action::Create, None, desired);
+            if !desired.unknown.is_empty() {
+                return Ok(change.with_note(
+                    "its objects are listed once the values known only after apply are known",
+                ));
+            }
+            let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
+                .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+            let rendered = helm
+                .template(
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Install,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes = crate::helm::install_changes(&rendered, &secrets);
+            return Ok(change.with_objects(changes.objects));
         };
         let deployed = helm
             .deployed_values(&spec.release, &spec.namespace)
@@ -378,20 +402,18 @@ impl Runner<'_> {
                 status.revision, status.status
             ));
         }
-        // What the chart made, compared with what it would make now from the deployed values:
-        // edits and deletions out of band that Helm itself never sees.
+        // What the deployed revision made (its manifest), compared with the live objects:
+        // edits and deletions out of band that Helm itself never sees. The manifest, not a
+        // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
             .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-        let drift = crate::helm::release_drift(
-            &self.cluster,
-            helm,
-            &spec.release,
-            &spec.namespace,
-            &chart_ref,
-            &deployed,
-        )
-        .await
-        .map_err(helm_err)?;
+        let mut deployed_objects = helm
+            .deployed_manifest(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+            .unwrap_or_default();
+        crate::helm::fill_namespaces(&mut deployed_objects, &spec.namespace, Some(&self.cluster));
+        let drift = crate::helm::objects_drift(&self.cluster, &deployed_objects).await?;
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
             notes.push(format!("{missing} was deleted out of band"));
@@ -427,6 +449,28 @@ impl Runner<'_> {
                 "revision {} will be upgraded to repair what changed outside Helm",
                 status.revision
             ));
+        }
+        // What the upgrade does to the cluster, object by object: the new chart and values
+        // rendered, each object's patch sent as a dry run.
+        if change.action == Action::Update && desired.unknown.is_empty() {
+            let rendered = helm
+                .template(
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Upgrade,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes =
+                crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
+                    .await?;
+            for skipped in changes.skipped {
+                notes.push(format!("object not compared: {skipped}"));
+            }
+            change = change.with_objects(changes.objects);
         }
         for note in notes {
             change = change.with_note(note);
