@@ -348,6 +348,16 @@ impl Runner<'_> {
     ) -> Result<ResourceChange, LiveError> {
         let helm = self.helm(address)?;
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        // A local chart's version is its Chart.yaml's: a new version of the chart in the same
+        // (or another) directory shows as a chart change, like a repository chart's.
+        let desired = &local_chart_version(&spec.chart)
+            .filter(|_| spec.chart.version.is_empty())
+            .map(|version| {
+                let mut desired = desired.clone();
+                desired.doc["chart"]["version"] = Value::String(version);
+                desired
+            })
+            .unwrap_or_else(|| desired.clone());
         let desired_values = desired.doc.get("values").cloned().unwrap_or_default();
         // The release's sensitive values, scrubbed from the objects shown.
         let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
@@ -385,9 +395,7 @@ impl Runner<'_> {
             .map_err(helm_err)?
             .unwrap_or(Value::Object(Default::default()));
         let mut chart = spec.chart.clone();
-        if chart.path.is_none() {
-            chart.version = status.chart_version.clone();
-        }
+        chart.version = status.chart_version.clone();
         let before = engine::helm_release_document(
             &spec.release,
             &spec.namespace,
@@ -476,5 +484,17 @@ impl Runner<'_> {
             change = change.with_note(note);
         }
         Ok(change)
+    }
+}
+
+/// The `version` of a local chart's `Chart.yaml`; `None` for repository charts or when it
+/// cannot be read (helm reports that itself when it renders the chart).
+fn local_chart_version(chart: &engine::ChartSource) -> Option<String> {
+    let path = Path::new(chart.path.as_deref()?).join("Chart.yaml");
+    let text = std::fs::read_to_string(path).ok()?;
+    let meta: Value = serde_saphyr::from_str(&text).ok()?;
+    match meta.get("version")? {
+        Value::String(v) => Some(v.clone()),
+        other => Some(other.to_string()),
     }
 }
