@@ -1,6 +1,6 @@
 //! A Helm change shows what it will do to the cluster, object by object (issue 12), through the
-//! `cargo xtask` CLI against the testenv, with Dex from the REAL chart
-//! (`../shared/mirror/charts/charts.dexidp.io/dex-0.24.0`):
+//! `cargo xtask` CLI against the testenv, with Dex from the REAL chart (dex 0.24.0 of the
+//! offline mirror, as the kwok environment installs it):
 //!
 //! - the Service port 80 -> 8080 in the values lists Service `sso/dex` with
 //!   `spec.ports[0].port: 80 -> 8080` and nothing else;
@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 use e2e::{InfraCopy, describe, xtask};
 use serde_json::Value;
 
-/// The real Dex chart of the offline mirror.
+/// The real Dex chart of the offline mirror (the one `infra/` pins).
 fn real_dex_chart() -> PathBuf {
-    let chart = e2e::mirror_file("charts/charts.dexidp.io/dex-0.24.0/Chart.yaml");
-    chart.parent().expect("the chart directory").to_owned()
+    e2e::chart("dex")
 }
 
 struct Session<'a> {
@@ -49,22 +48,23 @@ impl Session<'_> {
     }
 }
 
-/// Points the kwok environment's Dex release at a chart directory.
+/// Points the kwok environment's Dex release at a chart directory (`charts.dex.path`; the
+/// overlay's `charts:` map is the last block of `envs/kwok.yaml`).
 fn use_dex_chart(infra: &InfraCopy, chart: &Path) {
     let env = infra.read("envs/kwok.yaml");
-    let start = env.find("  dex:\n").expect("envs/kwok.yaml has charts.dex");
-    let rest = &env[start + "  dex:\n".len()..];
-    let end = rest
-        .find(|c: char| c != ' ')
-        .map(|i| rest[i..].find('\n').map_or(rest.len(), |j| i + j + 1))
-        .unwrap_or(rest.len());
-    let edited = format!(
-        "{}  dex:\n    path: {}\n{}",
-        &env[..start],
-        chart.display(),
-        &rest[end..]
+    assert!(
+        !env.contains("\n  dex:\n"),
+        "envs/kwok.yaml sets charts.dex already: {env}"
     );
-    infra.write("envs/kwok.yaml", &edited);
+    let last_top_level = env
+        .lines()
+        .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
+        .last();
+    assert_eq!(last_top_level, Some("charts:"), "{env}");
+    infra.write(
+        "envs/kwok.yaml",
+        &format!("{env}  dex:\n    path: {}\n", chart.display()),
+    );
 }
 
 /// The object changes of the Dex release in a JSON plan.
@@ -161,8 +161,8 @@ fn copy_dir(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_helm_change_shows_what_it_does_to_each_object_and_apply_does_exactly_that() {
     let client = e2e::client().await;
+    // The kwok environment installs the real charts (from the offline mirror).
     let infra = InfraCopy::new();
-    use_dex_chart(&infra, &real_dex_chart());
     let mut s = Session {
         infra: &infra,
         transcript: String::new(),
@@ -201,11 +201,13 @@ async fn a_helm_change_shows_what_it_does_to_each_object_and_apply_does_exactly_
 
     // The Service port, 80 -> 8080: Service sso/dex and nothing else. (Nothing else of the
     // real chart derives from the port: the container listens on its named port `http`.)
+    // (The values file takes the port from the environment's host port, 80 here.)
     let dex_values = infra.read("sso/dex.values.yaml");
-    assert!(dex_values.contains("      port: 80\n"));
+    let port = "      port: ${env.cluster.kind.hostPort}\n";
+    assert!(dex_values.contains(port), "{dex_values}");
     infra.write(
         "sso/dex.values.yaml",
-        &dex_values.replace("      port: 80\n", "      port: 8080\n"),
+        &dex_values.replace(port, "      port: 8080\n"),
     );
     let (text, json) = s.plan();
     eprintln!("--- plan of the port change\n{text}");
