@@ -59,7 +59,7 @@ fn use_dex_chart(infra: &InfraCopy, chart: &Path) {
     let last_top_level = env
         .lines()
         .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
-        .last();
+        .next_back();
     assert_eq!(last_top_level, Some("charts:"), "{env}");
     infra.write(
         "envs/kwok.yaml",
