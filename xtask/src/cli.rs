@@ -19,6 +19,10 @@ pub struct LiveArgs {
     /// DIR/charts/<repository URL without scheme>/<chart>-<version>/ instead of the network.
     #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
     pub mirror: Option<PathBuf>,
+    /// Take over an object that exists but was not created by envctl (plan, apply): from then
+    /// on it is envctl's (overwritten by apply, deleted by destroy). Repeat for several.
+    #[arg(long, value_name = "ADDRESS")]
+    pub adopt: Vec<String>,
     /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the
     /// testenv's).
     #[arg(long, value_name = "FILE")]

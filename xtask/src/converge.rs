@@ -131,6 +131,7 @@ fn session_options(
         kubeconfig: kubeconfig(loaded, args),
         concurrency: args.concurrency,
         mirror: mirror(loaded, args),
+        adopt: args.adopt.iter().cloned().collect(),
         module: args.module.clone(),
         lock: true,
         command: command.to_owned(),

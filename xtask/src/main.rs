@@ -13,6 +13,7 @@ mod environment;
 mod offline;
 mod test;
 mod testenv;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,8 @@ enum Command {
     Destroy(converge::DestroyArgs),
     /// Detect drift between the configuration and the live environment (exit 2 on drift).
     Drift(converge::DriftArgs),
+    /// Log in through the gateway as a browser would, step by step (exit 1 naming the failed step).
+    Verify(verify::VerifyArgs),
     /// Generate new values for a generated secret, and restart the workloads that read it.
     RotateSecret(converge::RotateArgs),
     /// Remove the environment's lock left by a run that died (its ID is in the refusal).
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Drift(args) => converge::drift(&args),
         Command::RotateSecret(args) => converge::rotate_secret(&args),
         Command::ForceUnlock(args) => converge::force_unlock(&args),
+        Command::Verify(args) => verify::main(&args),
     };
     match result {
         Ok(code) => code,

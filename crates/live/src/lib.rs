@@ -15,6 +15,7 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sources;
+pub mod verify;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
@@ -32,6 +33,12 @@ pub enum LiveError {
     Decode(#[from] serde_json::Error),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("{address}: {detail}\n  = help: {help}")]
+    NotOwned {
+        address: String,
+        detail: String,
+        help: String,
+    },
     #[error("{0}")]
     Other(String),
 }

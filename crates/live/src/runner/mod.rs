@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub helm: Option<Helm>,
     /// Signals: apply and destroy stop between two steps after the first.
     pub interrupt: crate::session::Interrupt,
+    /// Addresses of objects that exist but are not envctl's, to take over (`--adopt`);
+    /// any other such object is refused.
+    pub adopt: BTreeSet<String>,
 }
 
 impl Default for RunOptions {
@@ -62,6 +65,7 @@ impl Default for RunOptions {
             modules: None,
             helm: None,
             interrupt: Default::default(),
+            adopt: BTreeSet::new(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct SessionOptions {
     pub mirror: Option<PathBuf>,
     /// Only this module's resources.
     pub module: Option<String>,
+    /// Addresses of existing objects that are not envctl's, to take over (`--adopt`).
+    pub adopt: BTreeSet<String>,
     /// Take the environment's lock (plan: `--lock=false` turns it off; writers always lock).
     pub lock: bool,
     /// The command line, recorded in the lock (`apply`, `destroy`, ...).
@@ -208,6 +210,7 @@ impl<'a> Session<'a> {
             modules: self.options.module.clone().map(|m| BTreeSet::from([m])),
             helm,
             interrupt: self.options.interrupt.clone(),
+            adopt: self.options.adopt.clone(),
             ..RunOptions::default()
         })
     }
