@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod fields;
 pub mod helm;
+pub mod helm_storage;
 pub mod objects;
 pub mod provider;
 pub mod runner;

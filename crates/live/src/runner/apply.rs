@@ -125,6 +125,7 @@ impl Runner<'_> {
             ));
         }
         self.write_inventory().await?;
+        self.record_verified_releases().await?;
         Ok(report)
     }
 

@@ -75,6 +75,8 @@ pub struct Runner<'a> {
     pub report: &'a Reporter,
     /// Pinned files already loaded in this run, by URL.
     pinned: Mutex<BTreeMap<String, Vec<Value>>>,
+    /// The API server's version, asked once per run (see [`Runner::capabilities`]).
+    kube_version: Mutex<Option<String>>,
 }
 
 /// What an apply or destroy did.
@@ -101,7 +103,27 @@ impl<'a> Runner<'a> {
             options,
             report,
             pinned: Mutex::new(BTreeMap::new()),
+            kube_version: Mutex::new(None),
         }
+    }
+
+    /// What every helm render of this run is given as `.Capabilities`: the run's discovery
+    /// (as it stands, refreshed after CRDs are applied) and the server's version (one request
+    /// per run), instead of a discovery per render.
+    pub async fn capabilities(&self) -> Result<crate::helm::Capabilities, LiveError> {
+        let known = self.kube_version.lock().expect("kube version").clone();
+        let version = match known {
+            Some(v) => v,
+            None => {
+                let v = self.cluster.client().apiserver_version().await?.git_version;
+                *self.kube_version.lock().expect("kube version") = Some(v.clone());
+                v
+            }
+        };
+        Ok(crate::helm::capabilities_of(
+            version,
+            &self.cluster.discovery(),
+        ))
     }
 
     /// The same run, restricted to one module's resources (what a module crate's `plan`,

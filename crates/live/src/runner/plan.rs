@@ -346,20 +346,16 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
-        let helm = self.helm(address)?;
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
-        let Some(status) = helm
-            .status(&spec.release, &spec.namespace)
-            .await
-            .map_err(helm_err)?
+        // Helm's own storage, read with the kube client: no helm process.
+        let Some(stored) =
+            crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                .await?
         else {
             return Ok(ResourceChange::from_desired(Action::Create, None, desired));
         };
-        let deployed = helm
-            .deployed_values(&spec.release, &spec.namespace)
-            .await
-            .map_err(helm_err)?
-            .unwrap_or(Value::Object(Default::default()));
+        let status = stored.status.clone();
+        let deployed = stored.values.clone();
         let mut chart = spec.chart.clone();
         if chart.path.is_none() {
             chart.version = status.chart_version.clone();
@@ -382,16 +378,28 @@ impl Runner<'_> {
         // edits and deletions out of band that Helm itself never sees.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
             .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-        let drift = crate::helm::release_drift(
-            &self.cluster,
-            helm,
-            &spec.release,
-            &spec.namespace,
-            &chart_ref,
-            &deployed,
-        )
-        .await
-        .map_err(helm_err)?;
+        let caps = self.capabilities().await?;
+        // Unchanged since verified (same revision, values, chart, capabilities, and every
+        // object at its recorded resourceVersion): no render, no dry run.
+        let verified = status.is_deployed()
+            && before == desired.doc
+            && desired.unknown.is_empty()
+            && self.still_verified(&stored, &chart_ref, &caps).await?;
+        let drift = if verified {
+            crate::helm::ReleaseDrift::default()
+        } else {
+            crate::helm::release_drift_with(
+                &self.cluster,
+                self.helm(address)?,
+                &caps,
+                &spec.release,
+                &spec.namespace,
+                &chart_ref,
+                &deployed,
+            )
+            .await
+            .map_err(helm_err)?
+        };
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
             notes.push(format!("{missing} was deleted out of band"));
@@ -432,5 +440,102 @@ impl Runner<'_> {
             change = change.with_note(note);
         }
         Ok(change)
+    }
+}
+
+impl Runner<'_> {
+    /// Whether the release's record (see [`crate::helm_storage`]) still holds: recorded for
+    /// this revision, the same chart and capabilities, every object at its resourceVersion.
+    async fn still_verified(
+        &self,
+        stored: &crate::helm_storage::StoredRelease,
+        chart: &ChartRef,
+        caps: &crate::helm::Capabilities,
+    ) -> Result<bool, LiveError> {
+        let Some(record) = &stored.record else {
+            return Ok(false);
+        };
+        if record.revision != stored.status.revision
+            || record.chart != crate::helm_storage::chart_digest(chart)?
+            || record.capabilities != crate::helm_storage::capabilities_digest(caps)
+        {
+            return Ok(false);
+        }
+        crate::helm_storage::unchanged_since(&self.cluster, record).await
+    }
+
+    /// After an apply: every selected deployed release without a valid record is verified
+    /// in full (rendered with its deployed values, each object dry-run against the live one);
+    /// when nothing drifts, the resourceVersions read BEFORE the check are recorded on its
+    /// storage Secret (a write after them changes them, so the record never hides it). A
+    /// release whose record still holds costs no write.
+    pub(super) async fn record_verified_releases(&self) -> Result<(), LiveError> {
+        let releases: Vec<(&Address, &engine::HelmReleaseSpec)> = self
+            .graph
+            .order()
+            .iter()
+            .filter(|a| self.selected(a))
+            .filter_map(|a| match &self.graph.resource(a)?.spec {
+                ResourceSpec::HelmRelease(spec) => Some((a, spec)),
+                _ => None,
+            })
+            .collect();
+        if releases.is_empty() {
+            return Ok(());
+        }
+        // The charts may have installed CRDs: render with what the cluster serves now.
+        self.cluster.refresh_discovery().await?;
+        let caps = self.capabilities().await?;
+        for (address, spec) in releases {
+            let Some(stored) =
+                crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                    .await?
+            else {
+                continue;
+            };
+            let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
+                continue;
+            };
+            if !stored.status.is_deployed() || self.still_verified(&stored, &chart, &caps).await? {
+                continue;
+            }
+            let mut objects = crate::helm::parse_manifest(&stored.manifest)
+                .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
+            crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
+            objects.retain(|o| !crate::helm::is_hook(o));
+            let Some(versions) =
+                crate::helm_storage::live_versions(&self.cluster, &objects).await?
+            else {
+                continue;
+            };
+            let drift = crate::helm::release_drift_with(
+                &self.cluster,
+                self.helm(address)?,
+                &caps,
+                &spec.release,
+                &spec.namespace,
+                &chart,
+                &stored.values,
+            )
+            .await
+            .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+            if !drift.is_empty() {
+                continue;
+            }
+            let record = crate::helm_storage::VerifiedRecord {
+                revision: stored.status.revision,
+                chart: crate::helm_storage::chart_digest(&chart)?,
+                capabilities: crate::helm_storage::capabilities_digest(&caps),
+                objects: versions,
+            };
+            crate::helm_storage::write_record(
+                &self.cluster,
+                &spec.namespace,
+                &stored.secret,
+                &record,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
