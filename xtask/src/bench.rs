@@ -430,7 +430,7 @@ fn charts_used(graph: &engine::Graph) -> String {
         .resources()
         .filter_map(|r| match &r.spec {
             ResourceSpec::HelmRelease(spec) => Some(match &spec.chart.path {
-                Some(p) => format!("{} {} from {p}", spec.chart.chart, spec.chart.version),
+                Some(p) => format!("{} from {p}", spec.chart.chart),
                 None => format!("{} {}", spec.chart.chart, spec.chart.version),
             }),
             _ => None,
@@ -449,16 +449,20 @@ fn verbs(counts: &BTreeMap<String, usize>) -> String {
 /// The deployed values of each release, in private files (they may hold secrets).
 fn save_release_values(bench: &Bench, graph: &engine::Graph) -> anyhow::Result<Vec<Release>> {
     let mut out = Vec::new();
+    let helm = live::helm::Helm::locate(None, None)?.with_charts(live::charts::ChartStore::new(
+        bench.mirror.as_ref().map(PathBuf::from),
+        live::charts::ChartStore::default_cache(),
+    ));
     for resource in graph.resources() {
         let ResourceSpec::HelmRelease(spec) = &resource.spec else {
             continue;
         };
-        let Some(chart) = spec.chart.path.as_ref().map(|p| bench.infra.join(p)) else {
-            bail!(
-                "{}: the benchmark compares against local charts only",
-                resource.address
-            );
-        };
+        // The chart as envctl renders it (mirror, cache or local directory).
+        let chart_ref = live::helm::ChartRef::from_source(&spec.chart, &bench.infra)
+            .with_context(|| format!("{}: no chart source", resource.address))?;
+        let chart = helm
+            .chart_path(&chart_ref, &bench.work)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", resource.address))?;
         let values = Command::new(&bench.helm)
             .args([
                 "get",

@@ -65,6 +65,68 @@ impl Run<'_> {
     }
 }
 
+/// Parallel apply: no change started before every change it depends on was done (and ready),
+/// and independent changes did run at the same time (a change started while another was in
+/// flight). Read from the progress lines and `cargo xtask graph`.
+fn applied_along_the_graph(run: &Run, progress: &str) {
+    let (graph, _) = run.xtask(&["graph"]);
+    assert!(graph.status.success(), "{}", describe(&graph));
+    let mut dependencies: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&graph.stdout).lines() {
+        if let Some(dep) = line.trim_start().strip_prefix("<- ") {
+            let dep = dep.split_whitespace().next().unwrap_or_default().to_owned();
+            dependencies.entry(current.clone()).or_default().push(dep);
+        } else if !line.trim().is_empty() {
+            current = line.trim().to_owned();
+            dependencies.entry(current.clone()).or_default();
+        }
+    }
+    let mut started = std::collections::BTreeMap::new();
+    let mut finished = std::collections::BTreeMap::new();
+    let mut in_flight = 0usize;
+    let mut overlapped = false;
+    for (i, line) in progress.lines().enumerate() {
+        let Some((address, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        if !dependencies.contains_key(address) {
+            continue;
+        }
+        if rest.ends_with("...") && !started.contains_key(address) {
+            started.insert(address.to_owned(), i);
+            in_flight += 1;
+            overlapped |= in_flight > 1;
+        } else if rest.contains("complete after") {
+            finished.insert(address.to_owned(), i);
+            in_flight -= 1;
+        }
+    }
+    assert!(
+        started.len() > 20,
+        "progress lines of the changes:\n{progress}"
+    );
+    assert_eq!(
+        started.len(),
+        finished.len(),
+        "every start is done:\n{progress}"
+    );
+    for (address, start) in &started {
+        for dep in &dependencies[address] {
+            if let Some(done) = finished.get(dep) {
+                assert!(
+                    done < start,
+                    "{address} started before {dep} was done:\n{progress}"
+                );
+            }
+        }
+    }
+    assert!(
+        overlapped,
+        "independent changes ran one at a time:\n{progress}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     let client = e2e::client().await;
@@ -82,8 +144,9 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
         log,
     };
 
-    let (applied, _) = run.xtask(&["apply", "--auto-approve"]);
+    let (applied, _) = run.xtask(&["apply", "--parallelism", "10", "--auto-approve"]);
     assert!(applied.status.success(), "{}", describe(&applied));
+    applied_along_the_graph(&run, &String::from_utf8_lossy(&applied.stderr));
 
     // Steady state: no changes, and not one helm process.
     let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);

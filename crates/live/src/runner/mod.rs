@@ -35,11 +35,16 @@ mod plan;
 /// Where each environment's inventory (the object types it applied) is kept.
 const INVENTORY_NAMESPACE: &str = "kube-public";
 
+/// How many changes apply makes at once by default (as Terraform).
+pub const DEFAULT_PARALLELISM: usize = 10;
+
 /// How a run behaves.
 #[derive(Clone)]
 pub struct RunOptions {
     /// Parallel requests at most.
     pub concurrency: usize,
+    /// Changes applied at once at most (`apply --parallelism`).
+    pub parallelism: usize,
     /// Take ownership of fields another manager owns on objects this project does not own.
     pub force_conflicts: bool,
     pub wait: WaitOptions,
@@ -54,6 +59,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             concurrency: 16,
+            parallelism: DEFAULT_PARALLELISM,
             force_conflicts: false,
             wait: WaitOptions::default(),
             sources: Sources::default(),
