@@ -103,6 +103,16 @@ fn template(
     namespace: &str,
     values: &Value,
 ) -> Result<String, String> {
+    template_with(chart, release, namespace, values, &[])
+}
+
+fn template_with(
+    chart: &Path,
+    release: &str,
+    namespace: &str,
+    values: &Value,
+    extra: &[&str],
+) -> Result<String, String> {
     let dir = std::env::temp_dir().join("envctl-e2e");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{}.json", e2e::unique_name("tidy-values")));
@@ -113,6 +123,7 @@ fn template(
         .arg(chart)
         .args(["--namespace", namespace, "--values"])
         .arg(&file)
+        .args(extra)
         .output()
         .expect("running helm");
     let _ = std::fs::remove_file(&file);
@@ -393,6 +404,33 @@ fn the_default_environment_gets_istiods_injector_and_kwok_leaves_it_out() {
     )
     .expect("the validation webhook stays under kwok");
     assert_eq!(validator["webhooks"][0]["failurePolicy"], "Ignore");
+
+    // On an upgrade the charts render no failurePolicy (the API server's default is Fail, and
+    // on kind istiod sets it once it serves); under kwok nobody would, so the overlay keeps
+    // both validators fail-open on upgrades too.
+    for (release, name) in [
+        ("istiod", "istio-validator-istio-system"),
+        ("istio-base", "istiod-default-validator"),
+    ] {
+        for (env, expected) in [(None, Value::Null), (Some("kwok"), Value::from("Ignore"))] {
+            let loaded = config::load(&e2e::workspace_root().join("infra"), env).unwrap();
+            let config = loaded.release(release).unwrap();
+            let out = template_with(
+                &e2e::chart(release),
+                release,
+                &config.namespace,
+                &config.values.value,
+                &["--is-upgrade"],
+            )
+            .unwrap();
+            let objects = live::helm::parse_manifest(&out).unwrap();
+            let hook = find(&objects, "ValidatingWebhookConfiguration", name).unwrap();
+            assert_eq!(
+                hook["webhooks"][0]["failurePolicy"], expected,
+                "{release} upgrade ({env:?})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -173,7 +173,7 @@ fn verify_tree(mirror: &Path, dir: &Path, chart: &str, version: &str) -> Result<
         )));
     }
     let mut found = BTreeSet::new();
-    walk(dir, Path::new(""), &mut found).map_err(|e| problem(e))?;
+    walk(dir, Path::new(""), &mut found).map_err(&problem)?;
     for file in &found {
         let Some(expected) = listed.get(file) else {
             return Err(problem(format!(
