@@ -35,6 +35,10 @@ pub struct LiveArgs {
     /// Changes apply makes at once at most (each starts once what it depends on is ready).
     #[arg(long, value_name = "N", default_value_t = live::runner::DEFAULT_PARALLELISM)]
     pub parallelism: usize,
+    /// Take over an object that exists but was not created by envctl (plan, apply): from then
+    /// on it is envctl's (overwritten by apply, deleted by destroy). Repeat for several.
+    #[arg(long, value_name = "ADDRESS")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -175,6 +179,7 @@ fn options(
         sources: Sources { mirror },
         modules: args.module.clone().map(|m| BTreeSet::from([m])),
         helm,
+        adopt: args.adopt.iter().cloned().collect(),
         ..RunOptions::default()
     })
 }

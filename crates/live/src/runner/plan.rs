@@ -42,6 +42,7 @@ impl Runner<'_> {
                             manifest,
                             owned: spec.ownership == Ownership::Owned,
                             has_unknowns: !desired.unknown.is_empty(),
+                            adopt: self.options.adopt.contains(&address.to_string()),
                         });
                     }
                 }
@@ -51,6 +52,24 @@ impl Runner<'_> {
                 _ => {}
             }
             documents.insert(address.clone(), desired);
+        }
+
+        for wanted in &self.options.adopt {
+            let adoptable = desired_objects.iter().any(|d| &d.address == wanted)
+                || self.graph.order().iter().any(|a| {
+                    a.kind == ResourceKind::GeneratedSecret
+                        && self.selected(a)
+                        && &a.to_string() == wanted
+                });
+            if !adoptable {
+                return Err(LiveError::NotOwned {
+                    address: wanted.clone(),
+                    detail: "`--adopt` names no object of this plan".into(),
+                    help: "give the address of a declared object as `plan` shows it, e.g. \
+                           gateway.object.configmap/default/settings"
+                        .into(),
+                });
+            }
         }
 
         // Types this environment applied before (its inventory): an object whose kind no longer
@@ -291,6 +310,17 @@ impl Runner<'_> {
             }
             ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
             ResourceSpec::GeneratedSecret(spec) => {
+                if !self.options.adopt.contains(&address.to_string())
+                    && let Some(live) =
+                        secrets::foreign(&self.cluster, spec, &self.environment).await?
+                {
+                    let what = format!("Secret {}/{}", spec.namespace, spec.name);
+                    return Err(crate::objects::not_owned(
+                        &address.to_string(),
+                        &what,
+                        &live,
+                    ));
+                }
                 let state =
                     secrets::secret_state(&self.cluster, spec)
                         .await
@@ -347,19 +377,54 @@ impl Runner<'_> {
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        // A local chart's version is its Chart.yaml's: a new version of the chart in the same
+        // (or another) directory shows as a chart change, like a repository chart's.
+        let desired = &local_chart_version(&spec.chart)
+            .filter(|_| spec.chart.version.is_empty())
+            .map(|version| {
+                let mut desired = desired.clone();
+                desired.doc["chart"]["version"] = Value::String(version);
+                desired
+            })
+            .unwrap_or_else(|| desired.clone());
+        let desired_values = desired.doc.get("values").cloned().unwrap_or_default();
+        // The release's sensitive values, scrubbed from the objects shown.
+        let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
+        let caps = self.capabilities().await?;
         // Helm's own storage, read with the kube client: no helm process.
         let Some(stored) =
             crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
                 .await?
         else {
-            return Ok(ResourceChange::from_desired(Action::Create, None, desired));
+            // An install: list the objects it creates (once every value is known).
+            let change = ResourceChange::from_desired(Action::Create, None, desired);
+            if !desired.unknown.is_empty() {
+                return Ok(change.with_note(
+                    "its objects are listed once the values known only after apply are known",
+                ));
+            }
+            let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
+                .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+            let rendered = self
+                .helm(address)?
+                .template_with(
+                    Some(&caps),
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Install,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes = crate::helm::install_changes(&rendered, &secrets);
+            return Ok(change.with_objects(changes.objects));
         };
         let status = stored.status.clone();
         let deployed = stored.values.clone();
         let mut chart = spec.chart.clone();
-        if chart.path.is_none() {
-            chart.version = status.chart_version.clone();
-        }
+        chart.version = status.chart_version.clone();
         let before = engine::helm_release_document(
             &spec.release,
             &spec.namespace,
@@ -374,31 +439,22 @@ impl Runner<'_> {
                 status.revision, status.status
             ));
         }
-        // What the chart made, compared with what it would make now from the deployed values:
-        // edits and deletions out of band that Helm itself never sees.
+        // What the deployed revision made (its manifest), compared with the live objects:
+        // edits and deletions out of band that Helm itself never sees. The manifest, not a
+        // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
             .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-        let caps = self.capabilities().await?;
         // Unchanged since verified (same revision, values, chart, capabilities, and every
-        // object at its recorded resourceVersion): no render, no dry run.
+        // object at its recorded resourceVersion): no dry run.
         let verified = status.is_deployed()
             && before == desired.doc
             && desired.unknown.is_empty()
             && self.still_verified(&stored, &chart_ref, &caps).await?;
+        let deployed_objects = self.deployed_objects(address, spec, &stored)?;
         let drift = if verified {
             crate::helm::ReleaseDrift::default()
         } else {
-            crate::helm::release_drift_with(
-                &self.cluster,
-                self.helm(address)?,
-                &caps,
-                &spec.release,
-                &spec.namespace,
-                &chart_ref,
-                &deployed,
-            )
-            .await
-            .map_err(helm_err)?
+            crate::helm::objects_drift(&self.cluster, &deployed_objects).await?
         };
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
@@ -436,6 +492,30 @@ impl Runner<'_> {
                 status.revision
             ));
         }
+        // What the upgrade does to the cluster, object by object: the new chart and values
+        // rendered, each object's patch sent as a dry run.
+        if change.action == Action::Update && desired.unknown.is_empty() {
+            let rendered = self
+                .helm(address)?
+                .template_with(
+                    Some(&caps),
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Upgrade,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes =
+                crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
+                    .await?;
+            for skipped in changes.skipped {
+                notes.push(format!("object not compared: {skipped}"));
+            }
+            change = change.with_objects(changes.objects);
+        }
         for note in notes {
             change = change.with_note(note);
         }
@@ -464,8 +544,23 @@ impl Runner<'_> {
         crate::helm_storage::unchanged_since(&self.cluster, record).await
     }
 
+    /// The objects of a release's deployed revision (its stored manifest, hooks excluded),
+    /// with namespaces filled in.
+    fn deployed_objects(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        stored: &crate::helm_storage::StoredRelease,
+    ) -> Result<Vec<Value>, LiveError> {
+        let mut objects = crate::helm::parse_manifest(&stored.manifest)
+            .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
+        crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
+        objects.retain(|o| !crate::helm::is_hook(o));
+        Ok(objects)
+    }
+
     /// After an apply: every selected deployed release without a valid record is verified
-    /// in full (rendered with its deployed values, each object dry-run against the live one);
+    /// in full (each object of its deployed manifest dry-run against the live one);
     /// when nothing drifts, the resourceVersions read BEFORE the check are recorded on its
     /// storage Secret (a write after them changes them, so the record never hides it). A
     /// release whose record still holds costs no write.
@@ -483,7 +578,7 @@ impl Runner<'_> {
         if releases.is_empty() {
             return Ok(());
         }
-        // The charts may have installed CRDs: render with what the cluster serves now.
+        // The charts may have installed CRDs: the capabilities as the cluster serves them now.
         self.cluster.refresh_discovery().await?;
         let caps = self.capabilities().await?;
         for (address, spec) in releases {
@@ -499,26 +594,13 @@ impl Runner<'_> {
             if !stored.status.is_deployed() || self.still_verified(&stored, &chart, &caps).await? {
                 continue;
             }
-            let mut objects = crate::helm::parse_manifest(&stored.manifest)
-                .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
-            crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
-            objects.retain(|o| !crate::helm::is_hook(o));
+            let objects = self.deployed_objects(address, spec, &stored)?;
             let Some(versions) =
                 crate::helm_storage::live_versions(&self.cluster, &objects).await?
             else {
                 continue;
             };
-            let drift = crate::helm::release_drift_with(
-                &self.cluster,
-                self.helm(address)?,
-                &caps,
-                &spec.release,
-                &spec.namespace,
-                &chart,
-                &stored.values,
-            )
-            .await
-            .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+            let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
             if !drift.is_empty() {
                 continue;
             }
@@ -537,5 +619,17 @@ impl Runner<'_> {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The `version` of a local chart's `Chart.yaml`; `None` for repository charts or when it
+/// cannot be read (helm reports that itself when it renders the chart).
+fn local_chart_version(chart: &engine::ChartSource) -> Option<String> {
+    let path = Path::new(chart.path.as_deref()?).join("Chart.yaml");
+    let text = std::fs::read_to_string(path).ok()?;
+    let meta: Value = serde_saphyr::from_str(&text).ok()?;
+    match meta.get("version")? {
+        Value::String(v) => Some(v.clone()),
+        other => Some(other.to_string()),
     }
 }
