@@ -274,6 +274,12 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Adds a row, and shows it at once on stderr (a long run that is stopped keeps its rows).
+fn push_row(rows: &mut Vec<[String; 4]>, row: [String; 4]) {
+    eprintln!("bench: | {} |", row.join(" | "));
+    rows.push(row);
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -305,12 +311,15 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
     }
     let apply = median_of(applies);
     let path = median_of(paths);
-    rows.push([
-        "apply from empty / critical path of its waits".into(),
-        secs(apply),
-        format!("{} ({} steps)", secs(path), chain.len()),
-        ratio(apply, path),
-    ]);
+    push_row(
+        &mut rows,
+        [
+            "apply from empty / critical path of its waits".into(),
+            secs(apply),
+            format!("{} ({} steps)", secs(path), chain.len()),
+            ratio(apply, path),
+        ],
+    );
 
     // Steady state: plan vs kubectl diff + the releases' dry-run upgrades.
     let releases = save_release_values(bench, graph)?;
@@ -327,15 +336,18 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         bench.kubectl_diff(&manifests, &bench.kubeconfig)?;
         bench.helm_diffs(&releases, &bench.kubeconfig)
     })?;
-    rows.push([
-        format!(
-            "steady-state plan / kubectl diff ({count} objects) + helm upgrade --dry-run=server ({} releases)",
-            releases.len()
-        ),
-        secs(plan),
-        format!("{} (kubectl diff alone {})", secs(both), secs(kubectl_only)),
-        ratio(plan, both),
-    ]);
+    push_row(
+        &mut rows,
+        [
+            format!(
+                "steady-state plan / kubectl diff ({count} objects) + helm upgrade --dry-run=server ({} releases)",
+                releases.len()
+            ),
+            secs(plan),
+            format!("{} (kubectl diff alone {})", secs(both), secs(kubectl_only)),
+            ratio(plan, both),
+        ],
+    );
 
     // Requests by verb, through the counting proxy.
     let (counted, mut proxy_child, counter) = counting_kubeconfig(bench)?;
@@ -350,16 +362,19 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let kubectl = counter.take();
         bench.helm_diffs(&releases, &counted_str)?;
         let helm = counter.take();
-        rows.push([
-            "requests per steady-state plan, by verb: envctl / kubectl diff + helm".into(),
-            verbs(&envctl),
-            format!("{} + {}", verbs(&kubectl), verbs(&helm)),
-            format!(
-                "{:.2}",
-                envctl.values().sum::<usize>() as f64
-                    / (kubectl.values().sum::<usize>() + helm.values().sum::<usize>()) as f64
-            ),
-        ]);
+        push_row(
+            &mut rows,
+            [
+                "requests per steady-state plan, by verb: envctl / kubectl diff + helm".into(),
+                verbs(&envctl),
+                format!("{} + {}", verbs(&kubectl), verbs(&helm)),
+                format!(
+                    "{:.2}",
+                    envctl.values().sum::<usize>() as f64
+                        / (kubectl.values().sum::<usize>() + helm.values().sum::<usize>()) as f64
+                ),
+            ],
+        );
         run_ok(
             &mut bench.xtask(&["apply", "--auto-approve"], &counted_str),
             "apply after apply",
@@ -370,12 +385,15 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
             .filter(|(v, _)| proxy::is_write(v))
             .map(|(_, n)| n)
             .sum();
-        rows.push([
-            "apply right after apply: writes sent (all requests)".into(),
-            format!("{writes} ({})", verbs(&again)),
-            String::new(),
-            String::new(),
-        ]);
+        push_row(
+            &mut rows,
+            [
+                "apply right after apply: writes sent (all requests)".into(),
+                format!("{writes} ({})", verbs(&again)),
+                String::new(),
+                String::new(),
+            ],
+        );
         Ok(())
     })();
     let _ = proxy_child.kill();
@@ -393,22 +411,28 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let diff = median(args.runs, || {
             bench.kubectl_diff(&manifests, &bench.kubeconfig)
         })?;
-        rows.push([
-            format!("plan / kubectl diff, {n} extra objects ({count} objects)"),
-            secs(plan),
-            secs(diff),
-            ratio(plan, diff),
-        ]);
+        push_row(
+            &mut rows,
+            [
+                format!("plan / kubectl diff, {n} extra objects ({count} objects)"),
+                secs(plan),
+                secs(diff),
+                ratio(plan, diff),
+            ],
+        );
         plans.push((n, plan));
     }
     for pair in plans.windows(2) {
         let ((a, ta), (b, tb)) = (pair[0], pair[1]);
-        rows.push([
-            format!("plan({b} extra) / plan({a} extra)"),
-            secs(tb),
-            secs(ta),
-            ratio(tb, ta),
-        ]);
+        push_row(
+            &mut rows,
+            [
+                format!("plan({b} extra) / plan({a} extra)"),
+                secs(tb),
+                secs(ta),
+                ratio(tb, ta),
+            ],
+        );
     }
 
     let mut table = format!(
