@@ -1,148 +1,264 @@
-//! `cargo xtask bench`: how long `cargo xtask plan` takes next to `kubectl diff --server-side`
-//! on the same objects, in the same run, against the testenv. Prints medians and ratios; asserts
-//! nothing (speed is measured here, not tested).
+//! `cargo xtask bench`: the whole environment (`--env kwok`) on the testenv, in one run,
+//! against what a user would otherwise combine. Every time is the median of `--runs` runs,
+//! measured the same way (wall clock around one command, or one group of commands). Prints one
+//! Markdown table; asserts nothing (speed is measured here, not tested).
 //!
-//! Cases: the gateway module's objects (the Gateway API CRDs, the Gateway, nginx, ...), then the
-//! same plus 100 and 1000 generated ConfigMaps. Each case is applied first, so both tools
-//! compare a cluster that matches the configuration (the common case in CI drift checks).
+//! - apply from empty, next to the critical path of that same apply: along the longest
+//!   dependency chain of the graph, the sum of each resource's time from its start line to its
+//!   done line (what a fully parallel apply could not go below);
+//! - a steady-state `plan` vs `kubectl diff --server-side` of the environment's objects plus,
+//!   for each of its Helm releases, `helm upgrade --dry-run=server` with the deployed values
+//!   (the helm-diff plugin renders and compares like this; it is not on the Go module proxy
+//!   this project can reach, so the plain helm command stands in for it);
+//! - the requests each sends to the API server, by verb, counted by a proxy on loopback
+//!   (`kubectl proxy` holds the credentials; [`proxy`] counts), and the writes of an apply
+//!   right after an apply;
+//! - plan vs kubectl diff with 100, 1000, 5000 extra objects (ConfigMaps), and the ratios.
+//!
+//! The environment is destroyed at the start and at the end.
 
+mod proxy;
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use engine::{Address, ResourceSpec};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Generated object counts to measure besides the module's own objects.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    /// Extra generated objects to measure plan at.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
     pub objects: Vec<usize>,
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
 }
 
+struct Bench {
+    xtask: PathBuf,
+    kubectl: String,
+    helm: String,
+    kubeconfig: String,
+    mirror: Option<String>,
+    infra: PathBuf,
+    work: PathBuf,
+}
+
+impl Bench {
+    fn xtask(&self, args: &[&str], kubeconfig: &str) -> Command {
+        let mut c = Command::new(&self.xtask);
+        c.args(args)
+            .args(["--env", "kwok", "--infra"])
+            .arg(&self.infra);
+        if let Some(m) = &self.mirror {
+            c.args(["--mirror", m]);
+        }
+        c.env("KUBECONFIG", kubeconfig)
+            .env("NO_COLOR", "1")
+            .env("ENVCTL_HELM", &self.helm)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run_xtask(&self, args: &[&str]) -> anyhow::Result<String> {
+        run_ok(&mut self.xtask(args, &self.kubeconfig), &args.join(" "))
+    }
+
+    /// A steady-state plan (exit 0 required: nothing to change).
+    fn plan(&self, kubeconfig: &str) -> anyhow::Result<()> {
+        let out = self
+            .xtask(&["plan", "--detailed-exitcode"], kubeconfig)
+            .output()?;
+        if out.status.code() != Some(0) {
+            bail!(
+                "plan found changes in a steady state:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn kubectl_diff(&self, manifests: &Path, kubeconfig: &str) -> anyhow::Result<()> {
+        let out = Command::new(&self.kubectl)
+            .args([
+                "diff",
+                "--server-side",
+                "--field-manager=envctl",
+                "--force-conflicts",
+                "-f",
+            ])
+            .arg(manifests)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .output()?;
+        // kubectl diff: 0 no differences, 1 differences, >1 error.
+        if out.status.code().is_none_or(|c| c > 1) {
+            bail!(
+                "kubectl diff failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// `helm upgrade --dry-run=server` of each release with its deployed values.
+    fn helm_diffs(&self, releases: &[Release], kubeconfig: &str) -> anyhow::Result<()> {
+        for r in releases {
+            let out = Command::new(&self.helm)
+                .args(["upgrade", &r.name])
+                .arg(&r.chart)
+                .args(["--namespace", &r.namespace, "--dry-run=server", "--values"])
+                .arg(&r.values)
+                .env("KUBECONFIG", kubeconfig)
+                .stdin(Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "helm upgrade --dry-run {} failed: {}",
+                    r.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects as apply sends them, for `kubectl diff -f`.
+    fn sent_objects(&self, name: &str) -> anyhow::Result<(PathBuf, usize)> {
+        let sent = self
+            .xtask(&["render", "--as-applied"], &self.kubeconfig)
+            .output()
+            .context("render --as-applied")?;
+        if !sent.status.success() {
+            bail!(
+                "render --as-applied failed: {}",
+                String::from_utf8_lossy(&sent.stderr)
+            );
+        }
+        let path = self.work.join(name);
+        std::fs::write(&path, &sent.stdout)?;
+        let count = serde_json::from_slice::<serde_json::Value>(&sent.stdout)?["items"]
+            .as_array()
+            .map_or(0, Vec::len);
+        Ok((path, count))
+    }
+
+    /// Apply from what is there, timed; each resource's time from its first progress line to
+    /// its `complete` line.
+    fn timed_apply(&self) -> anyhow::Result<(Duration, BTreeMap<String, Duration>)> {
+        let start = Instant::now();
+        let mut child = self
+            .xtask(&["apply", "--auto-approve"], &self.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().expect("piped");
+        let mut started: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut took: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut transcript = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line?;
+            let now = Instant::now();
+            transcript.push_str(&line);
+            transcript.push('\n');
+            let Some((address, rest)) = line.split_once(": ") else {
+                continue;
+            };
+            if address.parse::<Address>().is_err() {
+                continue;
+            }
+            let first = *started.entry(address.to_owned()).or_insert(now);
+            if rest.contains("complete") {
+                took.insert(address.to_owned(), now - first);
+            }
+        }
+        let status = child.wait()?;
+        let elapsed = start.elapsed();
+        if !status.success() {
+            bail!("apply failed:\n{transcript}");
+        }
+        Ok((elapsed, took))
+    }
+
+    fn destroy(&self) -> anyhow::Result<()> {
+        self.run_xtask(&["destroy", "--auto-approve"]).map(drop)
+    }
+}
+
+/// One Helm release of the environment, with its deployed values saved to a file.
+struct Release {
+    name: String,
+    namespace: String,
+    chart: PathBuf,
+    values: PathBuf,
+}
+
+/// The longest chain of the graph by the time each resource took, and its total.
+fn critical_path(
+    graph: &engine::Graph,
+    took: &BTreeMap<String, Duration>,
+) -> (Duration, Vec<String>) {
+    let mut best: BTreeMap<&Address, (Duration, Option<&Address>)> = BTreeMap::new();
+    for address in graph.order() {
+        let own = took.get(&address.to_string()).copied().unwrap_or_default();
+        let before = graph
+            .dependencies_of(address)
+            .into_iter()
+            .filter_map(|e| best.get_key_value(&e.from).map(|(a, v)| (*a, v.0)))
+            .max_by_key(|(_, d)| *d);
+        let (total, via) = match before {
+            Some((a, d)) => (d + own, Some(a)),
+            None => (own, None),
+        };
+        best.insert(address, (total, via));
+    }
+    let Some((mut at, (total, _))) = best.iter().max_by_key(|(_, v)| v.0).map(|(a, v)| (*a, *v))
+    else {
+        return (Duration::ZERO, Vec::new());
+    };
+    let mut chain = vec![at.to_string()];
+    while let Some((_, Some(prev))) = best.get(at) {
+        chain.push(prev.to_string());
+        at = prev;
+    }
+    chain.reverse();
+    (total, chain)
+}
+
 pub fn main(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let kubeconfig = std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty()).context(
         "the benchmark runs against the testenv: `cargo xtask testenv up` and `eval \"$(cargo xtask testenv env)\"` first",
     )?;
-    let kubectl = std::env::var("ENVCTL_KUBECTL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "kubectl".into());
-    let mirror = std::env::var("ENVCTL_MIRROR").ok();
-    let xtask = std::env::current_exe()?;
+    let var = |name: &str, default: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.into())
+    };
     let work = std::env::temp_dir().join(format!("envctl-bench-{}", std::process::id()));
     copy_dir(
         &crate::environment::repo_root().join("infra"),
         &work.join("infra"),
     )?;
-    let infra = work.join("infra");
-
-    let mut cases = vec![0];
-    cases.extend(args.objects.iter().copied());
-    println!(
-        "{:<28} {:>12} {:>18} {:>8}",
-        "objects", "envctl plan", "kubectl diff", "ratio"
-    );
-    let mut plan_times = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        for &n in &cases {
-            write_generated(&infra, n)?;
-            let base = |cmd: &str| {
-                let mut c = Command::new(&xtask);
-                c.args([cmd, "--env", "kwok", "--module", "gateway", "--infra"])
-                    .arg(&infra);
-                if let Some(m) = &mirror {
-                    c.args(["--mirror", m]);
-                }
-                c.env("KUBECONFIG", &kubeconfig)
-                    .env("NO_COLOR", "1")
-                    .stdin(Stdio::null());
-                c
-            };
-            run_ok(base("apply").arg("--auto-approve"), "apply")?;
-            let manifests = work.join(format!("sent-{n}.json"));
-            let sent = base("render")
-                .arg("--as-applied")
-                .output()
-                .context("render --as-applied")?;
-            if !sent.status.success() {
-                bail!(
-                    "render --as-applied failed: {}",
-                    String::from_utf8_lossy(&sent.stderr)
-                );
-            }
-            std::fs::write(&manifests, &sent.stdout)?;
-            let count: usize = serde_json::from_slice::<serde_json::Value>(&sent.stdout)?["items"]
-                .as_array()
-                .map_or(0, Vec::len);
-            let plan = median(args.runs, || {
-                let out = base("plan").arg("--detailed-exitcode").output()?;
-                if out.status.code() != Some(0) {
-                    bail!(
-                        "plan found changes right after apply:\n{}",
-                        String::from_utf8_lossy(&out.stdout)
-                    );
-                }
-                Ok(())
-            })?;
-            let diff = median(args.runs, || {
-                let out = Command::new(&kubectl)
-                    .args([
-                        "diff",
-                        "--server-side",
-                        "--field-manager=envctl",
-                        "--force-conflicts",
-                        "-f",
-                    ])
-                    .arg(&manifests)
-                    .env("KUBECONFIG", &kubeconfig)
-                    .stdin(Stdio::null())
-                    .output()?;
-                // kubectl diff: 0 no differences, 1 differences, >1 error.
-                if out.status.code().is_none_or(|c| c > 1) {
-                    bail!(
-                        "kubectl diff failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                Ok(())
-            })?;
-            plan_times.push((count, plan));
-            println!(
-                "{:<28} {:>11.2}s {:>17.2}s {:>7.2}x",
-                format!("{count} (module + {n} generated)"),
-                plan.as_secs_f64(),
-                diff.as_secs_f64(),
-                plan.as_secs_f64() / diff.as_secs_f64()
-            );
-        }
-        Ok(())
-    })();
-    // Leave the testenv as it was: the generated objects and the module go.
-    let _ = write_generated(&infra, 0);
-    let mut destroy = Command::new(&xtask);
-    destroy
-        .args([
-            "destroy",
-            "--env",
-            "kwok",
-            "--module",
-            "gateway",
-            "--auto-approve",
-            "--infra",
-        ])
-        .arg(&infra);
-    if let Some(m) = &mirror {
-        destroy.args(["--mirror", m]);
-    }
-    let _ = destroy
-        .env("KUBECONFIG", &kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output();
-    let _ = Command::new(&kubectl)
+    let bench = Bench {
+        xtask: std::env::current_exe()?,
+        kubectl: var("ENVCTL_KUBECTL", "kubectl"),
+        helm: var("ENVCTL_HELM", "helm"),
+        kubeconfig,
+        mirror: std::env::var("ENVCTL_MIRROR").ok(),
+        infra: work.join("infra"),
+        work: work.clone(),
+    };
+    let result = measure(&bench, args);
+    // Leave the testenv as it was.
+    let _ = write_generated(&bench.infra, 0);
+    let _ = bench.destroy();
+    let _ = Command::new(&bench.kubectl)
         .args([
             "delete",
             "namespace",
@@ -150,19 +266,313 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "--ignore-not-found",
             "--wait=true",
         ])
-        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECONFIG", &bench.kubeconfig)
         .output();
     let _ = std::fs::remove_dir_all(&work);
+    let table = result?;
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a row, and shows it at once on stderr (a long run that is stopped keeps its rows).
+fn push_row(rows: &mut Vec<[String; 4]>, row: [String; 4]) {
+    eprintln!("bench: | {} |", row.join(" | "));
+    rows.push(row);
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+}
+
+fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
+    let loaded = crate::environment::load(&crate::environment::EnvArgs {
+        env: Some("kwok".into()),
+        infra: Some(bench.infra.clone()),
+    })?;
+    let graph = &loaded.graph;
+    let mut rows: Vec<[String; 4]> = Vec::new();
+
+    // Apply from empty, and its critical path.
+    eprintln!("bench: apply from empty ({} runs)", args.runs);
+    let mut applies = Vec::new();
+    let mut paths = Vec::new();
+    let mut chain = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        bench.destroy()?;
+        let (total, took) = bench.timed_apply()?;
+        let (path, c) = critical_path(graph, &took);
+        applies.push(total);
+        paths.push(path);
+        chain = c;
+    }
+    let apply = median_of(applies);
+    let path = median_of(paths);
+    push_row(
+        &mut rows,
+        [
+            "apply from empty / critical path of its waits".into(),
+            secs(apply),
+            format!("{} ({} steps)", secs(path), chain.len()),
+            ratio(apply, path),
+        ],
+    );
+
+    // Steady state: plan vs kubectl diff + the releases' dry-run upgrades.
+    let releases = save_release_values(bench, graph)?;
+    let (manifests, count) = bench.sent_objects("sent-0.json")?;
+    eprintln!(
+        "bench: steady-state plan ({count} objects, {} releases)",
+        releases.len()
+    );
+    let plan = median(args.runs, || bench.plan(&bench.kubeconfig))?;
+    let kubectl_only = median(args.runs, || {
+        bench.kubectl_diff(&manifests, &bench.kubeconfig)
+    })?;
+    let both = median(args.runs, || {
+        bench.kubectl_diff(&manifests, &bench.kubeconfig)?;
+        bench.helm_diffs(&releases, &bench.kubeconfig)
+    })?;
+    push_row(
+        &mut rows,
+        [
+            format!(
+                "steady-state plan / kubectl diff ({count} objects) + helm upgrade --dry-run=server ({} releases)",
+                releases.len()
+            ),
+            secs(plan),
+            format!("{} (kubectl diff alone {})", secs(both), secs(kubectl_only)),
+            ratio(plan, both),
+        ],
+    );
+
+    // Requests by verb, through the counting proxy.
+    let (counted, mut proxy_child, counter) = counting_kubeconfig(bench)?;
+    let counted_str = counted.display().to_string();
+    let result = (|| -> anyhow::Result<()> {
+        bench.plan(&counted_str)?; // warm-up (kubectl's discovery cache, say)
+        bench.kubectl_diff(&manifests, &counted_str)?;
+        counter.take();
+        bench.plan(&counted_str)?;
+        let envctl = counter.take();
+        bench.kubectl_diff(&manifests, &counted_str)?;
+        let kubectl = counter.take();
+        bench.helm_diffs(&releases, &counted_str)?;
+        let helm = counter.take();
+        push_row(
+            &mut rows,
+            [
+                "requests per steady-state plan, by verb: envctl / kubectl diff + helm".into(),
+                verbs(&envctl),
+                format!("{} + {}", verbs(&kubectl), verbs(&helm)),
+                format!(
+                    "{:.2}",
+                    envctl.values().sum::<usize>() as f64
+                        / (kubectl.values().sum::<usize>() + helm.values().sum::<usize>()) as f64
+                ),
+            ],
+        );
+        run_ok(
+            &mut bench.xtask(&["apply", "--auto-approve"], &counted_str),
+            "apply after apply",
+        )?;
+        let again = counter.take();
+        let writes: usize = again
+            .iter()
+            .filter(|(v, _)| proxy::is_write(v))
+            .map(|(_, n)| n)
+            .sum();
+        push_row(
+            &mut rows,
+            [
+                "apply right after apply: writes sent (all requests)".into(),
+                format!("{writes} ({})", verbs(&again)),
+                String::new(),
+                String::new(),
+            ],
+        );
+        Ok(())
+    })();
+    let _ = proxy_child.kill();
+    let _ = proxy_child.wait();
     result?;
-    if let (Some(small), Some(large)) = (plan_times.get(1), plan_times.last()) {
-        let objects = large.0 as f64 / small.0 as f64;
-        let time = large.1.as_secs_f64() / small.1.as_secs_f64();
-        println!(
-            "\nenvctl plan from {} to {} objects: {objects:.1}x the objects, {time:.2}x the time",
-            small.0, large.0
+
+    // Extra objects.
+    let mut plans = Vec::new();
+    for &n in &args.objects {
+        write_generated(&bench.infra, n)?;
+        eprintln!("bench: {n} extra objects");
+        bench.run_xtask(&["apply", "--auto-approve"])?;
+        let (manifests, count) = bench.sent_objects(&format!("sent-{n}.json"))?;
+        let plan = median(args.runs, || bench.plan(&bench.kubeconfig))?;
+        let diff = median(args.runs, || {
+            bench.kubectl_diff(&manifests, &bench.kubeconfig)
+        })?;
+        push_row(
+            &mut rows,
+            [
+                format!("plan / kubectl diff, {n} extra objects ({count} objects)"),
+                secs(plan),
+                secs(diff),
+                ratio(plan, diff),
+            ],
+        );
+        plans.push((n, plan));
+    }
+    for pair in plans.windows(2) {
+        let ((a, ta), (b, tb)) = (pair[0], pair[1]);
+        push_row(
+            &mut rows,
+            [
+                format!("plan({b} extra) / plan({a} extra)"),
+                secs(tb),
+                secs(ta),
+                ratio(tb, ta),
+            ],
         );
     }
-    Ok(ExitCode::SUCCESS)
+
+    let mut table = format!(
+        "Whole environment (`--env kwok`, charts: {}), median of {} runs, {} cores.\n\n\
+         | measure | envctl | compared with | ratio |\n|---|---|---|---|\n",
+        charts_used(graph),
+        args.runs.max(1),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for [a, b, c, d] in rows {
+        table.push_str(&format!("| {a} | {b} | {c} | {d} |\n"));
+    }
+    table.push_str(&format!("\nCritical path: {}\n", chain.join(" → ")));
+    Ok(table)
+}
+
+fn charts_used(graph: &engine::Graph) -> String {
+    let mut out: Vec<String> = graph
+        .resources()
+        .filter_map(|r| match &r.spec {
+            ResourceSpec::HelmRelease(spec) => Some(match &spec.chart.path {
+                Some(p) => format!("{} from {p}", spec.chart.chart),
+                None => format!("{} {}", spec.chart.chart, spec.chart.version),
+            }),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.join(", ")
+}
+
+fn verbs(counts: &BTreeMap<String, usize>) -> String {
+    let total: usize = counts.values().sum();
+    let each: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+    format!("{total}: {}", each.join(", "))
+}
+
+/// The deployed values of each release, in private files (they may hold secrets).
+fn save_release_values(bench: &Bench, graph: &engine::Graph) -> anyhow::Result<Vec<Release>> {
+    let mut out = Vec::new();
+    let helm = live::helm::Helm::locate(None, None)?.with_charts(live::charts::ChartStore::new(
+        bench.mirror.as_ref().map(PathBuf::from),
+        live::charts::ChartStore::default_cache(),
+    ));
+    for resource in graph.resources() {
+        let ResourceSpec::HelmRelease(spec) = &resource.spec else {
+            continue;
+        };
+        // The chart as envctl renders it (mirror, cache or local directory).
+        let chart_ref = live::helm::ChartRef::from_source(&spec.chart, &bench.infra)
+            .with_context(|| format!("{}: no chart source", resource.address))?;
+        let chart = helm
+            .chart_path(&chart_ref, &bench.work)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", resource.address))?;
+        let values = Command::new(&bench.helm)
+            .args([
+                "get",
+                "values",
+                &spec.release,
+                "-n",
+                &spec.namespace,
+                "-o",
+                "json",
+            ])
+            .env("KUBECONFIG", &bench.kubeconfig)
+            .output()?;
+        if !values.status.success() {
+            bail!("helm get values {}", spec.release);
+        }
+        let path = bench.work.join(format!("{}.values.json", spec.release));
+        write_private(&path, &values.stdout)?;
+        out.push(Release {
+            name: spec.release.clone(),
+            namespace: spec.namespace.clone(),
+            chart,
+            values: path,
+        });
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+/// `kubectl proxy` on loopback with the testenv's credentials, the counting proxy in front of
+/// it, and a kubeconfig (same context name) that points at the counting proxy.
+fn counting_kubeconfig(
+    bench: &Bench,
+) -> anyhow::Result<(PathBuf, std::process::Child, proxy::Counter)> {
+    let context = run_ok(
+        Command::new(&bench.kubectl)
+            .args(["config", "current-context"])
+            .env("KUBECONFIG", &bench.kubeconfig),
+        "kubectl config current-context",
+    )?
+    .trim()
+    .to_owned();
+    let mut child = Command::new(&bench.kubectl)
+        .args(["proxy", "--port=0", "--address=127.0.0.1"])
+        .env("KUBECONFIG", &bench.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting kubectl proxy")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    // "Starting to serve on 127.0.0.1:41234"
+    let upstream: std::net::SocketAddr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("kubectl proxy said: {line}"))?;
+    let counter = proxy::Counter::start(upstream)?;
+    let path = bench.work.join("counted.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: counted\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: counted\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: counted\n    user: counted\ncurrent-context: {context}\n",
+            counter.port
+        ),
+    )?;
+    Ok((path, child, counter))
+}
+
+fn median_of(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
 fn median(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
@@ -172,11 +582,10 @@ fn median(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Res
         f()?;
         times.push(start.elapsed());
     }
-    times.sort();
-    Ok(times[times.len() / 2])
+    Ok(median_of(times))
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!(
@@ -185,7 +594,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Adds `n` ConfigMaps (and their namespace) to the gateway module of the copied infra.
@@ -228,4 +637,16 @@ fn copy_dir(from: &Path, to: &PathBuf) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_run() {
+        let t = |s| Duration::from_secs(s);
+        assert_eq!(median_of(vec![t(5), t(1), t(3)]), t(3));
+        assert_eq!(median_of(vec![]), Duration::ZERO);
+    }
 }

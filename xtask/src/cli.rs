@@ -30,6 +30,9 @@ pub struct LiveArgs {
     /// Parallel API requests at most.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Changes apply makes at once at most (each starts once what it depends on is ready).
+    #[arg(long, value_name = "N", default_value_t = live::runner::DEFAULT_PARALLELISM)]
+    pub parallelism: usize,
 }
 
 #[derive(clap::Args, Debug)]

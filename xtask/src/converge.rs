@@ -130,6 +130,7 @@ fn session_options(
     Ok(SessionOptions {
         kubeconfig: kubeconfig(loaded, args),
         concurrency: args.concurrency,
+        parallelism: args.parallelism,
         mirror: mirror(loaded, args),
         adopt: args.adopt.iter().cloned().collect(),
         module: args.module.clone(),

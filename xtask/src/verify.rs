@@ -11,8 +11,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use live::verify::{self, Outcome, Password, Step, Target, http::Url};
 
-use crate::environment::{self, EnvArgs};
 use crate::cli::OutputFormat;
+use crate::environment::{self, EnvArgs};
 
 /// The environment variable `verify` reads the password from when `--password-stdin` is not
 /// given.

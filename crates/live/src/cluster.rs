@@ -85,6 +85,11 @@ impl Cluster {
         &self.client
     }
 
+    /// The discovery of this run as it stands (no request).
+    pub fn discovery(&self) -> Arc<Discovery> {
+        self.discovery.read().expect("discovery lock").clone()
+    }
+
     /// Runs discovery again (after CRDs were created, their kinds become resolvable).
     pub async fn refresh_discovery(&self) -> Result<(), LiveError> {
         let discovery = Discovery::new(self.client.clone()).run_aggregated().await?;

@@ -216,6 +216,12 @@ pub async fn capabilities(cluster: &Cluster) -> Result<Capabilities, LiveError> 
     let client = cluster.client().clone();
     let version = client.apiserver_version().await?;
     let discovery = kube::Discovery::new(client).run_aggregated().await?;
+    Ok(capabilities_of(version.git_version, &discovery))
+}
+
+/// The capabilities given by a discovery already run (e.g. the run's own,
+/// [`Cluster::discovery`]) and the server's version: no request at all.
+pub fn capabilities_of(kube_version: String, discovery: &kube::Discovery) -> Capabilities {
     let mut api_versions = Vec::new();
     for group in discovery.groups() {
         for version in group.versions() {
@@ -232,10 +238,10 @@ pub async fn capabilities(cluster: &Cluster) -> Result<Capabilities, LiveError> 
     }
     api_versions.sort();
     api_versions.dedup();
-    Ok(Capabilities {
-        kube_version: version.git_version,
+    Capabilities {
+        kube_version,
         api_versions,
-    })
+    }
 }
 
 /// The latest revision of a release (`helm get metadata`).
@@ -420,6 +426,32 @@ impl Helm {
                 )));
             }
         };
+        self.template_with(
+            caps.as_ref(),
+            cluster,
+            release,
+            namespace,
+            chart,
+            values,
+            render,
+        )
+        .await
+    }
+
+    /// [`Helm::template`] with capabilities the caller already has (one discovery per run,
+    /// shared by every render): `caps` is `None` only for [`Render::Offline`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn template_with(
+        &self,
+        caps: Option<&Capabilities>,
+        cluster: Option<&Cluster>,
+        release: &str,
+        namespace: &str,
+        chart: &ChartRef,
+        values: &Value,
+        render: Render,
+    ) -> Result<Vec<Value>, HelmError> {
+        let caps = caps.cloned();
         let (release_o, namespace_o, chart_o, values_o) = (
             release.to_owned(),
             namespace.to_owned(),

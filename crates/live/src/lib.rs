@@ -9,6 +9,7 @@ pub mod charts;
 pub mod cluster;
 pub mod fields;
 pub mod helm;
+pub mod helm_storage;
 pub mod objects;
 pub mod provider;
 pub mod runner;

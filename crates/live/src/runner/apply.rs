@@ -4,8 +4,12 @@
 use super::*;
 
 impl Runner<'_> {
-    /// Applies `plan` in order. Documents are resolved again with every output known so far,
-    /// so values "known after apply" are filled in as their producers complete.
+    /// Applies `plan` along the graph: a change starts as soon as every change it depends on
+    /// (directly, or through resources the plan leaves alone) is applied and ready, at most
+    /// [`RunOptions::parallelism`] at once. A document is resolved when its change starts, with
+    /// every output known by then (its producers are among what it depends on), so values
+    /// "known after apply" are filled in. A failure stops new starts; the changes in flight
+    /// finish, and every failure is reported. Deletions (prunes) come last, one at a time.
     pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
         let mut report = ApplyReport {
             total: plan
@@ -16,119 +20,86 @@ impl Runner<'_> {
             ..ApplyReport::default()
         };
         if report.total == 0 {
+            self.record_verified_releases().await?;
             return Ok(report);
         }
         // Write-ahead: every type this run may create is recorded before the first object.
         self.write_inventory().await?;
         let mut bindings = self.bindings().await?;
-        let mut deletes = Vec::new();
-        for change in &plan.changes {
-            let address = &change.address;
-            if change.action == Action::Delete {
-                deletes.push(change);
-                continue;
-            }
-            if change.action != Action::NoOp && self.options.interrupt.requested() {
+        let deletes: Vec<&ResourceChange> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .collect();
+        let changes: Vec<&ResourceChange> = plan
+            .changes
+            .iter()
+            .filter(|c| !matches!(c.action, Action::Delete | Action::NoOp))
+            .collect();
+        let pending: BTreeSet<Address> = changes.iter().map(|c| c.address.clone()).collect();
+        let mut waiting: Vec<(&ResourceChange, BTreeSet<Address>)> = changes
+            .iter()
+            .map(|c| (*c, self.changed_dependencies(c, &pending)))
+            .collect();
+        let mut done: BTreeSet<Address> = BTreeSet::new();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut failures: Vec<String> = Vec::new();
+        let parallelism = self.options.parallelism.max(1);
+        loop {
+            // Start what is ready, in plan order, while there is room, nothing failed and no
+            // signal asked to stop (the changes in flight finish either way).
+            if self.options.interrupt.requested() {
                 report.interrupted = true;
-                return Ok(report);
             }
-            if change.action != Action::NoOp {
-                let resource = self.graph.resource(address).ok_or_else(|| {
-                    LiveError::Other(format!("{address} is not in the configuration"))
-                })?;
-                let desired = self
-                    .graph
-                    .desired(address, &bindings, &self.environment)
-                    .map_err(|e| LiveError::Other(e.to_string()))?;
-                if !desired.unknown.is_empty() {
-                    let unknown: Vec<String> =
-                        desired.unknown.iter().map(ToString::to_string).collect();
-                    return Err(LiveError::Other(format!(
-                        "{address}: {} still unknown after applying its dependencies",
-                        unknown.join(", ")
-                    )));
-                }
-                let start = Instant::now();
-                let verb = match change.action {
-                    Action::Create => "Creating",
-                    Action::Replace { .. } => "Replacing",
-                    _ => "Modifying",
+            while failures.is_empty() && !report.interrupted && in_flight.len() < parallelism {
+                let Some(i) = waiting
+                    .iter()
+                    .position(|(_, deps)| deps.iter().all(|d| done.contains(d)))
+                else {
+                    break;
                 };
-                self.progress(&format!("{address}: {verb}..."));
-                match &resource.spec {
-                    ResourceSpec::Object(spec) => {
-                        if let Action::Replace { .. } = change.action {
-                            self.delete_object(address, &desired.doc).await?;
-                        }
-                        self.apply_object(address, &desired, spec.ownership).await?;
+                let (change, _) = waiting.remove(i);
+                match self.start_change(change, &bindings) {
+                    Ok((resource, desired)) => {
+                        in_flight.push(self.apply_change(change, resource, desired));
                     }
-                    ResourceSpec::HelmRelease(spec) => {
-                        let helm = self.helm(address)?;
-                        let chart =
-                            ChartRef::from_source(&spec.chart, Path::new("")).ok_or_else(|| {
-                                LiveError::Other(format!("{address}: no chart source"))
-                            })?;
-                        let values = desired.doc.get("values").cloned().unwrap_or_default();
-                        self.recover_release(address, helm, &spec.release, &spec.namespace)
-                            .await?;
-                        helm.upgrade_install(
-                            &spec.release,
-                            &spec.namespace,
-                            &chart,
-                            &values,
-                            spec.create_namespace,
-                            self.options.wait.timeout,
-                        )
-                        .await
-                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
-                    }
-                    ResourceSpec::GeneratedSecret(spec) => {
-                        secrets::ensure(&self.cluster, spec, &self.environment, address).await?;
-                    }
-                    ResourceSpec::Cluster(spec) => {
-                        // Creating or replacing the cluster happens before a runner exists (the
-                        // cluster module); here only its spec is recorded.
-                        let created = crate::provider::read_record(&self.cluster)
-                            .await?
-                            .is_some_and(|r| r.created_by_envctl);
-                        crate::provider::record(
-                            &self.cluster,
-                            spec,
-                            created,
-                            &self.environment,
-                            address,
-                        )
-                        .await?;
-                    }
-                }
-                let done = match change.action {
-                    Action::Create => {
-                        report.created += 1;
-                        "Creation complete"
-                    }
-                    Action::Replace { .. } => {
-                        report.replaced += 1;
-                        "Replacement complete"
-                    }
-                    _ => {
-                        report.updated += 1;
-                        "Modifications complete"
-                    }
-                };
-                self.progress(&format!(
-                    "{address}: {done} after {}s",
-                    start.elapsed().as_secs()
-                ));
-            }
-            for output in self
-                .graph
-                .outputs()
-                .filter(|o| &o.producer == address && o.value.is_none())
-            {
-                if let Some(value) = self.read_output(output).await? {
-                    bindings.outputs.insert(output.r#ref.clone(), value);
+                    Err(e) => failures.push(e.to_string()),
                 }
             }
+            let Some((change, result)) = in_flight.next().await else {
+                break;
+            };
+            match result {
+                Ok(outputs) => {
+                    match change.action {
+                        Action::Create => report.created += 1,
+                        Action::Replace { .. } => report.replaced += 1,
+                        _ => report.updated += 1,
+                    }
+                    bindings.outputs.extend(outputs);
+                    done.insert(change.address.clone());
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !failures.is_empty() {
+            let not_started: Vec<String> =
+                waiting.iter().map(|(c, _)| c.address.to_string()).collect();
+            let mut message = failures.join("\n");
+            if !not_started.is_empty() {
+                message.push_str(&format!("\nnot started: {}", not_started.join(", ")));
+            }
+            return Err(LiveError::Other(message));
+        }
+        if report.interrupted {
+            return Ok(report);
+        }
+        if !waiting.is_empty() {
+            let stuck: Vec<String> = waiting.iter().map(|(c, _)| c.address.to_string()).collect();
+            return Err(LiveError::Other(format!(
+                "never ready to start (a dependency cycle?): {}",
+                stuck.join(", ")
+            )));
         }
         for change in deletes {
             if self.options.interrupt.requested() {
@@ -146,7 +117,158 @@ impl Runner<'_> {
                 start.elapsed().as_secs()
             ));
         }
+        self.write_inventory().await?;
+        self.record_verified_releases().await?;
         Ok(report)
+    }
+
+    /// The changes of this plan that `change` must wait for: every pending address it depends
+    /// on, directly or through resources the plan does not change, and those it waits for.
+    fn changed_dependencies(
+        &self,
+        change: &ResourceChange,
+        pending: &BTreeSet<Address>,
+    ) -> BTreeSet<Address> {
+        let mut out: BTreeSet<Address> = change
+            .waits_for
+            .iter()
+            .filter_map(|a| a.parse::<Address>().ok())
+            .filter(|a| pending.contains(a) && a != &change.address)
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![change.address.clone()];
+        while let Some(a) = stack.pop() {
+            for edge in self.graph.dependencies_of(&a) {
+                if seen.insert(edge.from.clone()) {
+                    if pending.contains(&edge.from) {
+                        out.insert(edge.from.clone());
+                    }
+                    stack.push(edge.from.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The resource and its document for a change about to start (every output it reads is
+    /// known by now).
+    fn start_change<'g>(
+        &'g self,
+        change: &ResourceChange,
+        bindings: &Bindings,
+    ) -> Result<(&'g engine::Resource, Desired), LiveError> {
+        let address = &change.address;
+        let resource = self
+            .graph
+            .resource(address)
+            .ok_or_else(|| LiveError::Other(format!("{address} is not in the configuration")))?;
+        let desired = self
+            .graph
+            .desired(address, bindings, &self.environment)
+            .map_err(|e| LiveError::Other(e.to_string()))?;
+        if !desired.unknown.is_empty() {
+            let unknown: Vec<String> = desired.unknown.iter().map(ToString::to_string).collect();
+            return Err(LiveError::Other(format!(
+                "{address}: {} still unknown after applying its dependencies",
+                unknown.join(", ")
+            )));
+        }
+        Ok((resource, desired))
+    }
+
+    /// Makes one change, with a progress line when it starts and one when it is done (and
+    /// ready), with its elapsed time; returns the outputs it produces.
+    async fn apply_change<'c>(
+        &self,
+        change: &'c ResourceChange,
+        resource: &engine::Resource,
+        desired: Desired,
+    ) -> (
+        &'c ResourceChange,
+        Result<Vec<(engine::OutputRef, Value)>, LiveError>,
+    ) {
+        let address = &change.address;
+        let start = Instant::now();
+        let (verb, done) = match change.action {
+            Action::Create => ("Creating", "Creation complete"),
+            Action::Replace { .. } => ("Replacing", "Replacement complete"),
+            _ => ("Modifying", "Modifications complete"),
+        };
+        self.progress(&format!("{address}: {verb}..."));
+        let result = async {
+            self.make_change(change, resource, &desired).await?;
+            let mut outputs = Vec::new();
+            for output in self
+                .graph
+                .outputs()
+                .filter(|o| &o.producer == address && o.value.is_none())
+            {
+                if let Some(value) = self.read_output(output).await? {
+                    outputs.push((output.r#ref.clone(), value));
+                }
+            }
+            Ok(outputs)
+        }
+        .await;
+        match &result {
+            Ok(_) => self.progress(&format!(
+                "{address}: {done} after {:.1}s",
+                start.elapsed().as_secs_f64()
+            )),
+            Err(e) => self.progress(&format!(
+                "{address}: failed after {:.1}s: {e}",
+                start.elapsed().as_secs_f64()
+            )),
+        }
+        (change, result)
+    }
+
+    async fn make_change(
+        &self,
+        change: &ResourceChange,
+        resource: &engine::Resource,
+        desired: &Desired,
+    ) -> Result<(), LiveError> {
+        let address = &change.address;
+        match &resource.spec {
+            ResourceSpec::Object(spec) => {
+                if let Action::Replace { .. } = change.action {
+                    self.delete_object(address, &desired.doc).await?;
+                }
+                self.apply_object(address, desired, spec.ownership).await?;
+            }
+            ResourceSpec::HelmRelease(spec) => {
+                let helm = self.helm(address)?;
+                let chart = ChartRef::from_source(&spec.chart, Path::new(""))
+                    .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+                let values = desired.doc.get("values").cloned().unwrap_or_default();
+                self.recover_release(address, helm, &spec.release, &spec.namespace)
+                    .await?;
+                helm.upgrade_install(
+                    &spec.release,
+                    &spec.namespace,
+                    &chart,
+                    &values,
+                    spec.create_namespace,
+                    self.options.wait.timeout,
+                )
+                .await
+                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+            }
+            ResourceSpec::GeneratedSecret(spec) => {
+                secrets::ensure(&self.cluster, spec, &self.environment, address).await?;
+            }
+            ResourceSpec::Cluster(spec) => {
+                // Creating or replacing the cluster happens before a runner exists (the
+                // cluster module); here only its spec is recorded.
+                let created = crate::provider::read_record(&self.cluster)
+                    .await?
+                    .is_some_and(|r| r.created_by_envctl);
+                crate::provider::record(&self.cluster, spec, created, &self.environment, address)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// A release left `pending-*` by a run that died is rolled back (or uninstalled, if it

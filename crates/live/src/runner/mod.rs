@@ -35,11 +35,16 @@ mod plan;
 /// Where each environment's inventory (the object types it applied) is kept.
 const INVENTORY_NAMESPACE: &str = "kube-public";
 
+/// How many changes apply makes at once by default (as Terraform).
+pub const DEFAULT_PARALLELISM: usize = 10;
+
 /// How a run behaves.
 #[derive(Clone)]
 pub struct RunOptions {
     /// Parallel requests at most.
     pub concurrency: usize,
+    /// Changes applied at once at most (`apply --parallelism`).
+    pub parallelism: usize,
     /// Take ownership of fields another manager owns on objects this project does not own.
     pub force_conflicts: bool,
     pub wait: WaitOptions,
@@ -59,6 +64,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             concurrency: 16,
+            parallelism: DEFAULT_PARALLELISM,
             force_conflicts: false,
             wait: WaitOptions::default(),
             sources: Sources::default(),
@@ -82,6 +88,8 @@ pub struct Runner<'a> {
     pub report: &'a Reporter,
     /// Pinned files already loaded in this run, by URL.
     pinned: Mutex<BTreeMap<String, Vec<Value>>>,
+    /// The API server's version, asked once per run (see [`Runner::capabilities`]).
+    kube_version: Mutex<Option<String>>,
 }
 
 /// What an apply or destroy did.
@@ -119,7 +127,27 @@ impl<'a> Runner<'a> {
             options,
             report,
             pinned: Mutex::new(BTreeMap::new()),
+            kube_version: Mutex::new(None),
         }
+    }
+
+    /// What every helm render of this run is given as `.Capabilities`: the run's discovery
+    /// (as it stands, refreshed after CRDs are applied) and the server's version (one request
+    /// per run), instead of a discovery per render.
+    pub async fn capabilities(&self) -> Result<crate::helm::Capabilities, LiveError> {
+        let known = self.kube_version.lock().expect("kube version").clone();
+        let version = match known {
+            Some(v) => v,
+            None => {
+                let v = self.cluster.client().apiserver_version().await?.git_version;
+                *self.kube_version.lock().expect("kube version") = Some(v.clone());
+                v
+            }
+        };
+        Ok(crate::helm::capabilities_of(
+            version,
+            &self.cluster.discovery(),
+        ))
     }
 
     /// The same run, restricted to one module's resources (what a module crate's `plan`,

@@ -376,7 +376,6 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
-        let helm = self.helm(address)?;
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
         // A local chart's version is its Chart.yaml's: a new version of the chart in the same
         // (or another) directory shows as a chart change, like a repository chart's.
@@ -391,10 +390,11 @@ impl Runner<'_> {
         let desired_values = desired.doc.get("values").cloned().unwrap_or_default();
         // The release's sensitive values, scrubbed from the objects shown.
         let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
-        let Some(status) = helm
-            .status(&spec.release, &spec.namespace)
-            .await
-            .map_err(helm_err)?
+        let caps = self.capabilities().await?;
+        // Helm's own storage, read with the kube client: no helm process.
+        let Some(stored) =
+            crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                .await?
         else {
             // An install: list the objects it creates (once every value is known).
             let change = ResourceChange::from_desired(Action::Create, None, desired);
@@ -405,8 +405,10 @@ impl Runner<'_> {
             }
             let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
                 .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-            let rendered = helm
-                .template(
+            let rendered = self
+                .helm(address)?
+                .template_with(
+                    Some(&caps),
                     Some(&self.cluster),
                     &spec.release,
                     &spec.namespace,
@@ -419,11 +421,8 @@ impl Runner<'_> {
             let changes = crate::helm::install_changes(&rendered, &secrets);
             return Ok(change.with_objects(changes.objects));
         };
-        let deployed = helm
-            .deployed_values(&spec.release, &spec.namespace)
-            .await
-            .map_err(helm_err)?
-            .unwrap_or(Value::Object(Default::default()));
+        let status = stored.status.clone();
+        let deployed = stored.values.clone();
         let mut chart = spec.chart.clone();
         chart.version = status.chart_version.clone();
         let before = engine::helm_release_document(
@@ -435,7 +434,8 @@ impl Runner<'_> {
         );
         let mut notes = Vec::new();
         if !status.is_deployed() {
-            match helm
+            match self
+                .helm(address)?
                 .pending(&spec.release, &spec.namespace)
                 .await
                 .map_err(helm_err)?
@@ -452,13 +452,18 @@ impl Runner<'_> {
         // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
             .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-        let mut deployed_objects = helm
-            .deployed_manifest(&spec.release, &spec.namespace)
-            .await
-            .map_err(helm_err)?
-            .unwrap_or_default();
-        crate::helm::fill_namespaces(&mut deployed_objects, &spec.namespace, Some(&self.cluster));
-        let drift = crate::helm::objects_drift(&self.cluster, &deployed_objects).await?;
+        // Unchanged since verified (same revision, values, chart, capabilities, and every
+        // object at its recorded resourceVersion): no dry run.
+        let verified = status.is_deployed()
+            && before == desired.doc
+            && desired.unknown.is_empty()
+            && self.still_verified(&stored, &chart_ref, &caps).await?;
+        let deployed_objects = self.deployed_objects(address, spec, &stored)?;
+        let drift = if verified {
+            crate::helm::ReleaseDrift::default()
+        } else {
+            crate::helm::objects_drift(&self.cluster, &deployed_objects).await?
+        };
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
             notes.push(format!("{missing} was deleted out of band"));
@@ -498,8 +503,10 @@ impl Runner<'_> {
         // What the upgrade does to the cluster, object by object: the new chart and values
         // rendered, each object's patch sent as a dry run.
         if change.action == Action::Update && desired.unknown.is_empty() {
-            let rendered = helm
-                .template(
+            let rendered = self
+                .helm(address)?
+                .template_with(
+                    Some(&caps),
                     Some(&self.cluster),
                     &spec.release,
                     &spec.namespace,
@@ -521,6 +528,105 @@ impl Runner<'_> {
             change = change.with_note(note);
         }
         Ok(change)
+    }
+}
+
+impl Runner<'_> {
+    /// Whether the release's record (see [`crate::helm_storage`]) still holds: recorded for
+    /// this revision, the same chart and capabilities, every object at its resourceVersion.
+    async fn still_verified(
+        &self,
+        stored: &crate::helm_storage::StoredRelease,
+        chart: &ChartRef,
+        caps: &crate::helm::Capabilities,
+    ) -> Result<bool, LiveError> {
+        let Some(record) = &stored.record else {
+            return Ok(false);
+        };
+        if record.revision != stored.status.revision
+            || record.chart != crate::helm_storage::chart_digest(chart)?
+            || record.capabilities != crate::helm_storage::capabilities_digest(caps)
+        {
+            return Ok(false);
+        }
+        crate::helm_storage::unchanged_since(&self.cluster, record).await
+    }
+
+    /// The objects of a release's deployed revision (its stored manifest, hooks excluded),
+    /// with namespaces filled in.
+    fn deployed_objects(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        stored: &crate::helm_storage::StoredRelease,
+    ) -> Result<Vec<Value>, LiveError> {
+        let mut objects = crate::helm::parse_manifest(&stored.manifest)
+            .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
+        crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
+        objects.retain(|o| !crate::helm::is_hook(o));
+        Ok(objects)
+    }
+
+    /// After an apply: every selected deployed release without a valid record is verified
+    /// in full (each object of its deployed manifest dry-run against the live one);
+    /// when nothing drifts, the resourceVersions read BEFORE the check are recorded on its
+    /// storage Secret (a write after them changes them, so the record never hides it). A
+    /// release whose record still holds costs no write.
+    pub(super) async fn record_verified_releases(&self) -> Result<(), LiveError> {
+        let releases: Vec<(&Address, &engine::HelmReleaseSpec)> = self
+            .graph
+            .order()
+            .iter()
+            .filter(|a| self.selected(a))
+            .filter_map(|a| match &self.graph.resource(a)?.spec {
+                ResourceSpec::HelmRelease(spec) => Some((a, spec)),
+                _ => None,
+            })
+            .collect();
+        if releases.is_empty() {
+            return Ok(());
+        }
+        // The charts may have installed CRDs: the capabilities as the cluster serves them now.
+        self.cluster.refresh_discovery().await?;
+        let caps = self.capabilities().await?;
+        for (address, spec) in releases {
+            let Some(stored) =
+                crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                    .await?
+            else {
+                continue;
+            };
+            let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
+                continue;
+            };
+            if !stored.status.is_deployed() || self.still_verified(&stored, &chart, &caps).await? {
+                continue;
+            }
+            let objects = self.deployed_objects(address, spec, &stored)?;
+            let Some(versions) =
+                crate::helm_storage::live_versions(&self.cluster, &objects).await?
+            else {
+                continue;
+            };
+            let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
+            if !drift.is_empty() {
+                continue;
+            }
+            let record = crate::helm_storage::VerifiedRecord {
+                revision: stored.status.revision,
+                chart: crate::helm_storage::chart_digest(&chart)?,
+                capabilities: crate::helm_storage::capabilities_digest(&caps),
+                objects: versions,
+            };
+            crate::helm_storage::write_record(
+                &self.cluster,
+                &spec.namespace,
+                &stored.secret,
+                &record,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 

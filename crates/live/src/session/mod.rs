@@ -51,6 +51,8 @@ pub struct SessionOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Parallel API requests at most.
     pub concurrency: usize,
+    /// Changes apply makes at once at most (0: the default, as Terraform's 10).
+    pub parallelism: usize,
     /// Take over fields of objects envctl does not own.
     pub force_conflicts: bool,
     /// Let apply delete and recreate the cluster.
@@ -203,6 +205,10 @@ impl<'a> Session<'a> {
         };
         Ok(RunOptions {
             concurrency: self.options.concurrency.max(1),
+            parallelism: match self.options.parallelism {
+                0 => crate::runner::DEFAULT_PARALLELISM,
+                n => n,
+            },
             force_conflicts: self.options.force_conflicts,
             sources: Sources {
                 mirror: self.options.mirror.clone(),

@@ -1,0 +1,215 @@
+//! A steady-state plan of the whole environment runs no helm process: each release's state is
+//! read from Helm's storage Secret, and a release whose objects still have the
+//! resourceVersions recorded when apply verified them is neither rendered nor dry-run. An edit
+//! out of band still shows as drift (it changes a resourceVersion), and once repaired the
+//! plan is free again.
+//!
+//! helm is counted with a wrapper given as `ENVCTL_HELM` that logs each invocation and runs
+//! the real helm. This file is its own test binary (the whole environment in the testenv).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use e2e::{InfraCopy, describe};
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// A helm that logs its arguments to `log` (one line per run) and runs the real one.
+fn counting_helm(dir: &Path, log: &Path) -> PathBuf {
+    let real = e2e::helm_binary();
+    let script = dir.join("helm");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    script
+}
+
+struct Run<'a> {
+    infra: &'a InfraCopy,
+    helm: PathBuf,
+    log: PathBuf,
+}
+
+impl Run<'_> {
+    /// Runs `cargo xtask <args> --env kwok` with the counting helm; returns the output and
+    /// the helm commands it ran.
+    fn xtask(&self, args: &[&str]) -> (Output, Vec<String>) {
+        let _ = std::fs::remove_file(&self.log);
+        let infra = self.infra.path();
+        let output = Command::new(std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK is set"))
+            .args(args)
+            .args(["--env", "kwok", "--infra"])
+            .arg(&infra)
+            .env("ENVCTL_HELM", &self.helm)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running xtask");
+        let helm_runs = std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (output, helm_runs)
+    }
+}
+
+/// Parallel apply: no change started before every change it depends on was done (and ready),
+/// and independent changes did run at the same time (a change started while another was in
+/// flight). Read from the progress lines and `cargo xtask graph`.
+fn applied_along_the_graph(run: &Run, progress: &str) {
+    let (graph, _) = run.xtask(&["graph"]);
+    assert!(graph.status.success(), "{}", describe(&graph));
+    let mut dependencies: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&graph.stdout).lines() {
+        if let Some(dep) = line.trim_start().strip_prefix("<- ") {
+            let dep = dep.split_whitespace().next().unwrap_or_default().to_owned();
+            dependencies.entry(current.clone()).or_default().push(dep);
+        } else if !line.trim().is_empty() {
+            current = line.trim().to_owned();
+            dependencies.entry(current.clone()).or_default();
+        }
+    }
+    let mut started = std::collections::BTreeMap::new();
+    let mut finished = std::collections::BTreeMap::new();
+    let mut in_flight = 0usize;
+    let mut overlapped = false;
+    for (i, line) in progress.lines().enumerate() {
+        let Some((address, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        if !dependencies.contains_key(address) {
+            continue;
+        }
+        if rest.ends_with("...") && !started.contains_key(address) {
+            started.insert(address.to_owned(), i);
+            in_flight += 1;
+            overlapped |= in_flight > 1;
+        } else if rest.contains("complete after") {
+            finished.insert(address.to_owned(), i);
+            in_flight -= 1;
+        }
+    }
+    assert!(
+        started.len() > 20,
+        "progress lines of the changes:\n{progress}"
+    );
+    assert_eq!(
+        started.len(),
+        finished.len(),
+        "every start is done:\n{progress}"
+    );
+    for (address, start) in &started {
+        for dep in &dependencies[address] {
+            if let Some(done) = finished.get(dep) {
+                assert!(
+                    done < start,
+                    "{address} started before {dep} was done:\n{progress}"
+                );
+            }
+        }
+    }
+    assert!(
+        overlapped,
+        "independent changes ran one at a time:\n{progress}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
+    let client = e2e::client().await;
+    let infra = InfraCopy::new();
+    let dir = infra
+        .path()
+        .parent()
+        .expect("the copy")
+        .join("helm-counter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("helm.log");
+    let run = Run {
+        infra: &infra,
+        helm: counting_helm(&dir, &log),
+        log,
+    };
+
+    let (applied, _) = run.xtask(&["apply", "--parallelism", "10", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", describe(&applied));
+    applied_along_the_graph(&run, &String::from_utf8_lossy(&applied.stderr));
+
+    // Steady state: no changes, and not one helm process.
+    let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    assert_eq!(
+        helm_runs,
+        Vec::<String>::new(),
+        "a steady-state plan runs helm"
+    );
+
+    // The record is on the storage Secret of the deployed revision.
+    let secrets = e2e::typed_api(&client, "v1", "Secret", "secrets", Some("sso"));
+    let stored = secrets
+        .list(&ListParams::default().labels("owner=helm,name=dex"))
+        .await
+        .unwrap();
+    assert!(
+        stored.items.iter().any(|s| s
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("envctl.dev/verified-objects"))),
+        "dex's storage Secret carries the verified record"
+    );
+
+    // An edit out of band (as `kubectl edit` writes it) is drift, found by a full check.
+    let deployments = e2e::typed_api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));
+    deployments
+        .patch(
+            "dex",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", describe(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("field deployment/sso/dex spec.replicas: last written by kubectl-edit"),
+        "{text}"
+    );
+    assert!(
+        helm_runs
+            .iter()
+            .any(|r| r.starts_with("template") && r.contains("dex")),
+        "the edited release is rendered again: {helm_runs:?}"
+    );
+    assert!(
+        !helm_runs.iter().any(|r| r.contains("istiod")),
+        "an untouched release is not: {helm_runs:?}"
+    );
+
+    // Repaired, verified and recorded again: the next plan is free again.
+    let (applied, _) = run.xtask(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", describe(&applied));
+    let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    assert_eq!(helm_runs, Vec::<String>::new());
+
+    let (destroyed, _) = run.xtask(&["destroy", "--auto-approve"]);
+    assert!(destroyed.status.success(), "{}", describe(&destroyed));
+}

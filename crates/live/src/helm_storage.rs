@@ -1,0 +1,456 @@
+//! Helm releases read from Helm's own storage with the kube client, without running helm, and
+//! the record that lets a steady-state plan skip a release's render and dry runs.
+//!
+//! # Helm's storage
+//! Helm 3 keeps each revision of a release in a Secret `sh.helm.release.v1.<name>.v<rev>` of
+//! type `helm.sh/release.v1` in the release namespace, labelled `owner=helm`, `name`,
+//! `status` and `version`. Its `data.release` is base64 of gzip of the release as JSON
+//! (`info.status`, `chart.metadata`, `config` = the values the user supplied, `manifest`,
+//! `version`). [`read_release`] lists those Secrets (one request), takes the highest
+//! `version` and decodes it: what `helm get metadata`, `helm get values` and
+//! `helm get manifest` print, in one request and no process.
+//!
+//! # The verified record
+//! At the end of an apply, each deployed release whose objects were verified against the
+//! chart (rendered with the deployed values, every object compared live with a dry run: no
+//! drift) gets a record: the annotation [`RECORD_ANNOTATION`] on the storage Secret of that
+//! revision, holding the revision, a digest of the chart and of the cluster's capabilities it
+//! was rendered with, and the `resourceVersion` of every object of the release. A later plan
+//! that finds the same revision, the same values, the same chart and capabilities digests,
+//! and every object still at its recorded `resourceVersion` (one metadata-only list per type
+//! and namespace) knows the release is as verified: no render, no dry run. Any write to any
+//! of its objects (kubectl edit, delete, a controller) changes a `resourceVersion`, and the
+//! release is checked in full again. A new revision (an upgrade or rollback by anyone) is a new
+//! Secret without the record.
+//!
+//! The record lives with the revision it describes, so it can never be mistaken for another
+//! revision's, and Helm removes it with the revision. It holds no values: names, versions and
+//! digests only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::helm::{Capabilities, ChartRef, ReleaseStatus};
+use crate::{Cluster, LiveError};
+
+/// The annotation on a Helm storage Secret that records its verified objects.
+pub const RECORD_ANNOTATION: &str = "envctl.dev/verified-objects";
+
+/// The latest revision of a release as Helm stored it. `values` may hold secrets.
+#[derive(Clone)]
+pub struct StoredRelease {
+    /// The storage Secret of this revision.
+    pub secret: String,
+    pub status: ReleaseStatus,
+    /// The values the user supplied (`{}` when none).
+    pub values: Value,
+    /// The rendered objects (hooks excluded), as `helm get manifest` prints them.
+    pub manifest: String,
+    /// The record of the last verification, when this revision has one.
+    pub record: Option<VerifiedRecord>,
+}
+
+impl std::fmt::Debug for StoredRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRelease")
+            .field("secret", &self.secret)
+            .field("status", &self.status)
+            .field("values", &"(not shown)")
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// One object of a release and the `resourceVersion` it had when verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct RecordedObject {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(rename = "resourceVersion")]
+    pub resource_version: String,
+}
+
+/// What a verification found in sync (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedRecord {
+    pub revision: u64,
+    /// [`chart_digest`] of the chart the objects were rendered from.
+    pub chart: String,
+    /// [`capabilities_digest`] of the cluster they were rendered for.
+    pub capabilities: String,
+    pub objects: Vec<RecordedObject>,
+}
+
+/// The release JSON fields read here.
+#[derive(Deserialize)]
+struct ReleaseJson {
+    #[serde(default)]
+    info: InfoJson,
+    #[serde(default)]
+    chart: ChartJson,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    manifest: String,
+    #[serde(default)]
+    version: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct InfoJson {
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ChartJson {
+    #[serde(default)]
+    metadata: ChartMetadataJson,
+}
+
+#[derive(Deserialize, Default)]
+struct ChartMetadataJson {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default, rename = "appVersion")]
+    app_version: String,
+}
+
+/// Decodes `data.release` of a storage Secret (the bytes after Kubernetes' own base64):
+/// base64, then gzip when it starts with gzip's magic bytes (as Helm decodes it).
+pub fn decode_release(data: &[u8]) -> Result<Value, String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("not base64: {e}"))?;
+    let json = if raw.starts_with(&[0x1f, 0x8b, 0x08]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| format!("not gzip: {e}"))?;
+        out
+    } else {
+        raw
+    };
+    serde_json::from_slice(&json).map_err(|e| format!("not a release: {e}"))
+}
+
+/// The latest revision of `release` in `namespace` from Helm's storage (one list of Secrets);
+/// `None` when there is no release.
+pub async fn read_release(
+    cluster: &Cluster,
+    release: &str,
+    namespace: &str,
+) -> Result<Option<StoredRelease>, LiveError> {
+    let api: Api<Secret> = Api::namespaced(cluster.client().clone(), namespace);
+    let list = api
+        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+        .await?;
+    let latest = list
+        .items
+        .into_iter()
+        .filter(|s| s.type_.as_deref() == Some("helm.sh/release.v1"))
+        .max_by_key(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("version"))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+    let Some(secret) = latest else {
+        return Ok(None);
+    };
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let bad = |message: String| {
+        LiveError::Other(format!(
+            "Helm's storage Secret {namespace}/{name} of release {release}: {message}"
+        ))
+    };
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("release"))
+        .ok_or_else(|| bad("no `release` data".into()))?;
+    let release_json: ReleaseJson = serde_json::from_value(decode_release(&data.0).map_err(bad)?)
+        .map_err(|e| bad(e.to_string()))?;
+    let record = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RECORD_ANNOTATION))
+        .and_then(|text| serde_json::from_str::<VerifiedRecord>(text).ok());
+    let values = match release_json.config {
+        Value::Null => Value::Object(Default::default()),
+        other => other,
+    };
+    Ok(Some(StoredRelease {
+        secret: name,
+        status: ReleaseStatus {
+            revision: release_json.version,
+            chart_name: release_json.chart.metadata.name,
+            chart_version: release_json.chart.metadata.version,
+            status: release_json.info.status,
+            app_version: release_json.chart.metadata.app_version,
+        },
+        values,
+        manifest: release_json.manifest,
+        record,
+    }))
+}
+
+/// A digest of what a chart renders from: for a repository chart its repository, name,
+/// version and pin; for a chart directory every file's path and content (a directory changes
+/// without a version change).
+pub fn chart_digest(chart: &ChartRef) -> Result<String, LiveError> {
+    match chart {
+        ChartRef::Repo {
+            repo,
+            chart,
+            version,
+            sha256,
+        } => Ok(engine::sha256_hex(
+            format!(
+                "{repo}\n{chart}\n{version}\n{}",
+                sha256.as_deref().unwrap_or("")
+            )
+            .as_bytes(),
+        )),
+        ChartRef::Local(path) => {
+            let mut files = Vec::new();
+            collect_files(path, path, &mut files)
+                .map_err(|e| LiveError::Other(format!("reading chart {}: {e}", path.display())))?;
+            files.sort();
+            let mut all = Vec::new();
+            for (relative, content) in files {
+                all.extend_from_slice(relative.as_bytes());
+                all.push(0);
+                all.extend_from_slice(engine::sha256_hex(&content).as_bytes());
+                all.push(b'\n');
+            }
+            Ok(engine::sha256_hex(&all))
+        }
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
+    if dir.is_file() {
+        out.push((String::new(), std::fs::read(dir)?));
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            out.push((relative, std::fs::read(&path)?));
+        }
+    }
+    Ok(())
+}
+
+/// A digest of the capabilities a chart was rendered for.
+pub fn capabilities_digest(caps: &Capabilities) -> String {
+    engine::sha256_hex(
+        format!("{}\n{}", caps.kube_version, caps.api_versions.join("\n")).as_bytes(),
+    )
+}
+
+/// The identity of an object of a release (namespace filled in where namespaced).
+fn identity(object: &Value) -> (String, String, Option<String>, String) {
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let namespace = Some(text("/metadata/namespace")).filter(|n| !n.is_empty());
+    (
+        text("/apiVersion"),
+        text("/kind"),
+        namespace,
+        text("/metadata/name"),
+    )
+}
+
+/// The `resourceVersion` of each of `objects` now, by one metadata-only list per type and
+/// namespace; `None` when one of them does not exist or its type is not served.
+pub async fn live_versions(
+    cluster: &Cluster,
+    objects: &[Value],
+) -> Result<Option<Vec<RecordedObject>>, LiveError> {
+    let wanted: Vec<(String, String, Option<String>, String)> =
+        objects.iter().map(identity).collect();
+    let mut groups: BTreeMap<(String, String, Option<String>), BTreeSet<String>> = BTreeMap::new();
+    for (v, k, ns, name) in &wanted {
+        groups
+            .entry((v.clone(), k.clone(), ns.clone()))
+            .or_default()
+            .insert(name.clone());
+    }
+    let mut out = Vec::new();
+    for ((api_version, kind, namespace), names) in groups {
+        let Some(ty) = cluster.resolve(&api_version, &kind) else {
+            return Ok(None);
+        };
+        let api: Api<DynamicObject> = match (&namespace, ty.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(cluster.client().clone(), ns, &ty.resource),
+            _ => Api::all_with(cluster.client().clone(), &ty.resource),
+        };
+        let listed = api.list_metadata(&ListParams::default()).await?;
+        let versions: BTreeMap<String, String> = listed
+            .items
+            .into_iter()
+            .filter_map(|o| Some((o.metadata.name?, o.metadata.resource_version?)))
+            .collect();
+        for name in names {
+            let Some(resource_version) = versions.get(&name) else {
+                return Ok(None);
+            };
+            out.push(RecordedObject {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                namespace: namespace.clone().filter(|_| ty.namespaced),
+                name,
+                resource_version: resource_version.clone(),
+            });
+        }
+    }
+    out.sort();
+    Ok(Some(out))
+}
+
+/// Whether every recorded object still has its recorded `resourceVersion` (one metadata-only
+/// list per type and namespace).
+pub async fn unchanged_since(
+    cluster: &Cluster,
+    record: &VerifiedRecord,
+) -> Result<bool, LiveError> {
+    let objects: Vec<Value> = record
+        .objects
+        .iter()
+        .map(|o| {
+            serde_json::json!({"apiVersion": o.api_version, "kind": o.kind,
+                "metadata": {"name": o.name, "namespace": o.namespace}})
+        })
+        .collect();
+    let Some(mut now) = live_versions(cluster, &objects).await? else {
+        return Ok(false);
+    };
+    now.sort();
+    let mut recorded = record.objects.clone();
+    recorded.sort();
+    Ok(now == recorded)
+}
+
+/// Writes `record` on the storage Secret of the release's revision (server-side apply of
+/// the annotation only, field manager `envctl`).
+pub async fn write_record(
+    cluster: &Cluster,
+    namespace: &str,
+    secret: &str,
+    record: &VerifiedRecord,
+) -> Result<(), LiveError> {
+    let Some(ty) = cluster.resolve("v1", "Secret") else {
+        return Ok(());
+    };
+    let patch = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret, "namespace": namespace,
+            "annotations": {RECORD_ANNOTATION: serde_json::to_string(record)?}},
+    });
+    cluster.apply(&ty, &patch, false, true).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn encode(json: &Value, gzip: bool) -> Vec<u8> {
+        let body = serde_json::to_vec(json).unwrap();
+        let raw = if gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&body).unwrap();
+            e.finish().unwrap()
+        } else {
+            body
+        };
+        base64::engine::general_purpose::STANDARD
+            .encode(raw)
+            .into_bytes()
+    }
+
+    #[test]
+    fn releases_decode_as_helm_stores_them_gzipped_or_not() {
+        let release = serde_json::json!({"name": "dex", "version": 3,
+            "info": {"status": "deployed"}, "config": {"replicas": 2},
+            "chart": {"metadata": {"name": "dex", "version": "0.24.0"}}, "manifest": "---\n"});
+        assert_eq!(decode_release(&encode(&release, true)).unwrap(), release);
+        assert_eq!(decode_release(&encode(&release, false)).unwrap(), release);
+        assert!(
+            decode_release(b"%%%")
+                .unwrap_err()
+                .starts_with("not base64")
+        );
+    }
+
+    #[test]
+    fn a_chart_directory_digest_follows_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("Chart.yaml"), "name: c\nversion: 1.0.0\n").unwrap();
+        std::fs::write(dir.path().join("templates/a.yaml"), "kind: ConfigMap\n").unwrap();
+        let chart = ChartRef::Local(dir.path().to_owned());
+        let first = chart_digest(&chart).unwrap();
+        assert_eq!(first, chart_digest(&chart).unwrap());
+        std::fs::write(dir.path().join("templates/a.yaml"), "kind: Secret\n").unwrap();
+        assert_ne!(
+            first,
+            chart_digest(&chart).unwrap(),
+            "same version, new content"
+        );
+    }
+
+    #[test]
+    fn the_record_round_trips_and_holds_no_values() {
+        let record = VerifiedRecord {
+            revision: 2,
+            chart: "c".into(),
+            capabilities: "k".into(),
+            objects: vec![RecordedObject {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("sso".into()),
+                name: "dex".into(),
+                resource_version: "123".into(),
+            }],
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            serde_json::from_str::<VerifiedRecord>(&text).unwrap(),
+            record
+        );
+        assert!(text.contains("\"resourceVersion\":\"123\""), "{text}");
+    }
+}

@@ -1,0 +1,172 @@
+//! A counting HTTP proxy on loopback for the benchmark: `kubectl proxy` holds the testenv's
+//! credentials and TLS; this proxy in front of it counts each request by Kubernetes verb and
+//! passes it on unchanged (one request per connection: it asks both sides to close after
+//! each response, so no parsing of responses is needed).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+pub type Counts = Arc<Mutex<BTreeMap<String, usize>>>;
+
+/// A running proxy: its port, and the requests counted so far.
+pub struct Counter {
+    pub port: u16,
+    pub counts: Counts,
+}
+
+impl Counter {
+    /// Starts listening on 127.0.0.1 (an ephemeral port), forwarding to `upstream`.
+    pub fn start(upstream: SocketAddr) -> std::io::Result<Counter> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let counts: Counts = Arc::default();
+        let shared = counts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counts = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = forward(client, upstream, &counts);
+                });
+            }
+        });
+        Ok(Counter { port, counts })
+    }
+
+    /// The counts so far, and zero them.
+    pub fn take(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.counts.lock().expect("counts"))
+    }
+}
+
+fn forward(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut request_line = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if request_line.is_empty() {
+            request_line = line.clone();
+            head.extend_from_slice(line.as_bytes());
+            continue;
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    *counts
+        .lock()
+        .expect("counts")
+        .entry(classify(method, target))
+        .or_default() += 1;
+
+    let mut up = TcpStream::connect(upstream)?;
+    up.write_all(&head)?;
+    up.write_all(&body)?;
+    let mut client = client;
+    std::io::copy(&mut up, &mut client)?;
+    client.shutdown(std::net::Shutdown::Both)
+}
+
+/// The Kubernetes verb of a request: `discovery`, `get`, `list`, `watch`, `create`, `update`,
+/// `patch`, `delete`, with ` (dry run)` for dry runs.
+pub fn classify(method: &str, target: &str) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest: &[&str] = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return "discovery".into(),
+    };
+    if rest.is_empty() {
+        return "discovery".into();
+    }
+    let named = if rest[0] == "namespaces" && rest.len() >= 3 {
+        rest.len() >= 4
+    } else {
+        rest.len() >= 2
+    };
+    let dry = query.split('&').any(|p| p == "dryRun=All");
+    let verb = match method {
+        "GET"
+            if query
+                .split('&')
+                .any(|p| p == "watch=true" || p == "watch=1") =>
+        {
+            "watch"
+        }
+        "GET" if named => "get",
+        "GET" => "list",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" if named => "delete",
+        "DELETE" => "deletecollection",
+        other => other,
+    };
+    if dry {
+        format!("{verb} (dry run)")
+    } else {
+        verb.to_owned()
+    }
+}
+
+/// Whether a verb changes the cluster.
+pub fn is_write(verb: &str) -> bool {
+    !verb.ends_with("(dry run)") && !matches!(verb, "discovery" | "get" | "list" | "watch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classified_by_verb() {
+        assert_eq!(classify("GET", "/apis"), "discovery");
+        assert_eq!(classify("GET", "/api/v1/namespaces"), "list");
+        assert_eq!(classify("GET", "/api/v1/namespaces/sso"), "get");
+        assert_eq!(
+            classify(
+                "GET",
+                "/api/v1/namespaces/sso/secrets?labelSelector=owner%3Dhelm"
+            ),
+            "list"
+        );
+        assert_eq!(
+            classify("GET", "/apis/apps/v1/namespaces/sso/deployments/dex"),
+            "get"
+        );
+        assert_eq!(
+            classify(
+                "PATCH",
+                "/apis/apps/v1/namespaces/sso/deployments/dex?dryRun=All&force=true"
+            ),
+            "patch (dry run)"
+        );
+        assert_eq!(
+            classify("GET", "/apis/apps/v1/deployments?watch=true"),
+            "watch"
+        );
+        assert_eq!(classify("GET", "/version"), "discovery");
+        assert!(is_write("patch") && !is_write("patch (dry run)") && !is_write("list"));
+    }
+}
