@@ -10,6 +10,7 @@ pub mod fields;
 pub mod helm;
 pub mod objects;
 pub mod provider;
+pub mod retry;
 pub mod runner;
 pub mod secrets;
 pub mod sources;
