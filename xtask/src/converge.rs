@@ -152,6 +152,7 @@ fn options(
         },
         modules: args.module.clone().map(|m| BTreeSet::from([m])),
         helm,
+        wait: live::wait::WaitOptions::from_env()?,
         ..RunOptions::default()
     })
 }

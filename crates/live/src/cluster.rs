@@ -274,7 +274,9 @@ fn client(mut config: Config, timeouts: ApiTimeouts) -> Result<Client, LiveError
 /// The seconds a watch may stay open before the server ends it: below the read timeout, so that
 /// a quiet watch is ended by the server, not broken by the client.
 pub fn watch_timeout_secs(timeouts: &ApiTimeouts) -> u32 {
-    u32::try_from(timeouts.read.as_secs().saturating_sub(5).clamp(1, 290)).unwrap_or(290)
+    let read = timeouts.read.as_secs();
+    let secs = read.saturating_sub((read / 3).min(5)).clamp(1, 290);
+    u32::try_from(secs).unwrap_or(290)
 }
 
 /// Another field manager owns fields that an apply would change.
@@ -321,6 +323,18 @@ fn manager_in(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_end_before_the_read_timeout_would_break_them() {
+        let with_read = |secs| ApiTimeouts {
+            read: std::time::Duration::from_secs(secs),
+            ..ApiTimeouts::default()
+        };
+        assert_eq!(watch_timeout_secs(&with_read(30)), 25);
+        assert_eq!(watch_timeout_secs(&with_read(3)), 2);
+        assert_eq!(watch_timeout_secs(&with_read(1)), 1);
+        assert_eq!(watch_timeout_secs(&with_read(3600)), 290);
+    }
 
     #[test]
     fn manager_is_read_from_the_servers_conflict_message() {

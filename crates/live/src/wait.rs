@@ -189,6 +189,30 @@ impl Default for WaitOptions {
     }
 }
 
+impl WaitOptions {
+    /// The defaults, with the timeout from `ENVCTL_WAIT_TIMEOUT` (whole seconds) when it is set.
+    pub fn from_env() -> Result<WaitOptions, LiveError> {
+        let mut options = WaitOptions::default();
+        if let Ok(text) = std::env::var("ENVCTL_WAIT_TIMEOUT")
+            && !text.trim().is_empty()
+        {
+            let seconds: u64 = text
+                .trim()
+                .trim_end_matches('s')
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| {
+                    LiveError::Other(format!(
+                        "ENVCTL_WAIT_TIMEOUT={text:?} is not a number of seconds (e.g. ENVCTL_WAIT_TIMEOUT=600)"
+                    ))
+                })?;
+            options.timeout = Duration::from_secs(seconds);
+        }
+        Ok(options)
+    }
+}
+
 /// Watches an object until [`readiness`] says ready, through the reporter: every Warning event
 /// of the object and of what it owns (a Deployment's ReplicaSets and Pods, a DaemonSet's Pods)
 /// as it appears, and every `progress_every` what is awaited, the object's conditions that are
@@ -375,11 +399,16 @@ async fn watch_until(
                 let (what, last) = state.unwrap_or_else(|| {
                     ("the first read of the object".into(), "nothing read yet".into())
                 });
-                return Err(LiveError::Timeout(format!(
+                let mut message = format!(
                     "{label}: gave up after {}s waiting for {what}; last seen: {}",
                     start.elapsed().as_secs(),
                     reasons.summary(&last, unreachable.as_deref())
-                )));
+                );
+                if unreachable.is_some() {
+                    message.push('\n');
+                    message.push_str(crate::retry::RUN_AGAIN);
+                }
+                return Err(LiveError::Timeout(message));
             }
         }
     }

@@ -1,0 +1,436 @@
+//! Transient faults of the API server during `cargo xtask apply` (the `gateway` module: CRDs,
+//! a namespace, a Gateway, nginx and its route), against the testenv:
+//!
+//! - the testenv's kube-apiserver is stopped (SIGTERM) and started again (its own command line,
+//!   read from /proc) in the middle of an apply, at several points: the run either completes
+//!   after retries or fails naming the resource and "run apply again"; the next apply
+//!   converges and the plan after it says No changes;
+//! - the kube-apiserver is frozen (SIGSTOP) in the middle of an apply for longer than the
+//!   client's read timeout, retry budget and wait timeout (all shortened through their
+//!   environment variables): the run ends on its own while the server is still frozen, with
+//!   "run apply again"; after SIGCONT the next apply converges;
+//! - frozen for a few seconds only (longer than the read timeout), the run rides it out.
+//!
+//! One scenario, in order: this file is its own test binary and disturbs the whole testenv, so
+//! nothing else may run beside it.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::{InfraCopy, describe, xtask};
+
+/// kwokctl's pid file of the testenv's kube-apiserver (`<cluster dir>/pids/`, beside the
+/// kubeconfig).
+fn pid_file() -> PathBuf {
+    let kubeconfig = e2e::kubeconfig();
+    let path = kubeconfig
+        .parent()
+        .expect("the kubeconfig is in the cluster's directory")
+        .join("pids/kube-apiserver.pid");
+    assert!(path.is_file(), "no pid file at {}", path.display());
+    path
+}
+
+fn apiserver_pid() -> u32 {
+    let path = pid_file();
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        // A zombie (state Z) is gone for our purpose.
+        .is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Blocks until the API server answers `/readyz` (bounded).
+fn wait_ready(within: Duration) {
+    let start = Instant::now();
+    loop {
+        let output = Command::new(e2e::kubectl_binary())
+            .args(["get", "--raw=/readyz", "--request-timeout=3s"])
+            .env("KUBECONFIG", e2e::kubeconfig())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running kubectl");
+        if output.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "the API server is not ready {}s after its restart: {}",
+            within.as_secs(),
+            describe(&output)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Stops the kube-apiserver (SIGTERM, as kwokctl does), keeps it down for `down`, and starts it
+/// again with the same command line, working directory and environment, logging where kwokctl
+/// logs it; the new pid goes into kwokctl's pid file so that `testenv down` stops it. Returns
+/// once it answers again.
+fn restart_apiserver(down: Duration) {
+    let pid = apiserver_pid();
+    let read = |what: &str| {
+        std::fs::read(format!("/proc/{pid}/{what}"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/{what}: {e}"))
+    };
+    let split = |raw: Vec<u8>| -> Vec<String> {
+        raw.split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect()
+    };
+    let argv = split(read("cmdline"));
+    let environ = split(read("environ"));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("its working directory");
+    signal(pid, "TERM");
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "kube-apiserver {pid} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(down);
+    let log_path = pid_file()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("the cluster directory")
+        .join("logs/kube-apiserver.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .env_clear()
+        .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", argv[0]));
+    std::fs::write(pid_file(), child.id().to_string()).expect("writing the pid file");
+    wait_ready(Duration::from_secs(90));
+}
+
+/// SIGCONT on drop: a frozen API server never outlives the test.
+struct Frozen(u32);
+
+impl Frozen {
+    fn freeze() -> Frozen {
+        let pid = apiserver_pid();
+        signal(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A finished run: exit status, all it printed, and when it ended.
+struct Run {
+    success: bool,
+    text: String,
+    took: Duration,
+}
+
+/// Runs `cargo xtask <args> --env kwok --module gateway --infra <copy>` with `env`; once
+/// `trigger` lines of stderr contain "Creation complete", calls `fault` (on this thread, while
+/// the run goes on). Bounded by `limit`.
+fn run_with_fault(
+    infra: &InfraCopy,
+    args: &[&str],
+    env: &[(&str, &str)],
+    trigger: usize,
+    limit: Duration,
+    mut fault: impl FnMut(),
+) -> Run {
+    let infra_dir = infra.path().display().to_string();
+    let bin = std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK (run through cargo xtask test)");
+    let start = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .args([
+            "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
+        ])
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting cargo xtask");
+    let (lines, received) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    let stdout = child.stdout.take().expect("stdout");
+    let err_lines = lines.clone();
+    let readers = [
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_lines.send(format!("E {line}"));
+            }
+        }),
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(format!("O {line}"));
+            }
+        }),
+    ];
+    let mut text = String::new();
+    let mut completed = 0;
+    let mut fired = trigger == 0;
+    if fired {
+        fault();
+    }
+    let status = loop {
+        while let Ok(line) = received.try_recv() {
+            if line.starts_with("E ") && line.contains("Creation complete") {
+                completed += 1;
+            }
+            text.push_str(&line);
+            text.push('\n');
+            if !fired && completed >= trigger {
+                fired = true;
+                text.push_str(&format!("-- fault at {}s\n", start.elapsed().as_secs()));
+                fault();
+                text.push_str(&format!(
+                    "-- fault over at {}s\n",
+                    start.elapsed().as_secs()
+                ));
+            }
+        }
+        if let Some(status) = child.try_wait().expect("polling the run") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not end within {}s:\n{text}", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = start.elapsed();
+    for reader in readers {
+        let _ = reader.join();
+    }
+    while let Ok(line) = received.try_recv() {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(
+        fired,
+        "the run ended before {trigger} resources were created:\n{text}"
+    );
+    Run {
+        success: status.success(),
+        text,
+        took,
+    }
+}
+
+fn cli(infra: &InfraCopy, args: &[&str]) -> std::process::Output {
+    let infra_dir = infra.path().display().to_string();
+    let mut all = args.to_vec();
+    all.extend([
+        "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
+    ]);
+    xtask(&all)
+}
+
+/// A run that failed must name a resource of the module and say to run apply again.
+fn assert_recoverable(run: &Run) {
+    if !run.success {
+        assert!(
+            run.text.contains("run apply again"),
+            "a failed run says to run apply again:\n{}",
+            run.text
+        );
+        assert!(
+            run.text
+                .lines()
+                .any(|l| l.contains("E gateway.") && l.contains("did not answer")
+                    || l.contains("E gateway.") && l.contains("gave up after")),
+            "the failure names the resource:\n{}",
+            run.text
+        );
+    }
+}
+
+/// The next apply converges and the plan after it says No changes.
+fn assert_converges(infra: &InfraCopy) {
+    let applied = cli(infra, &["apply", "--auto-approve"]);
+    assert!(
+        applied.status.success(),
+        "apply after the fault: {}",
+        describe(&applied)
+    );
+    let plan = cli(infra, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "plan after the fault: {}",
+        describe(&plan)
+    );
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("No changes."));
+}
+
+fn destroy(infra: &InfraCopy) {
+    let destroyed = cli(infra, &["destroy", "--auto-approve"]);
+    assert!(
+        destroyed.status.success(),
+        "destroy: {}",
+        describe(&destroyed)
+    );
+}
+
+#[test]
+fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
+    let infra = InfraCopy::new();
+    wait_ready(Duration::from_secs(30));
+    let mut figures = Vec::new();
+
+    // 1. Restarts in the middle of an apply, after 1, 3 and 6 resources were created.
+    for trigger in [1, 3, 6] {
+        let run = run_with_fault(
+            &infra,
+            &["apply", "--auto-approve"],
+            &[],
+            trigger,
+            Duration::from_secs(400),
+            || restart_apiserver(Duration::from_secs(2)),
+        );
+        eprintln!(
+            "--- restart after {trigger} creations ({}s):\n{}",
+            run.took.as_secs(),
+            run.text
+        );
+        assert_recoverable(&run);
+        figures.push(format!(
+            "restart after {trigger} creations: {} in {}s",
+            if run.success {
+                "completed"
+            } else {
+                "failed, run apply again"
+            },
+            run.took.as_secs()
+        ));
+        assert_converges(&infra);
+        destroy(&infra);
+    }
+
+    // 2. Frozen for longer than every timeout: the run ends while the server is still frozen.
+    let short = [
+        ("ENVCTL_API_CONNECT_TIMEOUT", "3"),
+        ("ENVCTL_API_READ_TIMEOUT", "3"),
+        ("ENVCTL_API_RETRY_FOR", "10"),
+        ("ENVCTL_WAIT_TIMEOUT", "20"),
+    ];
+    let mut frozen = None;
+    let mut frozen_at = None;
+    let run = run_with_fault(
+        &infra,
+        &["apply", "--auto-approve"],
+        &short,
+        2,
+        Duration::from_secs(120),
+        || {
+            frozen = Some(Frozen::freeze());
+            frozen_at = Some(Instant::now());
+        },
+    );
+    let frozen_for = frozen_at.expect("frozen").elapsed();
+    eprintln!(
+        "--- frozen for good after 2 creations ({}s):\n{}",
+        run.took.as_secs(),
+        run.text
+    );
+    assert!(
+        !run.success,
+        "nothing can complete while the server is frozen:\n{}",
+        run.text
+    );
+    assert_recoverable(&run);
+    // Deadline: the wait's 20s, or a request's 3s + 10s of retries, plus the start of a step.
+    assert!(
+        frozen_for < Duration::from_secs(60),
+        "the run ended {}s after the freeze",
+        frozen_for.as_secs()
+    );
+    figures.push(format!(
+        "frozen for good after 2 creations: failed {}s after the freeze",
+        frozen_for.as_secs()
+    ));
+    drop(frozen.take());
+    wait_ready(Duration::from_secs(30));
+    assert_converges(&infra);
+    destroy(&infra);
+
+    // 3. Frozen for 8s (longer than the 3s read timeout, shorter than the retry budget).
+    let run = run_with_fault(
+        &infra,
+        &["apply", "--auto-approve"],
+        &[
+            ("ENVCTL_API_CONNECT_TIMEOUT", "3"),
+            ("ENVCTL_API_READ_TIMEOUT", "3"),
+            ("ENVCTL_API_RETRY_FOR", "30"),
+        ],
+        2,
+        Duration::from_secs(300),
+        || {
+            let frozen = Frozen::freeze();
+            std::thread::sleep(Duration::from_secs(8));
+            drop(frozen);
+        },
+    );
+    eprintln!(
+        "--- frozen for 8s after 2 creations ({}s):\n{}",
+        run.took.as_secs(),
+        run.text
+    );
+    assert_recoverable(&run);
+    figures.push(format!(
+        "frozen for 8s after 2 creations: {} in {}s",
+        if run.success {
+            "completed"
+        } else {
+            "failed, run apply again"
+        },
+        run.took.as_secs()
+    ));
+    assert_converges(&infra);
+    destroy(&infra);
+
+    eprintln!("figures:\n{}", figures.join("\n"));
+}
