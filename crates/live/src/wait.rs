@@ -862,7 +862,9 @@ impl Reasons {
     /// that happened during the wait, and the API server's state.
     pub fn summary(&self, last: &str, unreachable: Option<&str>) -> String {
         let mut parts = vec![last.to_owned()];
+        // A Deployment repeats its ReplicaSet's ReplicaFailure: each text once.
         let mut conditions: Vec<String> = self.conditions.values().map(|(c, _)| c.text()).collect();
+        conditions.sort();
         conditions.dedup();
         parts.extend(conditions);
         parts.extend(self.pods.iter().take(3).cloned());
