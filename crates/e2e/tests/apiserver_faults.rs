@@ -15,6 +15,7 @@
 //! nothing else may run beside it.
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -134,6 +135,8 @@ fn restart_apiserver(down: Duration) {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("the log"))
         .stderr(log)
+        // Its own process group, as kwokctl starts it: a signal to the test is not its.
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", argv[0]));
     std::fs::write(pid_file(), child.id().to_string()).expect("writing the pid file");

@@ -350,9 +350,9 @@ async fn watch_until(
                 }
                 match event {
                     watcher::Event::Init => listing = None,
-                    watcher::Event::InitApply(object) => listing = Some(serde_json::to_value(object)?),
+                    watcher::Event::InitApply(object) => listing = Some(typed(object, ty)?),
                     watcher::Event::InitDone => current = Some(listing.take()),
-                    watcher::Event::Apply(object) => current = Some(Some(serde_json::to_value(object)?)),
+                    watcher::Event::Apply(object) => current = Some(Some(typed(object, ty)?)),
                     watcher::Event::Delete(_) => current = Some(None),
                 }
                 let Some(object) = &current else { continue };
@@ -412,6 +412,16 @@ async fn watch_until(
             }
         }
     }
+}
+
+/// An object as JSON with its apiVersion and kind (items of a list carry none).
+fn typed(object: DynamicObject, ty: &TypeInfo) -> Result<Value, LiveError> {
+    let mut value = serde_json::to_value(object)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("apiVersion".into(), ty.resource.api_version.clone().into());
+        fields.insert("kind".into(), ty.resource.kind.clone().into());
+    }
+    Ok(value)
 }
 
 /// One look at why an object is not ready: its conditions, the Warning events of it and of what
@@ -875,10 +885,22 @@ impl Reasons {
             .max_by(|a, b| a.warning.time.cmp(&b.warning.time))
         {
             let w = &latest.warning;
-            parts.push(format!(
-                "latest warning: {} on {} ({}x): {}",
-                w.reason, w.object, w.count, w.message
-            ));
+            // A ReplicaFailure condition usually carries the same message: not twice.
+            let repeated = self
+                .conditions
+                .values()
+                .any(|(c, _)| !c.message.is_empty() && w.message.contains(&c.message));
+            parts.push(if repeated {
+                format!(
+                    "latest warning: {} on {} ({}x), the same",
+                    w.reason, w.object, w.count
+                )
+            } else {
+                format!(
+                    "latest warning: {} on {} ({}x): {}",
+                    w.reason, w.object, w.count, w.message
+                )
+            });
         }
         if let Some(error) = unreachable {
             parts.push(format!("API server unreachable: {error}"));
