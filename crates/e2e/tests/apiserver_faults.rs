@@ -23,20 +23,20 @@ use std::time::{Duration, Instant};
 
 use e2e::{InfraCopy, describe, xtask};
 
-/// kwokctl's pid file of the testenv's kube-apiserver (`<cluster dir>/pids/`, beside the
+/// kwokctl's pid file of a component of the testenv (`<cluster dir>/pids/`, beside the
 /// kubeconfig).
-fn pid_file() -> PathBuf {
+fn pid_file(component: &str) -> PathBuf {
     let kubeconfig = e2e::kubeconfig();
     let path = kubeconfig
         .parent()
         .expect("the kubeconfig is in the cluster's directory")
-        .join("pids/kube-apiserver.pid");
+        .join(format!("pids/{component}.pid"));
     assert!(path.is_file(), "no pid file at {}", path.display());
     path
 }
 
-fn apiserver_pid() -> u32 {
-    let path = pid_file();
+fn pid_of(component: &str) -> u32 {
+    let path = pid_file(component);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
         .trim()
@@ -88,76 +88,141 @@ fn wait_ready(within: Duration) {
     }
 }
 
-/// Stops the kube-apiserver (SIGTERM, as kwokctl does), keeps it down for `down`, and starts it
-/// again with the same command line, working directory and environment, logging where kwokctl
-/// logs it; the new pid goes into kwokctl's pid file so that `testenv down` stops it. Returns
-/// once it answers again.
-fn restart_apiserver(down: Duration) {
-    let pid = apiserver_pid();
-    let read = |what: &str| {
-        std::fs::read(format!("/proc/{pid}/{what}"))
-            .unwrap_or_else(|e| panic!("reading /proc/{pid}/{what}: {e}"))
-    };
-    let split = |raw: Vec<u8>| -> Vec<String> {
-        raw.split(|b| *b == 0)
-            .filter(|part| !part.is_empty())
-            .map(|part| String::from_utf8_lossy(part).into_owned())
-            .collect()
-    };
-    let argv = split(read("cmdline"));
-    let environ = split(read("environ"));
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("its working directory");
-    signal(pid, "TERM");
-    let start = Instant::now();
-    while alive(pid) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "kube-apiserver {pid} did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+/// A process of the control plane as kwokctl started it: enough to start it again.
+struct Component {
+    name: &'static str,
+    pid: u32,
+    argv: Vec<String>,
+    environ: Vec<String>,
+    cwd: PathBuf,
+}
+
+impl Component {
+    fn capture(name: &'static str) -> Component {
+        let pid = pid_of(name);
+        let read = |what: &str| {
+            std::fs::read(format!("/proc/{pid}/{what}"))
+                .unwrap_or_else(|e| panic!("reading /proc/{pid}/{what} of {name}: {e}"))
+        };
+        let split = |raw: Vec<u8>| -> Vec<String> {
+            raw.split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect()
+        };
+        Component {
+            name,
+            pid,
+            argv: split(read("cmdline")),
+            environ: split(read("environ")),
+            cwd: std::fs::read_link(format!("/proc/{pid}/cwd")).expect("its working directory"),
+        }
     }
-    std::thread::sleep(down);
-    let log_path = pid_file()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("the cluster directory")
-        .join("logs/kube-apiserver.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("the log"))
-        .stderr(log)
-        // Its own process group, as kwokctl starts it: a signal to the test is not its.
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", argv[0]));
-    std::fs::write(pid_file(), child.id().to_string()).expect("writing the pid file");
+
+    /// SIGTERM, as kwokctl stops it; SIGKILL after `grace` (the API server drains its watches
+    /// for up to a minute otherwise, and its port may be taken meanwhile on a shared machine).
+    fn stop(&self, grace: Duration) {
+        signal(self.pid, "TERM");
+        let start = Instant::now();
+        while alive(self.pid) {
+            if start.elapsed() > grace {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.pid.to_string()])
+                    .status();
+            }
+            assert!(
+                start.elapsed() < grace + Duration::from_secs(30),
+                "{} did not stop",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts it again with the same command line, working directory and environment, logging
+    /// where kwokctl logs it; the new pid goes into kwokctl's pid file, so that `testenv down`
+    /// stops it.
+    fn start(&mut self) {
+        let log_path = self.cwd.join(format!("logs/{}.log", self.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
+        let child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(self.environ.iter().filter_map(|kv| kv.split_once('=')))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log"))
+            .stderr(log)
+            // Its own process group, as kwokctl starts it: a signal to the test is not its.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.argv[0]));
+        self.pid = child.id();
+        std::fs::write(pid_file(self.name), self.pid.to_string()).expect("writing the pid file");
+    }
+}
+
+/// The controllers that exit when they lose their leader lease while the API server is away.
+const CONTROLLERS: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
+
+/// Starts again the controllers that exited (as a supervisor would), once the API server
+/// answers.
+fn revive(controllers: &mut [Component]) {
     wait_ready(Duration::from_secs(90));
+    for controller in controllers {
+        if !alive(controller.pid) {
+            eprintln!(
+                "-- {} exited while the API server was away; starting it again",
+                controller.name
+            );
+            controller.start();
+        }
+    }
+}
+
+/// Stops the kube-apiserver, keeps it down for `down`, and starts it again; returns once it
+/// answers (and the controllers run).
+fn restart_apiserver(down: Duration) {
+    let mut apiserver = Component::capture("kube-apiserver");
+    let mut controllers: Vec<Component> =
+        CONTROLLERS.iter().map(|c| Component::capture(c)).collect();
+    apiserver.stop(Duration::from_secs(3));
+    std::thread::sleep(down);
+    apiserver.start();
+    revive(&mut controllers);
 }
 
 /// SIGCONT on drop: a frozen API server never outlives the test.
-struct Frozen(u32);
+struct Frozen {
+    pid: u32,
+    controllers: Vec<Component>,
+}
 
 impl Frozen {
     fn freeze() -> Frozen {
-        let pid = apiserver_pid();
+        let controllers = CONTROLLERS.iter().map(|c| Component::capture(c)).collect();
+        let pid = pid_of("kube-apiserver");
         signal(pid, "STOP");
-        Frozen(pid)
+        Frozen { pid, controllers }
+    }
+
+    /// SIGCONT, and the controllers that gave up meanwhile started again.
+    fn thaw(mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid.to_string()])
+            .status();
+        revive(&mut self.controllers);
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
+            .args(["-CONT", &self.pid.to_string()])
             .status();
     }
 }
@@ -395,8 +460,7 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
         "frozen for good after 2 creations: failed {}s after the freeze",
         frozen_for.as_secs()
     ));
-    drop(frozen.take());
-    wait_ready(Duration::from_secs(30));
+    frozen.take().expect("frozen").thaw();
     assert_converges(&infra);
     destroy(&infra);
 
@@ -414,7 +478,7 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
         || {
             let frozen = Frozen::freeze();
             std::thread::sleep(Duration::from_secs(8));
-            drop(frozen);
+            frozen.thaw();
         },
     );
     eprintln!(

@@ -325,6 +325,8 @@ async fn watch_until(
     let mut look = tokio::time::interval(options.poll);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_report = options.progress_every;
+    let mut installing_since: Option<Duration> = None;
+    let mut nudged: Option<Duration> = None;
     let say = |line: String| progress(&format!("{label}: {line}"));
 
     loop {
@@ -363,6 +365,24 @@ async fn watch_until(
             }
             _ = look.tick() => {
                 let elapsed = start.elapsed();
+                if let Some(Some(object)) = &current {
+                    installing_since = crd_installing(object)
+                        .then(|| installing_since.unwrap_or(elapsed));
+                    if let Some(since) = installing_since
+                        && elapsed.saturating_sub(since) >= CRD_NUDGE_AFTER
+                        && nudged.is_none_or(|at| elapsed.saturating_sub(at) >= CRD_NUDGE_AFTER * 3)
+                    {
+                        nudged = Some(elapsed);
+                        say(format!(
+                            "names accepted but not Established for {}s (an API server that \
+                             restarted misses it): updating it to wake the establishing controller",
+                            elapsed.saturating_sub(since).as_secs()
+                        ));
+                        if let Err(error) = nudge(cluster, ty, name).await {
+                            unreachable = Some(error.to_string());
+                        }
+                    }
+                }
                 if diagnose && let Some(Some(object)) = &current {
                     // Bounded: a look never holds up the deadline or the next progress line.
                     let bound = deadline
@@ -412,6 +432,41 @@ async fn watch_until(
             }
         }
     }
+}
+
+/// How long a CRD may sit with its names accepted but not Established before it is nudged (the
+/// API server establishes it within a second, or 5 s with several API servers).
+const CRD_NUDGE_AFTER: Duration = Duration::from_secs(10);
+
+/// A CRD whose names are accepted and that is not Established: the API server queues it for
+/// establishing only on an update event, which an API server that restarted in between never
+/// sees (apiextensions-apiserver's `updateCustomResourceDefinition`).
+fn crd_installing(object: &Value) -> bool {
+    let conditions = object.pointer("/status/conditions");
+    let is_true = |kind: &str| {
+        condition(conditions, kind)
+            .and_then(|c| c.get("status"))
+            .and_then(Value::as_str)
+            == Some("True")
+    };
+    text(object, "/kind") == "CustomResourceDefinition"
+        && is_true("NamesAccepted")
+        && !is_true("Established")
+}
+
+/// Updates a CRD without changing what anyone configured: an annotation set and removed again
+/// under a field manager of its own. Each update is an event for the establishing controller.
+async fn nudge(cluster: &Cluster, ty: &TypeInfo, name: &str) -> Result<(), LiveError> {
+    const MANAGER: &str = "envctl-establish";
+    let bare = serde_json::json!({
+        "apiVersion": ty.resource.api_version, "kind": ty.resource.kind,
+        "metadata": {"name": name},
+    });
+    let mut marked = bare.clone();
+    marked["metadata"]["annotations"] = serde_json::json!({"envctl.dev/establish": "requested"});
+    cluster.apply_as(ty, &marked, MANAGER).await?;
+    cluster.apply_as(ty, &bare, MANAGER).await?;
+    Ok(())
 }
 
 /// An object as JSON with its apiVersion and kind (items of a list carry none).
@@ -876,6 +931,7 @@ impl Reasons {
         let mut conditions: Vec<String> = self.conditions.values().map(|(c, _)| c.text()).collect();
         conditions.sort();
         conditions.dedup();
+        conditions.retain(|c| c != last);
         parts.extend(conditions);
         parts.extend(self.pods.iter().take(3).cloned());
         if let Some(latest) = self
@@ -1308,6 +1364,20 @@ mod tests {
         reasons.observe(s(22), Found::default());
         reasons.observe(s(30), with());
         assert_eq!(reasons.verdict(s(40), settle), None);
+    }
+
+    #[test]
+    fn a_crd_is_installing_when_its_names_are_accepted_and_it_is_not_established() {
+        let crd = |established: &str| {
+            json!({"kind": "CustomResourceDefinition", "status": {"conditions": [
+            {"type": "NamesAccepted", "status": "True"},
+            {"type": "Established", "status": established, "reason": "Installing"}]}})
+        };
+        assert!(crd_installing(&crd("False")));
+        assert!(!crd_installing(&crd("True")));
+        let names_pending = json!({"kind": "CustomResourceDefinition", "status": {"conditions": [
+            {"type": "NamesAccepted", "status": "False", "reason": "NameConflict"}]}});
+        assert!(!crd_installing(&names_pending));
     }
 
     #[test]
