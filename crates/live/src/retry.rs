@@ -386,6 +386,19 @@ pub fn again(address: &impl fmt::Display, error: LiveError) -> LiveError {
     }
 }
 
+/// What a plan (also apply's own) says when reading a resource failed for a transient reason.
+pub const PLAN_AGAIN: &str =
+    "the API server did not answer in time; nothing was changed: run apply (or plan) again";
+
+/// [`again`] for the facts a plan gathers: nothing was changed yet.
+pub fn again_in_plan(address: &impl fmt::Display, error: LiveError) -> LiveError {
+    if is_transient(&error) {
+        LiveError::Other(format!("{address}: {error}\n{PLAN_AGAIN}"))
+    } else {
+        error
+    }
+}
+
 /// A helm failure of the release at `address`, with "run apply again" when helm could not talk
 /// to the API server (its own client has no retries).
 pub fn helm_again(address: &impl fmt::Display, error: crate::helm::HelmError) -> LiveError {
