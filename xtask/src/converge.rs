@@ -21,7 +21,8 @@ pub struct LiveArgs {
     /// Only this module's resources.
     #[arg(long, value_name = "MODULE")]
     pub module: Option<String>,
-    /// Read pinned upstream files from DIR/<host>/<path> instead of the network.
+    /// Read pinned upstream files from DIR/<host>/<path> and repository charts from
+    /// DIR/charts/<repository URL without scheme>/<chart>-<version>/ instead of the network.
     #[arg(long, value_name = "DIR", env = "ENVCTL_MIRROR")]
     pub mirror: Option<PathBuf>,
     /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; for provider kwok, the
@@ -100,6 +101,18 @@ fn kubeconfig_and_context(loaded: &Loaded, args: &LiveArgs) -> (Option<PathBuf>,
     (kubeconfig, context)
 }
 
+/// The offline mirror of pinned files and charts: `--mirror`/`ENVCTL_MIRROR`, else for the
+/// testenv (provider kwok, which has no network by design) the testenv's mirror.
+fn mirror(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
+    args.mirror.clone().or_else(|| {
+        (loaded.env.settings.cluster.provider == config::Provider::Kwok)
+            .then(|| crate::testenv::Layout::discover().ok())
+            .flatten()
+            .map(|layout| layout.mirror_dir())
+            .filter(|dir| dir.is_dir())
+    })
+}
+
 /// The kubeconfig `cargo xtask testenv up` writes for a kwok cluster of that name, if it exists.
 fn testenv_kubeconfig(cluster: &str) -> Option<PathBuf> {
     let layout = crate::testenv::Layout::discover().ok()?;
@@ -136,20 +149,26 @@ fn options(
     context: &str,
     force_conflicts: bool,
 ) -> anyhow::Result<RunOptions> {
+    let mirror = mirror(loaded, args);
     let helm = if loaded.env.releases.is_empty() {
         None
     } else {
-        Some(live::helm::Helm::locate(
-            kubeconfig,
-            Some(context.to_owned()).filter(|c| !c.is_empty()),
-        )?)
+        let charts = live::charts::ChartStore::new(
+            mirror.clone(),
+            live::charts::ChartStore::default_cache(),
+        );
+        Some(
+            live::helm::Helm::locate(
+                kubeconfig,
+                Some(context.to_owned()).filter(|c| !c.is_empty()),
+            )?
+            .with_charts(charts),
+        )
     };
     Ok(RunOptions {
         concurrency: args.concurrency.max(1),
         force_conflicts,
-        sources: Sources {
-            mirror: args.mirror.clone(),
-        },
+        sources: Sources { mirror },
         modules: args.module.clone().map(|m| BTreeSet::from([m])),
         helm,
         wait: live::wait::WaitOptions::from_env()?,

@@ -14,7 +14,7 @@ use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
 use crate::settings::{Provider, Settings, parse_minor};
 use crate::yaml::{
-    Entry, Node, NodeValue, SourceFile, SourceMap, join_index, join_key, locate_in_tree,
+    Entry, Node, NodeValue, SourceFile, SourceMap, join_index, join_key, locate_in_tree, parse_path,
 };
 use crate::{
     ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
@@ -719,8 +719,15 @@ impl Loader {
                     );
                 }
                 let values_field = format!("{base}.values");
-                let values =
-                    self.load_values(module, &entry.values, modules_file, &values_field, env_json);
+                let overlay = self.overlay_values(tree, &entry.name, env_json);
+                let values = self.load_values(
+                    module,
+                    &entry.values,
+                    modules_file,
+                    &values_field,
+                    env_json,
+                    overlay,
+                );
                 let Some(spec) = settings.charts.get(&entry.name) else {
                     self.push(
                         self.setting_error(tree, "charts", format!("no chart source for release `{}`", entry.name))
@@ -860,6 +867,26 @@ impl Loader {
         releases
     }
 
+    /// `charts.<release>.values` of the environment file, substituted: merged over the
+    /// release's values file. `None` when not set (or not a mapping: error recorded).
+    fn overlay_values(&mut self, tree: &Node, release: &str, env_json: &Value) -> Option<Node> {
+        let field = format!("{}.values", join_key("charts", release));
+        let (node, _) = tree.walk(&parse_path(&field)?)?;
+        if !matches!(node.value, NodeValue::Map(_)) {
+            self.push(
+                ConfigError::new(
+                    node.location(),
+                    &field,
+                    format!("values must be a mapping, not {}", node.describe()),
+                )
+                .with_help("write the chart's values keys as a mapping, as in a values file"),
+            );
+            return None;
+        }
+        let file = self.sources.files.get(&*node.file).cloned()?;
+        Some(self.substitute(&file, node.clone(), "", env_json))
+    }
+
     fn load_values(
         &mut self,
         module: &str,
@@ -867,6 +894,7 @@ impl Loader {
         modules_file: &SourceFile,
         field: &str,
         env_json: &Value,
+        overlay: Option<Node>,
     ) -> Option<Document> {
         let file = self.read(rel, "values file", (&modules_file.path, field))?;
         if file.docs.len() > 1 {
@@ -900,7 +928,10 @@ impl Loader {
             );
             return None;
         }
-        let node = self.substitute(&file, node, "", env_json);
+        let mut node = self.substitute(&file, node, "", env_json);
+        if let Some(overlay) = overlay {
+            node.merge(overlay);
+        }
         Some(Document {
             file: file.path.to_path_buf(),
             index_in_file: 0,
@@ -1441,16 +1472,15 @@ fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
     from_node(&tree, "").ok()
 }
 
-/// What `${env.*}` reads: the settings with the file's key names, plus `fqdn`.
+/// What `${env.*}` reads: the settings with the file's key names, plus `fqdn` and `url`.
 fn env_context(settings: &Settings) -> Value {
     let mut value = serde_json::to_value(settings).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        let fqdn = settings
-            .fqdns()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        map.insert("fqdn".to_string(), Value::Object(fqdn));
+        let strings = |m: BTreeMap<String, String>| {
+            Value::Object(m.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        };
+        map.insert("fqdn".to_string(), strings(settings.fqdns()));
+        map.insert("url".to_string(), strings(settings.urls()));
     }
     value
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Everything in the environment file, after the overlay is merged and defaults are resolved.
 ///
 /// `${env.<path>}` placeholders read this structure serialized with the file's key names
-/// (e.g. `${env.cluster.kind.nodePort}`), plus the computed `fqdn` map (see [`Settings::fqdns`]).
+/// (e.g. `${env.cluster.kind.nodePort}`), plus the computed `fqdn` and `url` maps (see
+/// [`Settings::fqdns`], [`Settings::urls`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
@@ -40,6 +41,24 @@ impl Settings {
     /// Dex's host name, e.g. `dex.example.com`.
     pub fn dex_fqdn(&self) -> String {
         self.fqdn(&self.hosts.dex)
+    }
+
+    /// The URL a browser uses for a host: `http://<host>.<domain>`, with `:<hostPort>` when the
+    /// gateway's host port is not 80 (a browser sends that port in `Host`, and OIDC compares
+    /// issuer and redirect URIs exactly).
+    pub fn url(&self, host: &str) -> String {
+        match self.cluster.kind.host_port {
+            80 => format!("http://{}", self.fqdn(host)),
+            port => format!("http://{}:{port}", self.fqdn(host)),
+        }
+    }
+
+    /// Every host's URL by host key: what `${env.url.<key>}` reads (see [`Settings::url`]).
+    pub fn urls(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("nginx".to_string(), self.url(&self.hosts.nginx)),
+            ("dex".to_string(), self.url(&self.hosts.dex)),
+        ])
     }
 
     /// Every host's FQDN by host key (`nginx`, `dex`): what `${env.fqdn.<key>}` reads.
@@ -187,4 +206,9 @@ pub struct ChartSpec {
     /// sha256 of the chart archive, 64 lowercase hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Values deep-merged over the release's values file (mappings key by key, `null` removes
+    /// a key, anything else replaces), like a second `helm --values`: how an overlay changes a
+    /// release's values. May hold `${env.*}` placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<serde_json::Value>,
 }

@@ -285,23 +285,36 @@ fn missing_values_file_points_at_the_index() {
 #[test]
 fn local_chart_path_that_does_not_exist() {
     let infra = Infra::copy();
-    for chart in ["base", "cni", "istiod", "dex", "oauth2-proxy"] {
-        fs::create_dir_all(infra.path(&format!("testenv/charts/{chart}"))).unwrap();
-        infra.write(&format!("testenv/charts/{chart}/Chart.yaml"), "name: x\n");
-    }
     infra.edit(
         "envs/kwok.yaml",
-        "path: testenv/charts/dex",
-        "path: testenv/charts/dexx",
+        "charts:\n",
+        "charts:\n  dex:\n    path: charts/dexx\n",
     );
     let e = infra.expect(
         Some("kwok"),
-        "testenv/charts/dexx` does not exist",
+        "charts/dexx` does not exist",
         "envs/kwok.yaml",
-        infra.pos("envs/kwok.yaml", "", "testenv/charts/dexx"),
+        infra.pos("envs/kwok.yaml", "", "charts/dexx"),
         "charts.dex.path",
     );
     assert!(e.help.unwrap().contains("relative to"));
+}
+
+#[test]
+fn overlay_values_that_are_not_a_mapping() {
+    let infra = Infra::copy();
+    infra.edit(
+        "envs/kwok.yaml",
+        "charts:\n",
+        "charts:\n  dex:\n    values: [a]\n",
+    );
+    infra.expect(
+        Some("kwok"),
+        "values must be a mapping, not a list",
+        "envs/kwok.yaml",
+        infra.pos("envs/kwok.yaml", "values: [a]", "[a]"),
+        "charts.dex.values",
+    );
 }
 
 #[test]
@@ -329,17 +342,17 @@ fn unknown_env_placeholder() {
     let file = "sso/dex.values.yaml";
     infra.edit(
         file,
-        "issuer: http://${env.fqdn.dex}/dex",
-        "issuer: http://${env.fqdn.dexx}/dex",
+        "issuer: ${env.url.dex}/dex",
+        "issuer: ${env.url.dexx}/dex",
     );
     let e = infra.expect(
         None,
-        "unknown setting `${env.fqdn.dexx}`",
+        "unknown setting `${env.url.dexx}`",
         file,
         infra.pos(file, "issuer:", "${env"),
         "config.issuer",
     );
-    assert!(e.help.unwrap().contains("did you mean `${env.fqdn.dex}`?"));
+    assert!(e.help.unwrap().contains("did you mean `${env.url.dex}`?"));
 }
 
 #[test]
@@ -348,14 +361,14 @@ fn malformed_placeholder_in_a_block_scalar() {
     let file = "sso/oauth2-proxy.values.yaml";
     infra.edit(
         file,
-        "cookie_domains = [ \".${env.domain}\" ]",
-        "cookie_domains = [ \".${env domain}\" ]",
+        "oidc_issuer_url = \"${env.url.dex}/dex\"",
+        "oidc_issuer_url = \"${env url.dex}/dex\"",
     );
     infra.expect(
         None,
-        "malformed placeholder `${env domain}`",
+        "malformed placeholder `${env url.dex}`",
         file,
-        infra.pos(file, "cookie_domains", "${env"),
+        infra.pos(file, "oidc_issuer_url", "${env"),
         "config.configFile",
     );
 }

@@ -98,14 +98,43 @@ fn kwok_environment_loads() {
     let env = load(Some("kwok"));
     assert_eq!(env.settings.name, "kwok");
     assert_eq!(env.settings.cluster.provider, Provider::Kwok);
+    // The real charts, from their repositories (served by the mirror), as by default.
+    let default = load(None);
     for release in &env.releases {
         assert!(
-            matches!(&release.chart, ChartSource::Local { path } if path.starts_with(infra().join("testenv/charts"))),
+            matches!(&release.chart, ChartSource::Repo { .. }),
             "{}: {:?}",
             release.name,
             release.chart
         );
+        assert_eq!(
+            release.chart,
+            default.release(&release.name).unwrap().chart,
+            "{}",
+            release.name
+        );
     }
+    // The overlay's values are merged over the values files: added keys beside the file's.
+    let istiod = &env.release("istiod").unwrap().values.value;
+    assert_eq!(istiod["global"]["operatorManageWebhooks"], true);
+    assert_eq!(istiod["base"]["validationFailurePolicy"], "Ignore");
+    assert_eq!(
+        istiod["global"]["proxy"]["resources"]["requests"]["cpu"], "10m",
+        "the values file's keys stay"
+    );
+    assert_eq!(
+        env.release("istio-base").unwrap().values.value["base"]["validationFailurePolicy"],
+        "Ignore"
+    );
+    assert_eq!(
+        env.release("dex").unwrap().values.value,
+        default.release("dex").unwrap().values.value,
+        "releases the overlay does not name keep their values"
+    );
+    let at = env
+        .locate_setting("charts.istiod.values.global.operatorManageWebhooks")
+        .unwrap();
+    assert!(at.file.ends_with("envs/kwok.yaml"), "{at:?}");
 }
 
 #[test]
@@ -114,17 +143,84 @@ fn staging_environment_loads() {
     assert_eq!(env.settings.name, "staging");
     assert_eq!(env.settings.cluster.name, "istio-staging");
     assert_eq!(env.settings.nginx_fqdn(), "app.staging.example.com");
+    // Host port 8080: every URL a browser or OIDC compares carries it.
     let dex = env.release("dex").unwrap();
     assert_eq!(
         dex.values.value["config"]["issuer"],
-        "http://login.staging.example.com/dex"
+        "http://login.staging.example.com:8080/dex"
     );
-    let o2p = env.release("oauth2-proxy").unwrap();
+    assert_eq!(
+        dex.values.value["config"]["staticClients"][0]["redirectURIs"][0],
+        "http://app.staging.example.com:8080/oauth2/callback"
+    );
+    assert_eq!(dex.values.value["service"]["ports"]["http"]["port"], 8080);
+    let config = env.release("oauth2-proxy").unwrap().values.value["config"]["configFile"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for line in [
+        "oidc_issuer_url = \"http://login.staging.example.com:8080/dex\"",
+        "redirect_url = \"http://app.staging.example.com:8080/oauth2/callback\"",
+    ] {
+        assert!(config.contains(line), "{line} in {config}");
+    }
+    let route = env
+        .manifests_of("sso")
+        .find(|d| d.kind() == Some("HTTPRoute") && d.name() == Some("dex"))
+        .unwrap();
+    assert_eq!(
+        route.value["spec"]["rules"][0]["backendRefs"][0]["port"],
+        8080
+    );
+
+    // On port 80 the URLs have no port.
+    let default = load(None);
+    assert_eq!(
+        default.release("dex").unwrap().values.value["config"]["issuer"],
+        "http://dex.example.com/dex"
+    );
+    assert_eq!(default.settings.url("nginx"), "http://nginx.example.com");
+}
+
+#[test]
+fn the_defaults_are_hardened() {
+    let env = load(None);
+    let o2p = &env.release("oauth2-proxy").unwrap().values.value;
+    let config = o2p["config"]["configFile"].as_str().unwrap();
+    // Only non-comment lines count.
+    let settings: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for line in [
+        "cookie_samesite = \"lax\"",
+        "code_challenge_method = \"S256\"",
+        "reverse_proxy = true",
+        "trusted_proxy_ips = [ \"10.244.0.0/16\" ]",
+    ] {
+        assert!(settings.contains(&line), "{line} in {settings:#?}");
+    }
     assert!(
-        o2p.values.value["config"]["configFile"]
-            .as_str()
+        !settings.iter().any(|l| l.starts_with("cookie_domains")),
+        "a host-only session cookie: {settings:#?}"
+    );
+    assert_eq!(o2p["metrics"]["enabled"], false);
+    assert_eq!(o2p["redis-ha"]["enabled"], false);
+    let istiod = &env.release("istiod").unwrap().values.value;
+    let provider = &istiod["meshConfig"]["extensionProviders"][0]["envoyExtAuthzHttp"];
+    assert!(provider.get("includeHeadersInCheck").is_none());
+    assert!(
+        provider["includeRequestHeadersInCheck"]
+            .as_array()
             .unwrap()
-            .contains("cookie_domains = [ \".staging.example.com\" ]")
+            .contains(&"cookie".into())
+    );
+    assert!(istiod.get("pilot").is_none(), "the chart's current keys");
+    assert_eq!(istiod["cni"]["enabled"], true);
+    assert_eq!(
+        env.release("istio-cni").unwrap().values.value["chained"],
+        true
     );
 }
 

@@ -9,8 +9,7 @@
 //! | `KUBECONFIG` | the testenv's kubeconfig |
 //! | `ENVCTL_TESTENV` | the testenv's cache directory (says "this cluster is the testenv") |
 //! | `ENVCTL_HELM`, `ENVCTL_KUBECTL` | the pinned helm and kubectl binaries |
-//! | `ENVCTL_TESTENV_CHARTS` | the fixture charts, ready to install (`chart("istiod")`) |
-//! | `ENVCTL_MIRROR` | the offline mirror of upstream files (`mirror_file(..)`) |
+//! | `ENVCTL_MIRROR` | the offline mirror of upstream files and charts (`mirror_file(..)`, `chart("istiod")`) |
 //! | `ENVCTL_XTASK` | the `cargo xtask` binary (`xtask(..)`) |
 //!
 //! Without `KUBECONFIG` and `ENVCTL_TESTENV` every helper panics with a message that says how to
@@ -96,16 +95,42 @@ pub fn kubectl_binary() -> PathBuf {
     PathBuf::from(required_env("ENVCTL_KUBECTL"))
 }
 
-/// A fixture chart (`infra/testenv/charts/<name>`, as prepared by `testenv up`).
-pub fn chart(name: &str) -> PathBuf {
-    kubeconfig();
-    let path = PathBuf::from(required_env("ENVCTL_TESTENV_CHARTS")).join(name);
+/// A real chart of the environment, from the offline mirror's source trees, by release name
+/// (`istio-base`, `istio-cni`, `istiod`, `dex`, `oauth2-proxy`), at the version and from the
+/// repository `infra/` configures: `<mirror>/charts/<repo without scheme>/<chart>-<version>/`.
+pub fn chart(release: &str) -> PathBuf {
+    let env = config::load(&workspace_root().join("infra"), None)
+        .unwrap_or_else(|e| panic!("infra/ does not load: {e}"));
+    let release_config = env
+        .release(release)
+        .unwrap_or_else(|| panic!("no release `{release}` in infra/modules.yaml"));
+    let config::ChartSource::Repo {
+        repo,
+        chart,
+        version,
+        ..
+    } = &release_config.chart
+    else {
+        panic!("release `{release}` has a local chart, not a repository one");
+    };
+    let store = live::charts::ChartStore::new(Some(mirror_dir()), None);
+    let dir = store
+        .mirror_dir(repo, chart, version)
+        .expect("a mirror is set");
     assert!(
-        path.join("Chart.yaml").is_file(),
-        "no fixture chart at {}",
-        path.display()
+        dir.join("Chart.yaml").is_file(),
+        "no chart {chart} {version} at {}: set ENVCTL_MIRROR to the mirror",
+        dir.display()
     );
-    path
+    dir
+}
+
+/// The offline mirror: `$ENVCTL_MIRROR`, else `../shared/mirror` beside the workspace.
+pub fn mirror_dir() -> PathBuf {
+    match std::env::var_os("ENVCTL_MIRROR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("../shared/mirror"),
+    }
 }
 
 /// The workspace root.
@@ -117,11 +142,7 @@ pub fn workspace_root() -> PathBuf {
 /// `raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.5.1/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml`.
 /// The mirror is `$ENVCTL_MIRROR`, else `../shared/mirror` beside the workspace.
 pub fn mirror_file(path: &str) -> PathBuf {
-    let mirror = match std::env::var_os("ENVCTL_MIRROR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace_root().join("../shared/mirror"),
-    };
-    let file = mirror.join(path);
+    let file = mirror_dir().join(path);
     assert!(
         file.is_file(),
         "{} is missing: set ENVCTL_MIRROR to the mirror",

@@ -1,7 +1,9 @@
-//! The whole environment (`--env kwok`: the fixture charts stand in for the upstream ones)
-//! through the `cargo xtask` CLI, against the testenv: apply from nothing, no changes after,
+//! The whole environment (`--env kwok`: the five real charts, from the mirror) through the
+//! `cargo xtask` CLI, against the testenv: apply from nothing, no changes after, the objects the
+//! real charts make (RBAC, webhooks, CRDs kept on uninstall, no metrics port, no redis-ha),
 //! Helm releases that upgrade only when something differs (values, or objects changed behind
-//! Helm's back), generated secrets that stay the same and never show, destroy that leaves nothing.
+//! Helm's back), generated secrets that stay the same and never show, destroy that leaves
+//! nothing but what the charts keep, and says so.
 //!
 //! One scenario, in order; this file is its own test binary, so nothing else runs beside it.
 
@@ -110,6 +112,8 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
     let plan = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert!(String::from_utf8_lossy(&plan.stdout).contains("No changes."));
+
+    real_chart_objects(&client).await;
 
     // Cross-module values landed: Dex's ClusterIP in OAuth2 Proxy's host alias, the provider in
     // the mesh config.
@@ -275,6 +279,28 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
     s.ok(&["render"]);
     let destroyed = s.ok(&["destroy", "--auto-approve"]);
     assert!(destroyed.contains("Destroy complete!"), "{destroyed}");
+    // The plan said which objects helm uninstall keeps, and they are there: Istio's CRDs.
+    assert!(
+        destroyed
+            .contains("kept by helm uninstall, as the chart asks (helm.sh/resource-policy: keep)")
+            && destroyed
+                .contains("customresourcedefinition/authorizationpolicies.security.istio.io"),
+        "{destroyed}"
+    );
+    let crds = e2e::typed_api(
+        &client,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        None,
+    );
+    assert!(
+        crds.get_opt("authorizationpolicies.security.istio.io")
+            .await
+            .unwrap()
+            .is_some(),
+        "the CRD the plan named as kept is kept"
+    );
     for (key, value) in &secrets {
         if key == "client-id" {
             continue;
@@ -300,5 +326,182 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
         ("oauth2-proxy", "sso"),
     ] {
         assert_eq!(helm_revision(release, ns), None, "{release} is uninstalled");
+    }
+}
+
+/// What the real charts made under `--env kwok`: the behaviour the old stand-ins skipped.
+async fn real_chart_objects(client: &kube::Client) {
+    let get = |api_version: &'static str,
+               kind: &'static str,
+               plural: &'static str,
+               ns: Option<&'static str>| {
+        e2e::typed_api(client, api_version, kind, plural, ns)
+    };
+    // base: the Istio CRDs, each marked to survive helm uninstall.
+    let crd = get(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        None,
+    )
+    .get("authorizationpolicies.security.istio.io")
+    .await
+    .unwrap();
+    assert_eq!(
+        crd.metadata.annotations.as_ref().unwrap()["helm.sh/resource-policy"],
+        "keep"
+    );
+    // base and istiod: both validation webhooks exist, fail-open (the kwok overlay's
+    // base.validationFailurePolicy, since no istiod answers them here).
+    let validating = get(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        None,
+    );
+    for name in ["istiod-default-validator", "istio-validator-istio-system"] {
+        let hook = validating
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let webhook = &hook.data["webhooks"][0];
+        assert_eq!(webhook["failurePolicy"], "Ignore", "{name}");
+        assert_eq!(
+            webhook["clientConfig"]["service"]["name"], "istiod",
+            "{name}"
+        );
+    }
+    // istiod: no sidecar injector under kwok (global.operatorManageWebhooks in the overlay).
+    let mutating = get(
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        None,
+    );
+    assert!(
+        mutating
+            .get_opt("istio-sidecar-injector")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // istiod's and istio-cni's RBAC, and istiod's HPA, as the charts make them.
+    let cluster_roles = get(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "clusterroles",
+        None,
+    );
+    for name in [
+        "istiod-clusterrole-istio-system",
+        "istiod-gateway-controller-istio-system",
+        "istio-reader-clusterrole-istio-system",
+        "istio-cni",
+    ] {
+        assert!(
+            cluster_roles.get_opt(name).await.unwrap().is_some(),
+            "ClusterRole {name}"
+        );
+    }
+    let bindings = get(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        None,
+    );
+    let binding = bindings
+        .get("istiod-clusterrole-istio-system")
+        .await
+        .unwrap();
+    assert_eq!(binding.data["subjects"][0]["name"], "istiod");
+    assert!(
+        get(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            Some("istio-system")
+        )
+        .get_opt("istiod")
+        .await
+        .unwrap()
+        .is_some()
+    );
+    // istiod with the chart's current keys: ENABLE_NATIVE_SIDECARS (`env`) reached the pod,
+    // and the CNI plugin flag (`cni.enabled`) the injector's values.
+    let istiod = get("apps/v1", "Deployment", "deployments", Some("istio-system"))
+        .get("istiod")
+        .await
+        .unwrap();
+    let env = istiod.data["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "ENABLE_NATIVE_SIDECARS" && e["value"] == "true"),
+        "{env:?}"
+    );
+    let injector = get("v1", "ConfigMap", "configmaps", Some("istio-system"))
+        .get("istio-sidecar-injector")
+        .await
+        .unwrap();
+    let injector_values: serde_json::Value =
+        serde_json::from_str(injector.data["data"]["values"].as_str().unwrap()).unwrap();
+    assert_eq!(injector_values["pilot"]["cni"]["enabled"], true);
+    // istio-cni: chained onto the cluster's CNI (top-level `chained`).
+    let cni = get("v1", "ConfigMap", "configmaps", Some("kube-system"))
+        .get("istio-cni-config")
+        .await
+        .unwrap();
+    assert_eq!(cni.data["data"]["CHAINED_CNI_PLUGIN"], "true");
+    // OAuth2 Proxy: the Service has no metrics port, the pod serves none, no redis-ha.
+    let service = get("v1", "Service", "services", Some("sso"))
+        .get("oauth2-proxy")
+        .await
+        .unwrap();
+    let ports: Vec<&str> = service.data["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ports, ["http"], "no metrics port on the Service");
+    let proxy = get("apps/v1", "Deployment", "deployments", Some("sso"))
+        .get("oauth2-proxy")
+        .await
+        .unwrap();
+    let container = &proxy.data["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--metrics-address")),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--config=/etc/oauth2_proxy/oauth2_proxy.cfg"),
+        "{args:?}"
+    );
+    for kind in [("apps/v1", "StatefulSet", "statefulsets")] {
+        let list = get(kind.0, kind.1, kind.2, Some("sso"))
+            .list(&Default::default())
+            .await
+            .unwrap();
+        assert!(list.items.is_empty(), "no redis-ha {}", kind.1);
+    }
+    let config = get("v1", "ConfigMap", "configmaps", Some("sso"))
+        .get("oauth2-proxy")
+        .await
+        .unwrap();
+    let cfg = config.data["data"]["oauth2_proxy.cfg"].as_str().unwrap();
+    for line in [
+        "cookie_samesite = \"lax\"",
+        "code_challenge_method = \"S256\"",
+        "redirect_url = \"http://nginx.example.com/oauth2/callback\"",
+    ] {
+        assert!(cfg.contains(line), "{line} in {cfg}");
     }
 }

@@ -1,4 +1,4 @@
-//! `live::helm` against the testenv: install a fixture chart, read the release back, see
+//! `live::helm` against the testenv: install the real dex chart, read the release back, see
 //! out-of-band changes and deletions as drift, refuse a chart whose digest differs from its pin,
 //! and keep values out of error messages.
 
@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use live::Cluster;
+use live::charts::ChartStore;
 use live::helm::{ChartRef, Helm, HelmError, Render, release_drift};
 use serde_json::{Value, json};
 
@@ -21,6 +22,7 @@ fn helm() -> Helm {
         bin: e2e::helm_binary(),
         kubeconfig: Some(e2e::kubeconfig()),
         context: None,
+        charts: ChartStore::default(),
     }
 }
 
@@ -52,7 +54,7 @@ async fn an_installed_release_shows_out_of_band_changes_and_deletions_as_drift()
     let status = helm
         .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
         .await
-        .unwrap_or_else(|e| panic!("installing the dex fixture: {e}"));
+        .unwrap_or_else(|e| panic!("installing the dex chart: {e}"));
     assert_eq!(status.revision, 1);
     assert_eq!(
         (status.chart_name.as_str(), status.chart_version.as_str()),
@@ -398,4 +400,180 @@ async fn unserved_kinds_and_hooks_are_skipped_with_a_note() {
             "widget/default/w: the cluster does not serve example.envctl.dev/v1 Widget; not compared",
         ]
     );
+}
+
+#[tokio::test]
+async fn a_repository_chart_is_pulled_once_into_the_cache_and_a_mirror_serves_it_offline() {
+    let dir = tempfile_dir();
+    let source = write_plain_chart(dir.path(), "cached");
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir(&repo_dir).unwrap();
+    let (source_s, repo_s) = (source.display().to_string(), repo_dir.display().to_string());
+    e2e::helm_ok(&["package", &source_s, "-d", &repo_s], DEFAULT_TIMEOUT).await;
+    let url = serve_directory(repo_dir.clone()).await;
+    e2e::helm_ok(&["repo", "index", &repo_s, "--url", &url], DEFAULT_TIMEOUT).await;
+    let archive = repo_dir.join("cached-0.1.0.tgz");
+    let digest = engine::sha256_hex(&std::fs::read(&archive).unwrap());
+    let chart = |sha256: Option<String>| ChartRef::Repo {
+        repo: url.clone(),
+        chart: "cached".into(),
+        version: "0.1.0".into(),
+        sha256,
+    };
+    let values = json!({"greeting": "hi"});
+    let cache = dir.path().join("cache");
+    let cached_helm = Helm {
+        charts: ChartStore::new(None, Some(cache.clone())),
+        ..helm()
+    };
+    let helm = cached_helm.clone();
+
+    // A wrong pin: refused, and nothing is cached under it.
+    let wrong = "0".repeat(64);
+    let err = helm
+        .template(
+            None,
+            "r",
+            "ns",
+            &chart(Some(wrong.clone())),
+            &values,
+            Render::Offline,
+        )
+        .await
+        .expect_err("a wrong pin is refused");
+    assert!(matches!(err, HelmError::DigestMismatch { .. }), "{err}");
+    let wrong_dir = helm
+        .charts
+        .cache_dir(&url, "cached", "0.1.0", Some(&wrong))
+        .unwrap();
+    assert!(
+        !wrong_dir.exists(),
+        "nothing kept for a refused archive: {}",
+        wrong_dir.display()
+    );
+
+    // The right pin: pulled into the cache once...
+    let pinned = chart(Some(digest.clone()));
+    helm.template(None, "r", "ns", &pinned, &values, Render::Offline)
+        .await
+        .expect("the pinned chart renders");
+    let cached = helm
+        .charts
+        .cache_dir(&url, "cached", "0.1.0", Some(&digest))
+        .unwrap()
+        .join("cached-0.1.0.tgz");
+    assert_eq!(
+        engine::sha256_hex(&std::fs::read(&cached).unwrap()),
+        digest,
+        "the published archive is in the cache"
+    );
+    // ...and never pulled again: the repository no longer has it, the cache serves it.
+    std::fs::remove_file(&archive).unwrap();
+    let objects = helm
+        .template(None, "r", "ns", &pinned, &values, Render::Offline)
+        .await
+        .expect("rendered from the cache without the repository");
+    assert_eq!(objects[0]["data"]["greeting"], "hi");
+    // A cached archive that no longer matches its pin is refused on use.
+    std::fs::write(&cached, b"tampered").unwrap();
+    let err = helm
+        .template(None, "r", "ns", &pinned, &values, Render::Offline)
+        .await
+        .expect_err("a tampered cache entry is refused");
+    assert!(matches!(err, HelmError::DigestMismatch { .. }), "{err}");
+
+    // A mirror: the source tree at charts/<repo without scheme>/<chart>-<version>/, every file
+    // listed in SHA256SUMS. No repository and no cache are needed.
+    let mirror = dir.path().join("mirror");
+    let store = ChartStore::new(Some(mirror.clone()), None);
+    let tree = store.mirror_dir(&url, "cached", "0.1.0").unwrap();
+    let tree_rel = tree.strip_prefix(&mirror).unwrap().to_owned();
+    std::fs::create_dir_all(tree.join("templates")).unwrap();
+    let mut sums = String::new();
+    for file in ["Chart.yaml", "templates/objects.yaml"] {
+        let bytes = std::fs::read(source.join(file)).unwrap();
+        std::fs::write(tree.join(file), &bytes).unwrap();
+        sums.push_str(&format!(
+            "{}  ./{}/{file}\n",
+            engine::sha256_hex(&bytes),
+            tree_rel.display()
+        ));
+    }
+    std::fs::write(mirror.join("SHA256SUMS"), sums).unwrap();
+    let offline = Helm {
+        charts: store,
+        ..cached_helm.clone()
+    };
+    let objects = offline
+        .template(None, "r", "ns", &chart(None), &values, Render::Offline)
+        .await
+        .expect("the mirror serves the chart");
+    assert_eq!(objects[0]["data"]["greeting"], "hi");
+    // A changed file of the tree is refused.
+    let tampered = Helm {
+        charts: ChartStore::new(Some(mirror.clone()), None),
+        ..cached_helm.clone()
+    };
+    std::fs::write(tree.join("templates/objects.yaml"), "kind: Secret\n").unwrap();
+    let err = tampered
+        .template(None, "r", "ns", &chart(None), &values, Render::Offline)
+        .await
+        .expect_err("a changed tree is refused");
+    assert!(
+        matches!(err, HelmError::Mirror(_)) && err.to_string().contains("templates/objects.yaml"),
+        "{err}"
+    );
+    // A chart the mirror does not hold says where it looked.
+    let other = ChartRef::Repo {
+        repo: url.clone(),
+        chart: "absent".into(),
+        version: "1.0.0".into(),
+        sha256: None,
+    };
+    let err = tampered
+        .template(None, "r", "ns", &other, &values, Render::Offline)
+        .await
+        .expect_err("not in the mirror");
+    assert!(
+        matches!(err, HelmError::NotInMirror { .. }) && err.to_string().contains("absent-1.0.0"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_real_charts_in_the_shared_mirror_pass_its_checksums() {
+    let mirror = e2e::mirror_dir();
+    let helm = Helm {
+        charts: ChartStore::new(Some(mirror), None),
+        ..helm()
+    };
+    let env = config::load(&e2e::workspace_root().join("infra"), None).unwrap();
+    for release in &env.releases {
+        let config::ChartSource::Repo {
+            repo,
+            chart,
+            version,
+            sha256,
+        } = &release.chart
+        else {
+            panic!("{}: not a repository chart", release.name)
+        };
+        let objects = helm
+            .template(
+                None,
+                &release.name,
+                &release.namespace,
+                &ChartRef::Repo {
+                    repo: repo.clone(),
+                    chart: chart.clone(),
+                    version: version.clone(),
+                    sha256: sha256.clone(),
+                },
+                &json!({}),
+                Render::Offline,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", release.name));
+        assert!(!objects.is_empty(), "{}", release.name);
+    }
 }

@@ -157,7 +157,7 @@ async fn a_deleted_namespace_disappears() {
 }
 
 #[tokio::test]
-async fn helm_installs_a_fixture_chart() {
+async fn helm_installs_the_real_dex_chart() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "helm").await;
     let chart = e2e::chart("dex");

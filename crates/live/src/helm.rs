@@ -20,10 +20,13 @@
 //! - The functions are `async`; helm runs on tokio's blocking pool.
 //!
 //! # Charts
-//! [`ChartRef::Repo`] charts are pulled (`helm pull`) into the temporary directory for every
-//! command that needs them, and the archive's sha256 is checked against the pin *before* helm
-//! reads it; a mismatch is [`HelmError::DigestMismatch`]. An unpinned repository chart is used
-//! as pulled (its digest is reported by [`Helm::pull_digest`], to pin it).
+//! [`ChartRef::Repo`] charts are found through the [`ChartStore`] of [`Helm::charts`]: the
+//! source tree of an offline mirror (checked against the mirror's SHA256SUMS), else an archive
+//! pulled once into the cache (`~/.cache/envctl/charts`), else pulled into the temporary
+//! directory; see [`crate::charts`]. A pulled archive's sha256 is checked against the pin
+//! *before* helm reads it or it is cached; a mismatch is [`HelmError::DigestMismatch`]. An
+//! unpinned repository chart is used as first pulled (its digest is reported by
+//! [`Helm::pull_digest`], to pin it).
 //! [`ChartRef::Local`] charts (directories) are trusted as they are: a directory has no stable
 //! digest (`helm package` writes file times into the archive), so a pin is not checked for them.
 
@@ -36,6 +39,7 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::charts::{ChartStore, MirrorTree};
 use crate::fields;
 use crate::objects::Drift;
 use crate::{Cluster, LiveError};
@@ -74,6 +78,19 @@ pub enum HelmError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "chart {chart} {version} from {repo} is not in the mirror: {dir} does not exist (the \
+         mirror serves charts as charts/<repository URL without scheme>/<chart>-<version>/; \
+         add it there, or run without --mirror/ENVCTL_MIRROR to pull it)"
+    )]
+    NotInMirror {
+        repo: String,
+        chart: String,
+        version: String,
+        dir: PathBuf,
+    },
+    #[error("{0}; refusing to use it")]
+    Mirror(#[from] MirrorTree),
     /// helm ran and failed; `stderr` is scrubbed of values and cut to its end.
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
@@ -256,17 +273,27 @@ pub struct Helm {
     pub bin: PathBuf,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    /// Where repository charts come from (mirror, cache).
+    pub charts: ChartStore,
 }
 
 impl Helm {
     /// The helm of `$ENVCTL_HELM`, else `helm` on `PATH`; an error says how to install it.
+    /// Repository charts are cached in [`ChartStore::default_cache`], without a mirror.
     pub fn locate(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Helm, HelmError> {
         let bin = locate_binary(HELM_ENV, "helm")?;
         Ok(Helm {
             bin,
             kubeconfig,
             context,
+            charts: ChartStore::new(None, ChartStore::default_cache()),
         })
+    }
+
+    /// The same helm with another chart store.
+    pub fn with_charts(mut self, charts: ChartStore) -> Helm {
+        self.charts = charts;
+        self
     }
 
     /// The arguments common to every command talking to the cluster.
@@ -600,23 +627,78 @@ impl Helm {
         std::fs::create_dir(&destination).map_err(|e| HelmError::Io(e.to_string()))?;
         let args = chart.pull_args(&destination).unwrap_or_default();
         self.run(&args, QUICK_TIMEOUT, &[])?;
-        let archives: Vec<PathBuf> = std::fs::read_dir(&destination)
-            .map_err(|e| HelmError::Io(e.to_string()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "tgz"))
-            .collect();
-        let [archive] = archives.as_slice() else {
-            return Err(HelmError::Output {
-                command: display_command(&args),
-                message: format!("expected one chart archive, found {}", archives.len()),
-            });
-        };
-        let bytes = std::fs::read(archive).map_err(|e| HelmError::Io(e.to_string()))?;
+        let archive = single_archive(&destination).map_err(|message| HelmError::Output {
+            command: display_command(&args),
+            message,
+        })?;
+        let bytes = std::fs::read(&archive).map_err(|e| HelmError::Io(e.to_string()))?;
         let actual = engine::sha256_hex(&bytes);
         if let Some(expected) = sha256 {
             check_digest(repo, name, version, expected, &actual)?;
         }
-        Ok((archive.clone(), actual))
+        Ok((archive, actual))
+    }
+
+    /// The chart helm reads: a local chart as it is; a repository chart from the mirror (its
+    /// tree checked), else the cache, else pulled (into the cache when there is one, else into
+    /// `tmp`). See [`crate::charts`].
+    pub fn chart_path(&self, chart: &ChartRef, tmp: &Path) -> Result<PathBuf, HelmError> {
+        let (repo, name, version, sha256) = match chart {
+            ChartRef::Local(path) => return Ok(path.clone()),
+            ChartRef::Repo {
+                repo,
+                chart,
+                version,
+                sha256,
+            } => (repo, chart, version, sha256),
+        };
+        if let Some(dir) = self.charts.mirror_dir(repo, name, version) {
+            if !dir.is_dir() {
+                return Err(HelmError::NotInMirror {
+                    repo: repo.clone(),
+                    chart: name.clone(),
+                    version: version.clone(),
+                    dir,
+                });
+            }
+            self.charts.verify_mirror_tree(&dir, name, version)?;
+            return Ok(dir);
+        }
+        let Some(cache) = self
+            .charts
+            .cache_dir(repo, name, version, sha256.as_deref())
+        else {
+            return Ok(self.pull(chart, tmp)?.0);
+        };
+        if let Ok(archive) = single_archive(&cache) {
+            let bytes = std::fs::read(&archive).map_err(|e| HelmError::Io(e.to_string()))?;
+            if let Some(expected) = sha256 {
+                check_digest(repo, name, version, expected, &engine::sha256_hex(&bytes))?;
+            }
+            return Ok(archive);
+        }
+        // Pull next to the cache entry (same file system), then move it in with one rename.
+        let parent = cache.parent().unwrap_or(&cache);
+        std::fs::create_dir_all(parent).map_err(|e| {
+            HelmError::Io(format!(
+                "cannot create the chart cache {}: {e}",
+                parent.display()
+            ))
+        })?;
+        let staging = tempfile::Builder::new()
+            .prefix(".pull-")
+            .tempdir_in(parent)
+            .map_err(|e| HelmError::Io(format!("cannot pull into {}: {e}", parent.display())))?;
+        let (archive, _) = self.pull(chart, staging.path())?;
+        let pulled = archive.parent().unwrap_or(staging.path()).to_owned();
+        if std::fs::rename(&pulled, &cache).is_err() && single_archive(&cache).is_err() {
+            return Err(HelmError::Io(format!(
+                "cannot move the pulled chart into the cache {}",
+                cache.display()
+            )));
+        }
+        // Another process may have cached it first: use what is there.
+        single_archive(&cache).map_err(HelmError::Io)
     }
 
     /// Runs `f` with the chart's path and a private values file, both inside a temporary
@@ -628,10 +710,7 @@ impl Helm {
         f: impl FnOnce(&Path, &Path) -> Result<T, HelmError>,
     ) -> Result<T, HelmError> {
         let dir = private_dir()?;
-        let chart_path = match chart {
-            ChartRef::Local(path) => path.clone(),
-            ChartRef::Repo { .. } => self.pull(chart, dir.path())?.0,
-        };
+        let chart_path = self.chart_path(chart, dir.path())?;
         let values_path = write_values_file(dir.path(), values)?;
         let result = f(&chart_path, &values_path);
         drop(dir);
@@ -690,6 +769,23 @@ pub fn upgrade_args(
     }
     args.extend(connection.iter().cloned());
     args
+}
+
+/// The one `.tgz` in `dir`.
+fn single_archive(dir: &Path) -> Result<PathBuf, String> {
+    let archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .collect();
+    match archives.as_slice() {
+        [archive] => Ok(archive.clone()),
+        _ => Err(format!(
+            "expected one chart archive in {}, found {}",
+            dir.display(),
+            archives.len()
+        )),
+    }
 }
 
 fn check_digest(
@@ -1234,6 +1330,7 @@ mod tests {
             bin: "helm".into(),
             kubeconfig: Some("/k/config".into()),
             context: Some("kind-dev".into()),
+            charts: ChartStore::default(),
         };
         let args = upgrade_args(
             "dex",

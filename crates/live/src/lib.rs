@@ -5,6 +5,7 @@
 //! and are unit-tested; everything that talks to a cluster is tested against the testenv in
 //! `crates/e2e`.
 
+pub mod charts;
 pub mod cluster;
 pub mod fields;
 pub mod helm;

@@ -8,11 +8,10 @@
 //! scheduled and become Ready. Nothing is downloaded at run time but Go modules.
 //!
 //! The environment the tests get (see `Testenv::vars`): `KUBECONFIG`, `ENVCTL_TESTENV` (the
-//! cache directory), `ENVCTL_HELM`, `ENVCTL_KUBECTL`, `ENVCTL_TESTENV_CHARTS` (the fixture
-//! charts of `infra/testenv/charts`, with the Istio CRDs placed into `base`), `ENVCTL_MIRROR`,
+//! cache directory), `ENVCTL_HELM`, `ENVCTL_KUBECTL`, `ENVCTL_MIRROR` (the
+//! offline mirror of upstream files and the real charts, `../shared/mirror` by default),
 //! `ENVCTL_XTASK` (the xtask binary itself) and `PATH` with the testenv's binaries first.
 
-mod charts;
 mod go_build;
 mod pins;
 
@@ -166,12 +165,8 @@ impl Layout {
         self.cluster_dir(pins).join("kubeconfig.yaml")
     }
 
-    fn charts_dir(&self) -> PathBuf {
-        self.cache.join("charts")
-    }
-
     /// The offline mirror of upstream files: `$ENVCTL_MIRROR`, else `../shared/mirror`.
-    fn mirror_dir(&self) -> PathBuf {
+    pub(crate) fn mirror_dir(&self) -> PathBuf {
         match std::env::var_os("ENVCTL_MIRROR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => self.root.join("../shared/mirror"),
@@ -207,10 +202,6 @@ impl Testenv {
             ("ENVCTL_HELM".to_string(), binary("helm")),
             ("ENVCTL_KUBECTL".to_string(), binary("kubectl")),
             (
-                "ENVCTL_TESTENV_CHARTS".to_string(),
-                layout.charts_dir().display().to_string(),
-            ),
-            (
                 "ENVCTL_MIRROR".to_string(),
                 layout.mirror_dir().display().to_string(),
             ),
@@ -232,7 +223,7 @@ impl Testenv {
     }
 }
 
-/// Builds what is missing, prepares the fixture charts and starts the cluster (or keeps a
+/// Builds what is missing and starts the cluster (or keeps a
 /// healthy one that already runs).
 pub fn up(sh: &Shell, layout: &Layout, pins: &Pins) -> Result<Testenv> {
     let started = Instant::now();
@@ -241,8 +232,6 @@ pub fn up(sh: &Shell, layout: &Layout, pins: &Pins) -> Result<Testenv> {
     }
     link_path_dir(layout, pins)?;
     eprintln!("testenv: binaries ready in {:.1?}", started.elapsed());
-
-    charts::prepare(layout, pins)?;
 
     let cluster_started = Instant::now();
     let testenv = Testenv::new(layout, pins);

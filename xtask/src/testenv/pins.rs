@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Pins {
     pub go_builds: Vec<GoBuild>,
-    pub mirror: Mirror,
     pub cluster: ClusterPins,
 }
 
@@ -29,21 +28,6 @@ pub struct GoBuild {
     pub binaries: BTreeMap<String, String>,
     #[serde(default)]
     pub ldflags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mirror {
-    pub istio_crds: MirrorFile,
-}
-
-/// A file of the offline mirror, pinned by its sha256.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MirrorFile {
-    /// Path inside the mirror: `<host>/<path of the URL>`.
-    pub path: String,
-    pub sha256: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,6 +116,7 @@ impl Runner<'_> {
                         .await
                         .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
                     if let Some(status) = status {
+                        let kept = self.kept_by_uninstall(&address, spec).await?;
                         let before = engine::helm_release_document(
                             &spec.release,
                             &spec.namespace,
@@ -123,16 +124,23 @@ impl Runner<'_> {
                             &spec.chart,
                             Value::Null,
                         );
-                        plan.changes.push(
-                            ResourceChange::new(
-                                address.clone(),
-                                Action::Delete,
-                                Some(before),
-                                None,
-                                desired.sensitivity.clone(),
-                            )
-                            .with_note(format!("helm uninstall of revision {}", status.revision)),
-                        );
+                        let mut change = ResourceChange::new(
+                            address.clone(),
+                            Action::Delete,
+                            Some(before),
+                            None,
+                            desired.sensitivity.clone(),
+                        )
+                        .with_note(format!("helm uninstall of revision {}", status.revision));
+                        if !kept.is_empty() {
+                            change = change.with_note(format!(
+                                "kept by helm uninstall, as the chart asks \
+                                 (helm.sh/resource-policy: keep): {}; delete them yourself \
+                                 (kubectl delete) if nothing else uses them",
+                                kept.join(", ")
+                            ));
+                        }
+                        plan.changes.push(change);
                     }
                 }
                 ResourceSpec::GeneratedSecret(spec) => {
@@ -152,6 +160,27 @@ impl Runner<'_> {
             }
         }
         Ok(plan)
+    }
+
+    /// The objects of a release that `helm uninstall` leaves in place because the chart marks
+    /// them `helm.sh/resource-policy: keep` (Istio's base chart: its CRDs, whose deletion would
+    /// delete every Istio resource of the cluster, whoever made it), as `<kind>/<name>`.
+    async fn kept_by_uninstall(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+    ) -> Result<Vec<String>, LiveError> {
+        let manifest = self
+            .helm(address)?
+            .deployed_manifest(&spec.release, &spec.namespace)
+            .await
+            .map_err(|e| LiveError::Other(format!("{address}: {e}")))?
+            .unwrap_or_default();
+        Ok(manifest
+            .iter()
+            .filter(|o| annotation(o, "helm.sh/resource-policy").as_deref() == Some("keep"))
+            .map(crate::helm::object_id)
+            .collect())
     }
 
     /// Executes a destroy plan, waiting until each deleted object is gone. Destroying the
