@@ -304,10 +304,9 @@ fn assert_recoverable(run: &Run) {
             run.text
         );
         assert!(
-            run.text
-                .lines()
-                .any(|l| l.contains("E gateway.") && l.contains("did not answer")
-                    || l.contains("E gateway.") && l.contains("gave up after")),
+            run.text.lines().any(|l| l.starts_with("E ")
+                && l.contains("gateway.object.")
+                && (l.contains("did not answer") || l.contains("gave up after"))),
             "the failure names the resource:\n{}",
             run.text
         );
