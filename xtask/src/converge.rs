@@ -32,6 +32,10 @@ pub struct LiveArgs {
     /// Parallel API requests at most.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Take over an object that exists but was not created by envctl (plan, apply): from then
+    /// on it is envctl's (overwritten by apply, deleted by destroy). Repeat for several.
+    #[arg(long, value_name = "ADDRESS")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,6 +176,7 @@ fn options(
         modules: args.module.clone().map(|m| BTreeSet::from([m])),
         helm,
         wait: live::wait::WaitOptions::from_env()?,
+        adopt: args.adopt.iter().cloned().collect(),
         ..RunOptions::default()
     })
 }

@@ -84,18 +84,40 @@ pub fn check_module(module: Option<&str>) -> anyhow::Result<()> {
 /// A graph error, with the file position of the placeholder or declaration at fault when the
 /// configuration has one.
 fn locate_graph_error(env: &config::Environment, error: &GraphError) -> String {
-    let (consumer, needle) = match error {
+    let (consumer, needle, help) = match error {
         GraphError::MissingOutput {
             consumer, output, ..
-        } => (consumer, format!("${{output.{output}}}")),
+        } => (
+            consumer,
+            format!("${{output.{output}}}"),
+            "declare the output in its module, or fix the placeholder's name",
+        ),
         GraphError::MissingSecret {
             consumer, secret, ..
-        } => (consumer, format!("${{secret.{secret}}}")),
+        } => (
+            consumer,
+            format!("${{secret.{secret}}}"),
+            "declare the output in its module, or fix the placeholder's name",
+        ),
+        // A cycle is at the first placeholder on it that a file holds.
+        GraphError::Cycle { edges, .. } => match edges.iter().find_map(|e| match &e.reason {
+            engine::EdgeReason::Output(o) => Some((&e.to, format!("${{output.{o}}}"))),
+            engine::EdgeReason::Secret(s) => Some((&e.to, format!("${{secret.{s}}}"))),
+            _ => None,
+        }) {
+            Some((consumer, needle)) => (
+                consumer,
+                needle,
+                "remove this placeholder (or another dependency on the cycle): a resource \
+                 cannot wait for itself",
+            ),
+            None => return format!("error: {error}"),
+        },
         _ => return format!("error: {error}"),
     };
     match source_file(env, consumer).and_then(|file| env.locate(&file, &needle)) {
         Some(location) => format!(
-            "error: {error}\n  --> {}:{}:{}\n  = help: declare the output in its module, or fix the placeholder's name",
+            "error: {error}\n  --> {}:{}:{}\n  = help: {help}",
             location.file.display(),
             location.line,
             location.column

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: unit tests, then the integration tests (`crates/e2e`) against a fresh
+//! `cargo xtask test`: formatting and clippy, unit tests (with the tidy tests of
+//! `xtask/tests/tidy.rs`), then the integration tests (`crates/e2e`) against a fresh
 //! testenv, which is torn down afterwards whatever happened.
 
 use std::{
@@ -51,6 +52,26 @@ fn timed<T>(
 fn run_phases(sh: &Shell, phases: &mut Vec<(&'static str, Duration, bool)>) -> Result<()> {
     let root = Layout::discover()?.root;
     let sh = sh.with_current_dir(&root);
+    // Formatting and lints first: they fail in seconds and need no cluster.
+    timed(phases, "fmt", || {
+        Ok(sh
+            .cmd("cargo")
+            .args(["fmt", "--all", "--", "--check"])
+            .run_echo()?)
+    })?;
+    timed(phases, "clippy", || {
+        Ok(sh
+            .cmd("cargo")
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .run_echo()?)
+    })?;
     // Default members only: `crates/e2e` needs the testenv and runs below.
     timed(phases, "unit tests", || {
         Ok(sh.cmd("cargo").arg("test").run_echo()?)

@@ -104,8 +104,15 @@ impl de::Error for DeError {
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         let mut error = DeError::new(format!("invalid value: {unexp}, expected {exp}"));
         if let de::Unexpected::Signed(_) | de::Unexpected::Unsigned(_) = unexp {
+            let range = match exp.to_string().as_str() {
+                "u8" => "from 0 to 255".to_owned(),
+                "u16" => "from 0 to 65535 (a port is 1-65535)".to_owned(),
+                "u32" => "from 0 to 4294967295".to_owned(),
+                "u64" | "usize" => "of 0 or more".to_owned(),
+                other => format!("that fits {other}"),
+            };
             error.message = format!("number out of range: {unexp} does not fit {exp}");
-            error.help = Some(format!("write {exp}"));
+            error.help = Some(format!("write a whole number {range}"));
         }
         error
     }

@@ -27,6 +27,7 @@
 mod de;
 mod declare;
 mod error;
+mod literal_secrets;
 mod load;
 mod pins;
 mod placeholder;
@@ -34,6 +35,7 @@ mod settings;
 mod suggest;
 mod validate;
 mod yaml;
+mod yaml11;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

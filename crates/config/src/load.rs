@@ -14,11 +14,12 @@ use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
 use crate::settings::{Provider, Settings, parse_minor};
 use crate::yaml::{
-    Entry, Node, NodeValue, SourceFile, SourceMap, join_index, join_key, locate_in_tree, parse_path,
+    Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
+    locate_in_tree, parse_path,
 };
 use crate::{
     ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
-    ReleaseConfig, SecretEncoding, suggest, validate,
+    ReleaseConfig, SecretEncoding, literal_secrets, suggest, validate,
 };
 
 /// File names inside the infra directory.
@@ -29,6 +30,15 @@ const MODULES_FILE: &str = "modules.yaml";
 
 /// Annotation that marks a manifest as [`Ownership::FieldsOnly`].
 const OWNERSHIP_ANNOTATION: &str = "envctl.dev/ownership";
+
+/// Keys whose integer values in a manifest are TCP/UDP ports.
+const PORT_KEYS: [&str; 5] = [
+    "port",
+    "containerPort",
+    "targetPort",
+    "nodePort",
+    "hostPort",
+];
 
 /// Kinds that are cluster-scoped (others must name a namespace).
 const CLUSTER_SCOPED: [&str; 12] = [
@@ -162,8 +172,12 @@ impl Loader {
     /// Reads and parses a file; `None` (error recorded) when it is missing or not valid YAML.
     fn read(&mut self, rel: &str, what: &str, field: (&Path, &str)) -> Option<Arc<SourceFile>> {
         let path = self.path(rel);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let text = match read_text(&path) {
+            Ok(Ok(text)) => text,
+            Ok(Err(error)) => {
+                self.push(error);
+                return None;
+            }
             Err(e) => {
                 let (file, f) = field;
                 let error = match self
@@ -718,6 +732,22 @@ impl Loader {
                         .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
                     );
                 }
+                if let Err(why) = validate::release_name(&entry.name) {
+                    let field = format!("{base}.name");
+                    self.push(
+                        self.error_in(
+                            modules_file,
+                            0,
+                            &field,
+                            format!("invalid release name `{}`: {why}", entry.name),
+                        )
+                        .with_help(
+                            "a release name is lowercase letters, digits and `-`, starting \
+                             with a letter or digit, at most 53 characters",
+                        ),
+                    );
+                    continue;
+                }
                 let values_field = format!("{base}.values");
                 let overlay = self.overlay_values(tree, &entry.name, env_json);
                 let values = self.load_values(
@@ -739,6 +769,25 @@ impl Loader {
                     continue;
                 };
                 let chart_field = join_key("charts", &entry.name);
+                if let Some(key) = &entry.version_from
+                    && let Some(version) = versions.get(key).and_then(Value::as_str)
+                    && let Err(why) = validate::chart_version(version)
+                {
+                    self.push(
+                        self.setting_error(
+                            tree,
+                            &format!("versions.{key}"),
+                            format!("invalid chart version `{version}`: {why}"),
+                        )
+                        .with_help("write a version such as 0.24.0"),
+                    );
+                }
+                let words_ok = self.check_chart_words(
+                    tree,
+                    &chart_field,
+                    spec.chart.as_deref(),
+                    spec.version.as_deref(),
+                );
                 let chart = if let Some(path) = &spec.path {
                     let dir = self.infra_dir.join(path);
                     if !dir.join("Chart.yaml").is_file() {
@@ -836,7 +885,7 @@ impl Loader {
                         .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
                     );
                 }
-                if let (Some(chart), Some(values)) = (chart, values) {
+                if let (Some(chart), Some(values), true) = (chart, values, words_ok) {
                     releases.push(ReleaseConfig {
                         name: entry.name.clone(),
                         module: module.to_string(),
@@ -867,6 +916,40 @@ impl Loader {
         releases
     }
 
+    /// A chart name and version reach helm as arguments: they may not look like flags.
+    fn check_chart_words(
+        &mut self,
+        tree: &Node,
+        chart_field: &str,
+        chart: Option<&str>,
+        version: Option<&str>,
+    ) -> bool {
+        let mut ok = true;
+        if let Some(chart) = chart
+            && let Err(why) = validate::chart_name(chart)
+        {
+            self.push(
+                self.setting_error(tree, &format!("{chart_field}.chart"), format!("invalid chart name `{chart}`: {why}"))
+                    .with_help("write the chart's name in its repository, e.g. `dex` (letters, digits, `-`, `_`, `.`)"),
+            );
+            ok = false;
+        }
+        if let Some(version) = version
+            && let Err(why) = validate::chart_version(version)
+        {
+            self.push(
+                self.setting_error(
+                    tree,
+                    &format!("{chart_field}.version"),
+                    format!("invalid chart version `{version}`: {why}"),
+                )
+                .with_help("write a version such as 0.24.0"),
+            );
+            ok = false;
+        }
+        ok
+    }
+
     /// `charts.<release>.values` of the environment file, substituted: merged over the
     /// release's values file. `None` when not set (or not a mapping: error recorded).
     fn overlay_values(&mut self, tree: &Node, release: &str, env_json: &Value) -> Option<Node> {
@@ -884,6 +967,13 @@ impl Loader {
             return None;
         }
         let file = self.sources.files.get(&*node.file).cloned()?;
+        let secrets = literal_secrets::find(&file, node, "the environment file's chart values");
+        if !secrets.is_empty() {
+            for e in secrets {
+                self.push(e);
+            }
+            return None;
+        }
         Some(self.substitute(&file, node.clone(), "", env_json))
     }
 
@@ -926,6 +1016,13 @@ impl Loader {
                 )
                 .with_help("write `key: value` pairs (or `{}` for none)"),
             );
+            return None;
+        }
+        let secrets = literal_secrets::find(&file, &node, "the values file");
+        if !secrets.is_empty() {
+            for e in secrets {
+                self.push(e);
+            }
             return None;
         }
         let mut node = self.substitute(&file, node, "", env_json);
@@ -1054,6 +1151,10 @@ impl Loader {
                         }
                         continue;
                     }
+                    if let Some(e) = self.literal_secrets_in_manifest(&file, &doc, &kind) {
+                        self.push(e);
+                        continue;
+                    }
                     let mut value = doc.to_json();
                     let ownership = take_ownership(&mut value);
                     let ownership = match ownership {
@@ -1078,6 +1179,39 @@ impl Loader {
             }
         }
         (manifests, secrets)
+    }
+
+    /// A `Secret` with data, or a literal secret under a secret-like key: the first one found
+    /// (never with its value).
+    fn literal_secrets_in_manifest(
+        &self,
+        file: &SourceFile,
+        doc: &Node,
+        kind: &str,
+    ) -> Option<ConfigError> {
+        if kind == "Secret" {
+            for key in ["data", "stringData"] {
+                if let Some(entry) = doc.entry(key)
+                    && matches!(&entry.value.value, NodeValue::Map(m) if !m.is_empty())
+                {
+                    return Some(
+                        ConfigError::new(
+                            entry.value.location(),
+                            key,
+                            "a Secret manifest holds its values in infra/ (they are not shown)",
+                        )
+                        .with_help(
+                            "declare a GeneratedSecret instead (apiVersion envctl.dev/v1; see \
+                             sso/oauth2-proxy.secret.yaml): sensitive keys are generated at \
+                             apply, plain ones go under its `data:`",
+                        ),
+                    );
+                }
+            }
+        }
+        literal_secrets::find(file, doc, "the manifest")
+            .into_iter()
+            .next()
     }
 
     /// apiVersion, kind, metadata.name (and namespace for namespaced kinds) are present and
@@ -1191,6 +1325,26 @@ impl Loader {
             _ => {}
         }
         let _ = file;
+        let mut bad_ports = Vec::new();
+        crate::yaml::visit_entries(doc, "", &mut |key, node, path| {
+            if PORT_KEYS.contains(&key)
+                && let NodeValue::Int(port) = node.value
+                && !(1..=65535).contains(&port)
+            {
+                bad_ports.push(
+                    ConfigError::new(
+                        node.location(),
+                        path,
+                        format!("`{key}: {port}` is not a port (1-65535)"),
+                    )
+                    .with_help("write a port number from 1 to 65535"),
+                );
+            }
+        });
+        ok &= bad_ports.is_empty();
+        for e in bad_ports {
+            self.push(e);
+        }
         ok.then(|| doc.clone())
     }
 
@@ -1227,8 +1381,12 @@ impl Loader {
                     "`manifests`"
                 };
                 self.push(
-                    ConfigError::in_file(
-                        &path,
+                    ConfigError::new(
+                        Location {
+                            file: path.clone(),
+                            line: 1,
+                            column: 1,
+                        },
                         "",
                         format!("`{rel}` is not listed in {MODULES_FILE}"),
                     )
@@ -1415,6 +1573,56 @@ impl Loader {
     }
 }
 
+/// A file's text; `Ok(Err(_))` when it is too large or not UTF-8 (with where and why).
+fn read_text(path: &Path) -> std::io::Result<Result<String, ConfigError>> {
+    let size = std::fs::metadata(path)?.len();
+    if size > MAX_FILE_BYTES {
+        return Ok(Err(ConfigError::new(
+            Location {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+            },
+            "",
+            format!(
+                "the file is {:.1} MiB, over the {} MiB limit for a file in infra/",
+                size as f64 / 1_048_576.0,
+                MAX_FILE_BYTES / 1_048_576
+            ),
+        )
+        .with_help(
+            "split it, or keep large data out of infra/ (a pinned file is fetched by digest)",
+        )));
+    }
+    let bytes = std::fs::read(path)?;
+    Ok(String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let column = valid
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        ConfigError::new(
+            Location {
+                file: path.to_path_buf(),
+                line,
+                column,
+            },
+            "",
+            format!(
+                "the file is not UTF-8 (byte 0x{:02x} at offset {})",
+                e.as_bytes()[valid.len()],
+                valid.len()
+            ),
+        )
+        .with_help("save the file as UTF-8 (YAML files are text)")
+    }))
+}
+
 /// The document of a file that must hold one (an empty file is an empty mapping).
 fn single_doc(file: &SourceFile) -> Option<Node> {
     let node = file
@@ -1597,6 +1805,8 @@ fn take_ownership(value: &mut Value) -> Result<Ownership, String> {
     match text.as_str() {
         Some("fields") => Ok(Ownership::FieldsOnly),
         Some("object") => Ok(Ownership::Object),
-        _ => Err(text.to_string()),
+        _ => Err(text
+            .as_str()
+            .map_or_else(|| text.to_string(), str::to_owned)),
     }
 }

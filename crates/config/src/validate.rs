@@ -22,6 +22,45 @@ pub(crate) fn dns_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Helm release name: a DNS label of at most 53 characters (Helm's own limit).
+pub(crate) fn release_name(s: &str) -> Result<(), String> {
+    dns_label(s)?;
+    if s.len() > 53 {
+        return Err(format!("it is {} characters long (at most 53)", s.len()));
+    }
+    Ok(())
+}
+
+/// A chart name in a repository: letters, digits, `-`, `_`, `.`, starting alphanumeric
+/// (never a `-`, which helm would read as a flag).
+pub(crate) fn chart_name(s: &str) -> Result<(), String> {
+    word(s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+    })
+}
+
+/// A chart version (SemVer or a range): no spaces, never starting with `-`.
+pub(crate) fn chart_version(s: &str) -> Result<(), String> {
+    word(s, |c| {
+        c.is_ascii_alphanumeric() || "-_.+~^<>=*,|".contains(c)
+    })
+}
+
+fn word(s: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("it is empty".into());
+    }
+    if !s.starts_with(|c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '^' | '~' | '<' | '>' | '=')
+    }) {
+        return Err("it must start with a letter or digit".into());
+    }
+    if let Some(c) = s.chars().find(|&c| !allowed(c)) {
+        return Err(format!("`{c}` is not allowed"));
+    }
+    Ok(())
+}
+
 /// RFC 1123 subdomain: labels joined by `.`, at most 253 characters.
 pub(crate) fn dns_subdomain(s: &str) -> Result<(), String> {
     if s.len() > 253 {

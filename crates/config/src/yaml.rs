@@ -9,9 +9,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span, Tag};
+
+use crate::yaml11;
 
 use crate::error::{ConfigError, Location};
+
+/// Largest file read from `infra/`: a bigger one is refused before it is parsed.
+pub(crate) const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+/// Deepest nesting of lists and mappings in one file.
+const MAX_DEPTH: usize = 100;
+/// Most nodes that aliases may add to one file: YAML alias "bombs" (each level a list of
+/// aliases of the previous one) grow exponentially; they are refused at this bound.
+const MAX_ALIAS_NODES: usize = 100_000;
 
 /// Where a node starts (1-based line and column) and its char range in the source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -288,13 +298,21 @@ impl SourceFile {
             file: path.clone(),
             stack: Vec::new(),
             anchors: HashMap::new(),
+            alias_nodes: 0,
             docs: Vec::new(),
             errors: Vec::new(),
+            fatal: false,
         };
         let mut complete = true;
         for event in Parser::new_from_str(text) {
             match event {
-                Ok((event, span)) => builder.event(event, &span),
+                Ok((event, span)) => {
+                    builder.event(event, &span);
+                    if builder.fatal {
+                        complete = false;
+                        break;
+                    }
+                }
                 Err(e) => {
                     let marker = e.marker();
                     let mut field = builder.current_path(true);
@@ -417,6 +435,25 @@ pub(crate) fn locate_in_tree(root: &Node, field: &str) -> Option<Location> {
     })
 }
 
+/// Calls `f` for every mapping entry (key, value, field path), depth first.
+pub(crate) fn visit_entries(node: &Node, path: &str, f: &mut dyn FnMut(&str, &Node, &str)) {
+    match &node.value {
+        NodeValue::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                visit_entries(item, &join_index(path, i), f);
+            }
+        }
+        NodeValue::Map(entries) => {
+            for e in entries {
+                let child = join_key(path, &e.key);
+                f(&e.key, &e.value, &child);
+                visit_entries(&e.value, &child, f);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Calls `f` for every scalar with its field path.
 pub(crate) fn visit_scalars(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &str)) {
     match &node.value {
@@ -437,9 +474,14 @@ pub(crate) fn visit_scalars(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &s
 struct Builder {
     file: Arc<Path>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes added by aliases so far (bounded by [`MAX_ALIAS_NODES`]).
+    alias_nodes: usize,
     docs: Vec<Node>,
     errors: Vec<ConfigError>,
+    /// An error after which the file is not read further (an alias bomb, too deep nesting).
+    fatal: bool,
 }
 
 enum Frame {
@@ -462,11 +504,18 @@ impl Builder {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let as_str = tag.as_ref().is_some_and(|t| t.suffix() == "str");
+                let as_str = tag.as_ref().is_some_and(|t| is_str_tag(t));
+                if let Some(tag) = tag.as_ref().filter(|t| !is_str_tag(t)) {
+                    self.refuse_tag(tag, pos);
+                }
                 let value = if quoted || as_str {
                     NodeValue::Str(text.into_owned())
                 } else {
-                    resolve_plain(&text)
+                    let value = resolve_plain(&text);
+                    if let Some(error) = self.yaml11_difference(&text, &value, pos) {
+                        self.errors.push(error);
+                    }
+                    value
                 };
                 let node = Node {
                     value,
@@ -475,17 +524,29 @@ impl Builder {
                 };
                 self.finish(node, anchor);
             }
-            Event::SequenceStart(_, anchor, _) => self.stack.push(Frame::Seq {
-                items: Vec::new(),
-                pos,
-                anchor,
-            }),
-            Event::MappingStart(_, anchor, _) => self.stack.push(Frame::Map {
-                entries: Vec::new(),
-                pos,
-                anchor,
-                key: None,
-            }),
+            Event::SequenceStart(_, anchor, tag) => {
+                if let Some(tag) = &tag {
+                    self.refuse_tag(tag, pos);
+                }
+                self.check_depth(pos);
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    pos,
+                    anchor,
+                });
+            }
+            Event::MappingStart(_, anchor, tag) => {
+                if let Some(tag) = &tag {
+                    self.refuse_tag(tag, pos);
+                }
+                self.check_depth(pos);
+                self.stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    pos,
+                    anchor,
+                    key: None,
+                });
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, pos, anchor) = match self.stack.pop() {
                     Some(Frame::Seq { items, pos, anchor }) => (NodeValue::Seq(items), pos, anchor),
@@ -506,10 +567,24 @@ impl Builder {
             }
             Event::Alias(id) => {
                 let node = match self.anchors.get(&id) {
-                    Some(anchored) => Node {
-                        pos,
-                        ..anchored.clone()
-                    },
+                    Some((anchored, size)) => {
+                        self.alias_nodes += size;
+                        if self.alias_nodes > MAX_ALIAS_NODES {
+                            self.fail(
+                                pos,
+                                format!(
+                                    "aliases expand to more than {MAX_ALIAS_NODES} nodes (a YAML \
+                                     alias bomb?); reading stopped here"
+                                ),
+                                "write the values out, or use fewer aliases of large nodes",
+                            );
+                            return;
+                        }
+                        Node {
+                            pos,
+                            ..anchored.clone()
+                        }
+                    }
                     None => Node {
                         value: NodeValue::Null,
                         pos,
@@ -524,7 +599,8 @@ impl Builder {
 
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         let path = self.current_path(false);
         match self.stack.last_mut() {
@@ -602,9 +678,133 @@ impl Builder {
         path
     }
 
+    /// Records an error after which the file is not read further.
+    fn fail(&mut self, pos: Pos, message: String, help: &str) {
+        let mut field = self.current_path(true);
+        if let Some((cut, _)) = field.char_indices().nth(80) {
+            field.truncate(cut);
+            field.push_str("...");
+        }
+        self.errors.push(
+            ConfigError::new(
+                Location {
+                    file: self.file.to_path_buf(),
+                    line: pos.line,
+                    column: pos.column,
+                },
+                field,
+                message,
+            )
+            .with_help(help),
+        );
+        self.fatal = true;
+    }
+
+    fn check_depth(&mut self, pos: Pos) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                pos,
+                format!("lists and mappings are nested more than {MAX_DEPTH} levels deep"),
+                "flatten the structure; no Kubernetes object or chart value needs this depth",
+            );
+        }
+    }
+
+    /// Tags other than `!!str` mean something to helm and kubectl that envctl does not read.
+    fn refuse_tag(&mut self, tag: &Tag, pos: Pos) {
+        let field = self.current_path(true);
+        self.errors.push(
+            ConfigError::new(
+                Location {
+                    file: self.file.to_path_buf(),
+                    line: pos.line,
+                    column: pos.column,
+                },
+                field,
+                format!(
+                    "the YAML tag `{}{}` is not supported (only `!!str` is)",
+                    tag.original_handle(),
+                    tag.suffix()
+                ),
+            )
+            .with_help("remove the tag; quote the value if it must be a string"),
+        );
+    }
+
+    /// An error when a plain scalar means something else to helm and kubectl (YAML 1.1, as
+    /// go-yaml v2 reads it) than to envctl (YAML 1.2 core schema).
+    fn yaml11_difference(&self, text: &str, ours: &NodeValue, pos: Pos) -> Option<ConfigError> {
+        let theirs = yaml11::resolve(text);
+        let sexagesimal = yaml11::is_sexagesimal(text);
+        if theirs.same_as(ours) && !sexagesimal {
+            return None;
+        }
+        let field = match self.stack.last() {
+            Some(Frame::Map { key: None, .. }) => {
+                let path = self.current_path(false);
+                join_key(&path, text)
+            }
+            _ => self.current_path(true),
+        };
+        let their_reading = if sexagesimal {
+            "a base-60 number to YAML 1.1".to_string()
+        } else {
+            format!("{} to helm and kubectl (YAML 1.1)", theirs.describe())
+        };
+        let help = match theirs {
+            yaml11::Scalar::Bool(_) => {
+                format!("quote it (\"{text}\") if it is a string, or write true/false")
+            }
+            _ => format!(
+                "quote it (\"{text}\") if it is a string, or write the number so that both \
+                 read it alike (e.g. without leading zeros or `_`, 0o for octal)"
+            ),
+        };
+        Some(
+            ConfigError::new(
+                Location {
+                    file: self.file.to_path_buf(),
+                    line: pos.line,
+                    column: pos.column,
+                },
+                field,
+                format!(
+                    "`{text}` is {} to envctl (YAML 1.2) but {their_reading}",
+                    describe_value(ours)
+                ),
+            )
+            .with_help(help),
+        )
+    }
+
     /// Whether the innermost collection is a mapping waiting for its next key.
     fn awaiting_key(&self) -> bool {
         matches!(self.stack.last(), Some(Frame::Map { key: None, .. }) | None)
+    }
+}
+
+fn is_str_tag(tag: &Tag) -> bool {
+    tag.suffix() == "str" && tag.handle() == "tag:yaml.org,2002:"
+}
+
+/// Nodes in a tree (the node itself included).
+fn node_count(node: &Node) -> usize {
+    match &node.value {
+        NodeValue::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        NodeValue::Map(entries) => 1 + entries.iter().map(|e| node_count(&e.value)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+fn describe_value(value: &NodeValue) -> String {
+    match value {
+        NodeValue::Null => "null".to_string(),
+        NodeValue::Bool(b) => format!("the boolean {b}"),
+        NodeValue::Int(i) => format!("the integer {i}"),
+        NodeValue::Float(f) => format!("the number {f}"),
+        NodeValue::Str(_) => "a string".to_string(),
+        NodeValue::Seq(_) => "a list".to_string(),
+        NodeValue::Map(_) => "a mapping".to_string(),
     }
 }
 

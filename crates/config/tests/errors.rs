@@ -620,7 +620,7 @@ fn file_not_listed_in_the_module_index() {
         None,
         "`gateway/extra.yaml` is not listed in modules.yaml",
         "gateway/extra.yaml",
-        (0, 0),
+        (1, 1),
         "",
     );
 }
@@ -736,4 +736,268 @@ fn walkthrough_secrets_are_not_in_infra() {
         &mut found,
     );
     assert!(found.is_empty(), "{found:#?}");
+}
+
+/// Each level a list of 9 aliases of the previous one: 9^9 nodes if expanded. Once took
+/// `plan --offline` past 60 seconds; now refused at a bound, well under a second.
+#[test]
+fn alias_bomb_is_refused_quickly() {
+    let infra = Infra::copy();
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n  namespace: sso\ndata:\n  a0: &a0 [\"lol\"]\n",
+    );
+    for level in 1..=9 {
+        let prev = level - 1;
+        let items = vec![format!("*a{prev}"); 9].join(", ");
+        text.push_str(&format!("  a{level}: &a{level} [{items}]\n"));
+    }
+    infra.write("sso/routes.yaml", &text);
+    let started = std::time::Instant::now();
+    let errors = infra.errors(None);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("alias bomb"))
+        .unwrap_or_else(|| panic!("{}", render(&errors)));
+    assert_eq!(e.file, infra.path("sso/routes.yaml"));
+    assert!(e.line >= 8 && e.column > 0, "{e}");
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let infra = Infra::copy();
+    let text = format!("deep: {}1{}\n", "[".repeat(150), "]".repeat(150));
+    infra.write("sso/dex.values.yaml", &text);
+    let errors = infra.errors(None);
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("nested more than"))
+        .unwrap_or_else(|| panic!("{}", render(&errors)));
+    // The mapping and 99 lists are open when the 100th list starts.
+    assert_eq!((e.line, e.column), (1, 106), "{e}");
+}
+
+#[test]
+fn non_utf8_names_the_byte_and_its_place() {
+    let infra = Infra::copy();
+    fs::write(
+        infra.path("sso/dex.values.yaml"),
+        b"service:\n  name: caf\xe9\n",
+    )
+    .unwrap();
+    infra.expect(None, "not UTF-8", "sso/dex.values.yaml", (2, 12), "");
+}
+
+#[test]
+fn file_over_10_mib_is_refused_unread() {
+    let infra = Infra::copy();
+    let line = "# padding padding padding padding padding padding padding padding\n";
+    infra.write(
+        "sso/dex.values.yaml",
+        &line.repeat(11 * 1024 * 1024 / line.len()),
+    );
+    infra.expect(
+        None,
+        "over the 10 MiB limit",
+        "sso/dex.values.yaml",
+        (1, 1),
+        "",
+    );
+}
+
+#[test]
+fn tab_indentation_is_a_syntax_error_with_its_place() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  nginx: nginx\n", "\tnginx: nginx\n");
+    let errors = infra.errors(None);
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("YAML syntax error"))
+        .unwrap_or_else(|| panic!("{}", render(&errors)));
+    assert_eq!(e.line, infra.pos(ENV, "", "\tnginx").0, "{e}");
+}
+
+/// helm and kubectl read YAML 1.1: `yes` is a boolean there and a string here.
+#[test]
+fn yaml_1_1_booleans_are_refused() {
+    let infra = Infra::copy();
+    infra.edit(
+        "sso/dex.values.yaml",
+        "  enablePasswordDB: true",
+        "  enablePasswordDB: yes",
+    );
+    let e = infra.expect(
+        None,
+        "`yes` is a string to envctl (YAML 1.2) but the boolean true to helm",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "", "yes"),
+        "config.enablePasswordDB",
+    );
+    assert!(e.help.unwrap().contains("or write true/false"));
+}
+
+#[test]
+fn yaml_1_1_octal_and_keys_are_refused() {
+    let infra = Infra::copy();
+    infra.edit(
+        "sso/dex.values.yaml",
+        "      port: ${env.cluster.kind.hostPort}\n",
+        "      port: ${env.cluster.kind.hostPort}\n      defaultMode: 0644\n      on: push\n",
+    );
+    infra.expect(
+        None,
+        "`0644` is the integer 644 to envctl (YAML 1.2) but the integer 420",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "", "0644"),
+        "service.ports.http.defaultMode",
+    );
+    infra.expect(
+        None,
+        "`on` is a string to envctl (YAML 1.2) but the boolean true",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "defaultMode", "on: push"),
+        "service.ports.http.on",
+    );
+}
+
+#[test]
+fn sexagesimal_and_merge_keys_are_refused() {
+    let infra = Infra::copy();
+    infra.edit(
+        "sso/dex.values.yaml",
+        "      port: ${env.cluster.kind.hostPort}\n",
+        "      port: ${env.cluster.kind.hostPort}\n      at: 1:30\nbase: &b {x: 1}\nother:\n  <<: *b\n",
+    );
+    infra.expect(
+        None,
+        "`1:30` is a string to envctl (YAML 1.2) but a base-60 number",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "", "1:30"),
+        "service.ports.http.at",
+    );
+    infra.expect(
+        None,
+        "merge key",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "other:", "<<"),
+        "other.<<",
+    );
+}
+
+#[test]
+fn literal_secret_in_a_values_file_is_refused_unprinted() {
+    let infra = Infra::copy();
+    let secret = "s3cr3t-value-that-must-not-be-printed";
+    infra.edit(
+        "sso/oauth2-proxy.values.yaml",
+        "    reverse_proxy = true",
+        &format!("    reverse_proxy = true\n    cookie_secret = \"{secret}\""),
+    );
+    infra.edit(
+        "sso/dex.values.yaml",
+        "  issuer:",
+        &format!("  clientSecret: {secret}\n  issuer:"),
+    );
+    let errors = infra.errors(None);
+    let text = render(&errors);
+    assert!(!text.contains(secret), "{text}");
+    let e = infra.expect(
+        None,
+        "literal secret under `cookie_secret`",
+        "sso/oauth2-proxy.values.yaml",
+        infra.pos("sso/oauth2-proxy.values.yaml", "", "cookie_secret"),
+        "config.configFile",
+    );
+    assert!(e.help.unwrap().contains("GeneratedSecret"));
+    infra.expect(
+        None,
+        "literal secret under `clientSecret`",
+        "sso/dex.values.yaml",
+        infra.pos("sso/dex.values.yaml", "clientSecret", secret),
+        "config.clientSecret",
+    );
+}
+
+#[test]
+fn release_and_chart_names_that_look_like_flags_are_refused() {
+    let infra = Infra::copy();
+    infra.edit(
+        "modules.yaml",
+        "    - name: dex\n",
+        "    - name: --dry-run\n",
+    );
+    infra.edit(
+        ENV,
+        "    chart: oauth2-proxy",
+        "    chart: --post-renderer=/bin/sh",
+    );
+    infra.expect(
+        None,
+        "invalid release name `--dry-run`",
+        "modules.yaml",
+        infra.pos("modules.yaml", "", "--dry-run"),
+        "sso.releases[0].name",
+    );
+    infra.expect(
+        None,
+        "invalid chart name `--post-renderer=/bin/sh`",
+        ENV,
+        infra.pos(ENV, "", "--post-renderer"),
+        "charts.oauth2-proxy.chart",
+    );
+}
+
+#[test]
+fn port_out_of_range_in_a_manifest() {
+    let infra = Infra::copy();
+    let text = infra.read("gateway/nginx.yaml");
+    let port_line = text
+        .lines()
+        .find(|l| {
+            l.trim_start().starts_with("- containerPort:")
+                || l.trim_start().starts_with("containerPort:")
+        })
+        .expect("nginx has a containerPort")
+        .to_owned();
+    let value = port_line.rsplit(':').next().unwrap().trim().to_owned();
+    infra.edit(
+        "gateway/nginx.yaml",
+        &port_line,
+        &port_line.replace(&value, "70000"),
+    );
+    let errors = infra.errors(None);
+    let e = errors
+        .iter()
+        .find(|e| e.message.contains("`containerPort: 70000` is not a port"))
+        .unwrap_or_else(|| panic!("{}", render(&errors)));
+    assert_eq!(e.file, infra.path("gateway/nginx.yaml"));
+    assert_eq!(
+        (e.line, e.column),
+        infra.pos("gateway/nginx.yaml", "", "70000")
+    );
+    assert!(e.field.ends_with("containerPort"), "{e}");
+}
+
+#[test]
+fn literal_secret_in_an_overlays_chart_values_is_refused_unprinted() {
+    let infra = Infra::copy();
+    let secret = "overlay-secret-that-must-not-be-printed";
+    let mut text = infra.read("envs/staging.yaml");
+    text.push_str(&format!(
+        "charts:\n  dex:\n    values:\n      config:\n        clientSecret: {secret}\n"
+    ));
+    infra.write("envs/staging.yaml", &text);
+    let errors = infra.errors(Some("staging"));
+    assert!(!render(&errors).contains(secret), "{}", render(&errors));
+    infra.expect(
+        Some("staging"),
+        "literal secret under `clientSecret`",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "clientSecret", secret),
+        "config.clientSecret",
+    );
 }

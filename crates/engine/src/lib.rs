@@ -17,6 +17,8 @@
 //!   the [`Desired`] document of each resource ([`desired`] lists their shapes).
 //! - [`Plan`], [`ResourceChange`], [`Action`]: what apply would do; [`Plan::render_text`]
 //!   (Terraform-like, see [`render`]) and [`Plan::to_json`] (`crates/engine/PLAN_JSON.md`).
+//! - [`release`]: what installing or upgrading a Helm release does to each of its objects
+//!   ([`ObjectChange`]), shown under the release's change.
 //! - [`redact`](mod@redact): `(sensitive value)`; plans never hold secret material.
 //! - [`hash`]: [`sha256_hex`], [`canonical_hash`] (fingerprints, values and spec hashes).
 //!
@@ -73,6 +75,7 @@ pub mod hash;
 pub mod path;
 pub mod plan;
 pub mod redact;
+pub mod release;
 pub mod render;
 pub mod resource;
 pub mod values;
@@ -88,7 +91,10 @@ pub use path::{FieldPath, PathError, PathSegment};
 pub use plan::{
     Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,
 };
-pub use redact::{SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes};
+pub use redact::{
+    SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes, sensitive_strings,
+};
+pub use release::{FieldChange, ObjectAction, ObjectChange};
 pub use render::{render_yaml_documents, to_yaml};
 pub use resource::{
     ChartSource, ClusterProvider, ClusterSpec, Dependency, Encoding, GeneratedSecretSpec,

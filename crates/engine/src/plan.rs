@@ -17,6 +17,7 @@ use crate::address::Address;
 use crate::desired::Desired;
 use crate::graph::{DesiredError, Graph};
 use crate::redact::{Sensitivity, redact_with, sensitive_changes};
+use crate::release::ObjectChange;
 use crate::values::{Bindings, OutputRef};
 
 /// The version of the plan JSON schema ([`Plan::to_json`]).
@@ -116,6 +117,10 @@ pub struct ResourceChange {
     pub sensitivity: Sensitivity,
     /// Sensitive fields whose value changes (compared by hash; shown as `~ path: (sensitive value)`).
     pub sensitive_changes: Vec<String>,
+    /// For a Helm release that will be installed or upgraded: what that does to each of its
+    /// objects (only the objects that change). `None` when not computed (other kinds, offline
+    /// plans, values known only after apply); `Some(empty)` when nothing rendered changes.
+    pub objects: Option<Vec<ObjectChange>>,
 }
 
 impl ResourceChange {
@@ -142,6 +147,7 @@ impl ResourceChange {
             notes: Vec::new(),
             sensitivity,
             sensitive_changes,
+            objects: None,
         }
     }
 
@@ -171,6 +177,12 @@ impl ResourceChange {
     /// Adds a drifted field (builder style).
     pub fn with_drift(mut self, drift: FieldDrift) -> Self {
         self.drift.push(drift);
+        self
+    }
+
+    /// Sets what an install or upgrade of a release does to its objects (builder style).
+    pub fn with_objects(mut self, objects: Vec<ObjectChange>) -> Self {
+        self.objects = Some(objects);
         self
     }
 
@@ -343,6 +355,8 @@ struct ChangeJson {
     notes: Vec<String>,
     #[serde(default)]
     sensitive_changes: Vec<String>,
+    #[serde(default)]
+    object_changes: Option<Vec<ObjectChange>>,
 }
 
 impl From<&Plan> for PlanJson {
@@ -374,6 +388,10 @@ impl From<&ResourceChange> for ChangeJson {
             drift: change.drift.clone(),
             notes: change.notes.clone(),
             sensitive_changes: change.sensitive_changes.clone(),
+            object_changes: change
+                .objects
+                .as_ref()
+                .map(|objects| objects.iter().map(ObjectChange::redacted).collect()),
         }
     }
 }
@@ -404,6 +422,7 @@ impl ChangeJson {
             notes: self.notes,
             sensitivity: Sensitivity::default(),
             sensitive_changes: self.sensitive_changes,
+            objects: self.object_changes,
         })
     }
 }

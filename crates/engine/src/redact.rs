@@ -122,6 +122,34 @@ pub fn redact_with(value: &Value, sensitivity: &Sensitivity) -> Value {
     redacted
 }
 
+/// Every string at the sensitive paths of `doc` (inside maps and lists there too), to scrub
+/// from text derived from it (e.g. the objects a chart renders from a release's values). A
+/// sensitive path that does not parse yields every string of `doc` (fail closed).
+pub fn sensitive_strings(doc: &Value, sensitivity: &Sensitivity) -> Vec<String> {
+    fn strings(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) if s != SENSITIVE => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match sensitivity.concrete_paths(doc) {
+        Some(paths) => {
+            for path in paths {
+                if let Some(value) = path.get(doc) {
+                    strings(value, &mut out);
+                }
+            }
+        }
+        None => strings(doc, &mut out),
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The sensitive paths whose real value differs between `before` and `after` (compared by
 /// sha256, never shown), sorted. A value that is already [`SENSITIVE`] on either side (not known
 /// to the engine) is not compared. A sensitive path that does not parse reports the whole

@@ -34,6 +34,7 @@ use similar::{ChangeTag, TextDiff};
 use crate::desired::Desired;
 use crate::plan::{Action, Plan, ResourceChange};
 use crate::redact::{SENSITIVE, redact_with};
+use crate::release::{ObjectAction, ObjectChange};
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -161,6 +162,9 @@ fn render_change(out: &mut String, painter: &Painter, change: &ResourceChange) {
             &painter.paint(YELLOW, &format!("~ {shown}: {SENSITIVE}")),
         );
     }
+    if let Some(objects) = &change.objects {
+        render_objects(out, painter, change, objects);
+    }
     if !change.drift.is_empty() {
         push_line(out, "Changed outside envctl (will be overwritten):");
         for drift in &change.drift {
@@ -169,6 +173,48 @@ fn render_change(out: &mut String, painter: &Painter, change: &ResourceChange) {
     }
     for note in &change.notes {
         push_line(out, &format!("Note: {note}"));
+    }
+}
+
+/// What an install or upgrade does to the release's objects: one line per object, its changed
+/// fields under it; or, when nothing rendered changes, says so.
+fn render_objects(
+    out: &mut String,
+    painter: &Painter,
+    change: &ResourceChange,
+    objects: &[ObjectChange],
+) {
+    if objects.is_empty() {
+        let part = |key: &str| {
+            change.before.as_ref().and_then(|b| b.get(key))
+                != change.after.as_ref().and_then(|a| a.get(key))
+        };
+        let what = match (part("values"), part("chart")) {
+            (true, true) => "values and chart changed",
+            (true, false) => "values changed",
+            (false, true) => "chart changed",
+            (false, false) => "nothing changed",
+        };
+        push_line(out, &format!("Objects: {what}, no object changes"));
+        return;
+    }
+    push_line(
+        out,
+        if change.before.is_none() {
+            "Objects the install creates:"
+        } else {
+            "Objects the upgrade changes (server-side dry run):"
+        },
+    );
+    for object in objects {
+        for (action, line) in object.redacted().text_lines() {
+            let style = match action {
+                ObjectAction::Create => GREEN,
+                ObjectAction::Update => YELLOW,
+                ObjectAction::Delete => RED,
+            };
+            push_line(out, &painter.paint(style, &format!("  {line}")));
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl ChartRef {
         if repo.starts_with("oci://") {
             args.push(format!("{}/{chart}", repo.trim_end_matches('/')).into());
         } else {
-            args.extend(["--repo".into(), repo.into(), chart.into()]);
+            args.extend(["--repo".into(), repo.into()]);
         }
         args.extend([
             "--version".into(),
@@ -168,6 +168,10 @@ impl ChartRef {
             "--destination".into(),
             destination.as_os_str().to_owned(),
         ]);
+        if !repo.starts_with("oci://") {
+            // After `--`, a chart name is never read as a flag.
+            args.extend(["--".into(), chart.into()]);
+        }
         Some(args)
     }
 }
@@ -427,8 +431,6 @@ impl Helm {
                 h.with_chart_and_values(&chart_o, &values_o, |chart_path, values_path| {
                     let mut args: Vec<OsString> = vec![
                         "template".into(),
-                        release_o.clone().into(),
-                        chart_path.as_os_str().to_owned(),
                         "--namespace".into(),
                         namespace_o.clone().into(),
                         "--values".into(),
@@ -440,6 +442,11 @@ impl Helm {
                     if render == Render::Upgrade {
                         args.push("--is-upgrade".into());
                     }
+                    args.extend([
+                        "--".into(),
+                        release_o.clone().into(),
+                        chart_path.as_os_str().to_owned(),
+                    ]);
                     h.run(&args, QUICK_TIMEOUT, &scrub_list(&values_o))
                 })
             })
@@ -541,11 +548,13 @@ impl Helm {
         extra: &[&str],
     ) -> Vec<OsString> {
         let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
-        args.push(release.into());
         args.push("--namespace".into());
         args.push(namespace.into());
         args.extend(extra.iter().map(OsString::from));
         args.extend(self.connection_args());
+        // Positional arguments after `--`: a release name is never read as a flag.
+        args.push("--".into());
+        args.push(release.into());
         args
     }
 
@@ -753,8 +762,6 @@ pub fn upgrade_args(
     let mut args: Vec<OsString> = vec![
         "upgrade".into(),
         "--install".into(),
-        release.into(),
-        chart.as_os_str().to_owned(),
         "--namespace".into(),
         namespace.into(),
         "--values".into(),
@@ -768,6 +775,8 @@ pub fn upgrade_args(
         args.push("--create-namespace".into());
     }
     args.extend(connection.iter().cloned());
+    // Positional arguments after `--`: a release or chart name is never read as a flag.
+    args.extend(["--".into(), release.into(), chart.as_os_str().to_owned()]);
     args
 }
 
@@ -1231,6 +1240,267 @@ async fn object_drift(cluster: &Cluster, object: &Value) -> Result<OneDrift, Liv
     }))
 }
 
+/// API groups Kubernetes itself serves: helm upgrades their objects with a three-way
+/// strategic merge patch; objects of custom resources get a two-way JSON merge patch.
+const BUILT_IN_GROUPS: &[&str] = &[
+    "",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "apps",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "storagemigration.k8s.io",
+];
+
+/// Whether helm upgrades objects of `api_version` with a three-way merge (deployed, new,
+/// live: fields changed live are set back) rather than a two-way one (deployed, new).
+pub fn is_three_way(api_version: &str) -> bool {
+    let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+    BUILT_IN_GROUPS.contains(&group)
+}
+
+/// The JSON merge patch (RFC 7386) that takes `current` where helm's upgrade takes it, from
+/// `deployed` (the object as the deployed revision rendered it; `None` when it is new to the
+/// release) to `new` (as the new chart and values render it); `None` when nothing is sent.
+///
+/// Like helm's three-way merge: a field `new` sets is set when `current` differs; a field
+/// `deployed` set and `new` does not is removed; a field only `current` has (a default, or
+/// someone else's) is kept. A list `new` sets is sent whole when it changed or `current` does
+/// not hold it, so an element dropped from the chart goes (the server defaults the fields of
+/// the elements again, as for helm's strategic merge by key).
+pub fn upgrade_patch(deployed: Option<&Value>, new: &Value, current: &Value) -> Option<Value> {
+    match (new, current) {
+        (Value::Object(n), Value::Object(c)) => {
+            let d = deployed.and_then(Value::as_object);
+            let mut patch = serde_json::Map::new();
+            for (key, nv) in n {
+                match c.get(key) {
+                    Some(cv) => {
+                        if let Some(p) = upgrade_patch(d.and_then(|d| d.get(key)), nv, cv) {
+                            patch.insert(key.clone(), p);
+                        }
+                    }
+                    None if nv.is_null() => {}
+                    None => {
+                        patch.insert(key.clone(), nv.clone());
+                    }
+                }
+            }
+            for key in d.into_iter().flat_map(|d| d.keys()) {
+                if !n.contains_key(key) && c.contains_key(key) {
+                    patch.insert(key.clone(), Value::Null);
+                }
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        (Value::Array(_), Value::Array(_)) => {
+            let unchanged = deployed.is_none_or(|d| d == new);
+            (!(unchanged && fields::is_contained(new, current))).then(|| new.clone())
+        }
+        _ if new == current => None,
+        _ => Some(new.clone()),
+    }
+}
+
+/// What installing or upgrading a release does to its objects.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseChanges {
+    /// The objects that change, by object id.
+    pub objects: Vec<engine::ObjectChange>,
+    /// Objects not compared, each with the reason (hooks, objects the server refused in the
+    /// dry run, objects helm keeps).
+    pub skipped: Vec<String>,
+}
+
+/// The objects an install of the release creates: every rendered object but hooks.
+/// `secrets` are the release's sensitive values (scrubbed from what is shown).
+pub fn install_changes(rendered: &[Value], secrets: &[String]) -> ReleaseChanges {
+    let mut changes = ReleaseChanges::default();
+    for object in rendered {
+        if is_hook(object) {
+            changes.skipped.push(format!(
+                "{}: a Helm hook, run by helm, not kept as part of the release",
+                object_id(object)
+            ));
+        } else {
+            changes.objects.push(engine::ObjectChange::create(
+                &fields::strip_noise(object),
+                secrets,
+            ));
+        }
+    }
+    changes.objects.sort_by(|a, b| a.object.cmp(&b.object));
+    changes
+}
+
+/// What an upgrade from the deployed revision (`deployed`, from [`Helm::deployed_manifest`]
+/// with namespaces filled in) to `rendered` (the new chart and values, [`Render::Upgrade`])
+/// does to the cluster, object by object: objects created; objects deleted (deployed, no
+/// longer rendered, unless annotated `helm.sh/resource-policy: keep`); and for the others the
+/// patch helm would send ([`upgrade_patch`]), sent as a dry run (nothing is persisted), whose
+/// answer is compared with the live object, both stripped of server noise. Server-defaulted
+/// fields are on both sides, so they never show as changes.
+pub async fn upgrade_changes(
+    cluster: &Cluster,
+    deployed: &[Value],
+    rendered: &[Value],
+    secrets: &[String],
+) -> Result<ReleaseChanges, LiveError> {
+    let deployed_by_id: std::collections::BTreeMap<String, &Value> = deployed
+        .iter()
+        .filter(|o| !is_hook(o))
+        .map(|o| (object_id(o), o))
+        .collect();
+    let results = stream::iter(rendered.iter())
+        .map(|object| {
+            let old = deployed_by_id.get(&object_id(object)).copied();
+            object_upgrade(cluster, old, object, secrets)
+        })
+        .buffer_unordered(DRIFT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut changes = ReleaseChanges::default();
+    for result in results {
+        match result? {
+            Ok(Some(change)) => changes.objects.push(change),
+            Ok(None) => {}
+            Err(note) => changes.skipped.push(note),
+        }
+    }
+    let rendered_ids: std::collections::BTreeSet<String> = rendered.iter().map(object_id).collect();
+    for (id, old) in &deployed_by_id {
+        if rendered_ids.contains(id) {
+            continue;
+        }
+        let keep = old
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get("helm.sh/resource-policy"))
+            .and_then(Value::as_str)
+            == Some("keep");
+        if keep {
+            changes.skipped.push(format!(
+                "{id}: no longer rendered, but annotated helm.sh/resource-policy: keep, so \
+                 helm leaves it"
+            ));
+            continue;
+        }
+        if let Some(live) = live_object(cluster, old).await? {
+            changes.objects.push(engine::ObjectChange::delete(
+                &fields::strip_noise(&live),
+                secrets,
+            ));
+        }
+    }
+    changes.objects.sort_by(|a, b| a.object.cmp(&b.object));
+    changes.skipped.sort();
+    Ok(changes)
+}
+
+/// The live version of `object`; `None` when it does not exist or its kind is not served.
+async fn live_object(cluster: &Cluster, object: &Value) -> Result<Option<Value>, LiveError> {
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let Some(ty) = cluster.resolve(text("/apiVersion"), text("/kind")) else {
+        return Ok(None);
+    };
+    let namespace = Some(text("/metadata/namespace")).filter(|n| ty.namespaced && !n.is_empty());
+    cluster.get(&ty, namespace, text("/metadata/name")).await
+}
+
+/// One rendered object of an upgrade: `Ok(Ok(None))` unchanged, `Ok(Err(note))` not compared.
+async fn object_upgrade(
+    cluster: &Cluster,
+    deployed: Option<&Value>,
+    object: &Value,
+    secrets: &[String],
+) -> Result<Result<Option<engine::ObjectChange>, String>, LiveError> {
+    let id = object_id(object);
+    if is_hook(object) {
+        return Ok(Err(format!(
+            "{id}: a Helm hook, run by helm, not kept as part of the release"
+        )));
+    }
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (api_version, kind) = (text("/apiVersion"), text("/kind"));
+    let Some(ty) = cluster.resolve(api_version, kind) else {
+        // Not served yet (a CRD of the same chart, say): it can only be created.
+        return Ok(Ok(Some(engine::ObjectChange::create(
+            &fields::strip_noise(object),
+            secrets,
+        ))));
+    };
+    let namespace = Some(text("/metadata/namespace")).filter(|n| ty.namespaced && !n.is_empty());
+    let name = text("/metadata/name");
+    let Some(live) = cluster.get(&ty, namespace, name).await? else {
+        return Ok(Ok(Some(engine::ObjectChange::create(
+            &fields::strip_noise(object),
+            secrets,
+        ))));
+    };
+    let current = if is_three_way(api_version) {
+        &live
+    } else {
+        deployed.unwrap_or(&live)
+    };
+    let Some(patch) = upgrade_patch(deployed, object, current) else {
+        return Ok(Ok(None));
+    };
+    let api: kube::Api<kube::api::DynamicObject> = match namespace {
+        Some(ns) => kube::Api::namespaced_with(cluster.client().clone(), ns, &ty.resource),
+        None => kube::Api::all_with(cluster.client().clone(), &ty.resource),
+    };
+    let params = kube::api::PatchParams {
+        dry_run: true,
+        field_manager: Some("helm".into()),
+        ..Default::default()
+    };
+    let after = match api
+        .patch(name, &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        Ok(after) => serde_json::to_value(after)?,
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+            let reason = if kind == "Secret" {
+                "(the message may hold secret data and is not shown)".to_owned()
+            } else {
+                status.message.clone()
+            };
+            return Ok(Err(format!(
+                "{id}: the server refused the upgraded object in a dry run: {reason}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let before = fields::strip_noise(&live);
+    let after = fields::align_order(&fields::strip_noise(&after), &before);
+    Ok(Ok(engine::ObjectChange::update(&before, &after, secrets)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1256,11 +1526,12 @@ mod tests {
                 "pull",
                 "--repo",
                 "https://charts.dexidp.io",
-                "dex",
                 "--version",
                 "0.24.0",
                 "--destination",
-                "/tmp/x"
+                "/tmp/x",
+                "--",
+                "dex"
             ]
         );
         let oci = ChartRef::Repo {
@@ -1346,8 +1617,6 @@ mod tests {
             [
                 "upgrade",
                 "--install",
-                "dex",
-                "/tmp/c/dex-0.24.0.tgz",
                 "--namespace",
                 "sso",
                 "--values",
@@ -1360,7 +1629,10 @@ mod tests {
                 "--kubeconfig",
                 "/k/config",
                 "--kube-context",
-                "kind-dev"
+                "kind-dev",
+                "--",
+                "dex",
+                "/tmp/c/dex-0.24.0.tgz"
             ]
         );
     }
@@ -1461,6 +1733,74 @@ mod tests {
                 "apps/v1/Deployment"
             ]
         );
+    }
+
+    #[test]
+    fn the_upgrade_patch_is_helms_three_way_merge() {
+        let deployed = json!({"metadata": {"name": "dex", "labels": {"a": "1", "gone": "x"}},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                     "selector": {"app": "dex"}}});
+        // Live: server defaults (protocol, clusterIP) and a label someone else added.
+        let live = json!({"metadata": {"name": "dex", "labels": {"a": "1", "gone": "x", "team": "t"}},
+            "spec": {"clusterIP": "10.96.0.12",
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                     "selector": {"app": "dex"}}});
+        // Nothing changes: nothing is sent, defaults and foreign fields notwithstanding.
+        assert_eq!(upgrade_patch(Some(&deployed), &deployed, &live), None);
+
+        // The port changes: the whole list goes (the server defaults its elements again); a
+        // label dropped from the chart is removed; the foreign label and defaults stay.
+        let mut new = deployed.clone();
+        new["spec"]["ports"][0]["port"] = json!(8080);
+        new["metadata"]["labels"] = json!({"a": "1"});
+        assert_eq!(
+            upgrade_patch(Some(&deployed), &new, &live),
+            Some(json!({"metadata": {"labels": {"gone": null}},
+                "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": "http"}]}}))
+        );
+
+        // A field changed live behind helm's back is set back (three-way), a new field added.
+        let mut drifted = live.clone();
+        drifted["spec"]["selector"]["app"] = json!("other");
+        let mut new = deployed.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        assert_eq!(
+            upgrade_patch(Some(&deployed), &new, &drifted),
+            Some(json!({"spec": {"selector": {"app": "dex"}, "type": "ClusterIP"}}))
+        );
+        // A list the chart did not change but someone did is sent whole.
+        let mut edited = live.clone();
+        edited["spec"]["ports"][0]["port"] = json!(81);
+        assert_eq!(
+            upgrade_patch(Some(&deployed), &deployed, &edited),
+            Some(json!({"spec": {"ports": deployed["spec"]["ports"]}}))
+        );
+        // An object new to the release is compared with the live one only.
+        assert_eq!(upgrade_patch(None, &deployed, &live), None);
+    }
+
+    #[test]
+    fn built_in_kinds_get_three_way_merges_and_custom_resources_two_way() {
+        assert!(is_three_way("v1") && is_three_way("apps/v1"));
+        assert!(is_three_way("rbac.authorization.k8s.io/v1"));
+        assert!(!is_three_way("gateway.networking.k8s.io/v1"));
+        assert!(!is_three_way("networking.istio.io/v1"));
+    }
+
+    #[test]
+    fn an_install_lists_every_object_but_hooks() {
+        let rendered = vec![
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dex", "namespace": "sso"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dex", "namespace": "sso"},
+                "data": {"config.yaml": "c2VjcmV0"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "namespace": "sso",
+                "annotations": {"helm.sh/hook": "test"}}}),
+        ];
+        let changes = install_changes(&rendered, &[]);
+        let ids: Vec<&str> = changes.objects.iter().map(|o| o.object.as_str()).collect();
+        assert_eq!(ids, ["secret/sso/dex", "service/sso/dex"]);
+        assert_eq!(changes.skipped.len(), 1);
+        assert!(!format!("{:?}", changes.objects).contains("c2VjcmV0"));
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum LiveError {
     Decode(#[from] serde_json::Error),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("{address}: {detail}\n  = help: {help}")]
+    NotOwned {
+        address: String,
+        detail: String,
+        help: String,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -37,6 +37,9 @@ pub struct DesiredObject {
     pub owned: bool,
     /// Whether placeholders in the manifest are still unknown (then no dry run is possible).
     pub has_unknowns: bool,
+    /// Take the object over when it exists but is not envctl's (`--adopt`); otherwise such
+    /// an object is refused.
+    pub adopt: bool,
 }
 
 impl DesiredObject {
@@ -317,6 +320,7 @@ async fn plan_one(
         };
     }
 
+    let ours = listed.is_some();
     let live = match listed {
         Some(live) => Some(live),
         None => {
@@ -361,6 +365,13 @@ async fn plan_one(
         };
     };
 
+    if desired.owned && !ours && !desired.adopt {
+        let what = match desired.namespace() {
+            Some(ns) => format!("{} {ns}/{}", desired.kind(), desired.name()),
+            None => format!("{} {}", desired.kind(), desired.name()),
+        };
+        return Err(not_owned(&desired.address, &what, &live));
+    }
     if desired.has_unknowns {
         return Ok((ObjectState::Unknown { live }, requests));
     }
@@ -412,6 +423,54 @@ async fn plan_one(
         },
         requests,
     ))
+}
+
+/// Whether a live object is envctl's, for `environment`.
+pub(crate) fn is_ours(live: &Value, environment: &str) -> bool {
+    let labels = live.pointer("/metadata/labels");
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    label("app.kubernetes.io/managed-by") == Some("envctl")
+        && label(ENVIRONMENT_LABEL) == Some(environment)
+}
+
+/// A declared object exists live but envctl did not create it (for this environment):
+/// taking it over silently would overwrite it and let destroy delete it.
+pub(crate) fn not_owned(address: &str, what: &str, live: &Value) -> LiveError {
+    let labels = live.pointer("/metadata/labels");
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let whose = match (
+        label("app.kubernetes.io/managed-by"),
+        label(ENVIRONMENT_LABEL),
+    ) {
+        (Some("envctl"), Some(env)) => format!("it belongs to envctl environment `{env}`"),
+        (Some(manager), _) => format!("it is managed by `{manager}`"),
+        (None, _) => {
+            let managers: BTreeSet<&str> = live
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("manager").and_then(Value::as_str))
+                .collect();
+            if managers.is_empty() {
+                "envctl did not create it".to_owned()
+            } else {
+                format!(
+                    "envctl did not create it (written by {})",
+                    managers.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        }
+    };
+    LiveError::NotOwned {
+        address: address.to_owned(),
+        detail: format!("{what} already exists and is not envctl's: {whose}; nothing was changed"),
+        help: format!(
+            "to manage it with envctl from now on, run plan and apply with `--adopt {address}` (apply \
+             then overwrites it with the configuration and destroy deletes it); otherwise \
+             remove it from infra/ or choose another name"
+        ),
+    }
 }
 
 /// The fields that differ between `before` and `after` (both stripped of noise), each with the

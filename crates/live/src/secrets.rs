@@ -91,6 +91,23 @@ fn secret_type(cluster: &Cluster) -> Result<TypeInfo, LiveError> {
         .ok_or_else(|| LiveError::Other("the cluster does not serve v1 Secret".into()))
 }
 
+/// The spec's Secret when it exists but is not envctl's for `environment` (created by
+/// someone else): plan refuses it unless adopted, destroy leaves it. Errors (a namespace that
+/// does not exist yet) count as "no such Secret".
+pub async fn foreign(
+    cluster: &Cluster,
+    spec: &GeneratedSecretSpec,
+    environment: &str,
+) -> Result<Option<Value>, LiveError> {
+    let ty = secret_type(cluster)?;
+    Ok(cluster
+        .get(&ty, Some(&spec.namespace), &spec.name)
+        .await
+        .ok()
+        .flatten()
+        .filter(|live| !crate::objects::is_ours(live, environment)))
+}
+
 /// The live data of the spec's Secret (every key, decoded); `None` when it does not exist.
 /// For the consumers that need a value (never print it).
 pub async fn read_values(

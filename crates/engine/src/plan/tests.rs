@@ -280,9 +280,11 @@ fn json_has_the_documented_fields() {
             "waits_for",
             "drift",
             "notes",
-            "sensitive_changes"
+            "sensitive_changes",
+            "object_changes"
         ]
     );
+    assert_eq!(first["object_changes"], Value::Null, "not a Helm release");
     assert_eq!(first["address"], json!("app.object.configmap/app/new"));
     assert_eq!(first["module"], json!("app"));
     assert_eq!(first["kind"], json!("object"));
@@ -569,4 +571,196 @@ fn plan_json_md_documents_every_field() {
         example,
         "the example is exactly what to_json writes"
     );
+}
+
+fn release_doc(port: u16, version: &str) -> Value {
+    json!({"release": "dex", "namespace": "sso", "create_namespace": false,
+        "chart": {"repo": "https://charts.dexidp.io", "chart": "dex", "version": version},
+        "values": {"service": {"ports": {"http": {"port": port}}}}})
+}
+
+fn dex_service(port: u16) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "dex", "namespace": "sso"},
+        "spec": {"ports": [{"name": "http", "port": port, "targetPort": "http"}]}})
+}
+
+fn dex_secret(config: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dex", "namespace": "sso"},
+        "data": {"config.yaml": config}})
+}
+
+/// An upgrade of `dex` that changes the Service's port, the config Secret, creates a
+/// ConfigMap and deletes a ServiceAccount.
+fn release_plan() -> Plan {
+    let mut plan = Plan::new("dev");
+    let objects = vec![
+        crate::ObjectChange::create(&cm("extra", json!({"k": "v"})), &[]),
+        crate::ObjectChange::update(
+            &dex_secret("b2xkLWNvbmZpZw=="),
+            &dex_secret("bmV3LWNvbmZpZw=="),
+            &[],
+        )
+        .unwrap(),
+        crate::ObjectChange::update(&dex_service(80), &dex_service(8080), &[]).unwrap(),
+        crate::ObjectChange::delete(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "old", "namespace": "sso"}}),
+            &[],
+        ),
+    ];
+    plan.changes = vec![
+        change(
+            "sso.helm_release.dex",
+            Action::Update,
+            Some(release_doc(80, "0.24.0")),
+            Some(release_doc(8080, "0.24.0")),
+        )
+        .with_objects(objects),
+    ];
+    plan
+}
+
+const RELEASE_PLAN_TEXT: &str = r#"envctl plan for environment "dev"
+
+Resource actions are indicated with the following symbols:
+  ~ update in-place
+
+envctl will perform the following actions:
+
+  # sso.helm_release.dex will be updated in-place
+    @@ -9,4 +9,4 @@
+        service:
+          ports:
+            http:
+    -         port: 80
+    +         port: 8080
+    Objects the upgrade changes (server-side dry run):
+      + configmap/app/extra
+      ~ secret/sso/dex
+          ~ data["config.yaml"]: (sensitive value)
+      ~ service/sso/dex
+          ~ spec.ports[0].port: 80 -> 8080
+      - serviceaccount/sso/old
+
+Plan: 0 to add, 1 to change, 0 to destroy.
+"#;
+
+#[test]
+fn a_release_change_shows_its_object_changes_under_the_values_diff() {
+    let plan = release_plan();
+    assert_eq!(plan.render_text(false), RELEASE_PLAN_TEXT);
+    let coloured = plan.render_text(true);
+    assert!(
+        coloured.contains("    \x1b[33m  ~ service/sso/dex\x1b[0m"),
+        "{coloured}"
+    );
+    assert!(coloured.contains("    \x1b[32m  + configmap/app/extra\x1b[0m"));
+    assert!(coloured.contains("    \x1b[31m  - serviceaccount/sso/old\x1b[0m"));
+    // No Secret value in any rendering.
+    let json = plan.to_json().to_string();
+    for text in [plan.render_text(false), json.clone()] {
+        assert!(!text.contains("b2xk") && !text.contains("bmV3"), "{text}");
+    }
+    // The JSON carries the object changes under the release's change, and reads back.
+    let json = plan.to_json();
+    let objects = json["resource_changes"][0]["object_changes"]
+        .as_array()
+        .unwrap();
+    let summary: Vec<(&str, &str)> = objects
+        .iter()
+        .map(|o| (o["object"].as_str().unwrap(), o["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("configmap/app/extra", "create"),
+            ("secret/sso/dex", "update"),
+            ("service/sso/dex", "update"),
+            ("serviceaccount/sso/old", "delete")
+        ]
+    );
+    assert_eq!(
+        objects[2]["fields"],
+        json!([{"path": "spec.ports[0].port", "before": 80, "after": 8080}])
+    );
+    assert_eq!(objects[2]["after"], dex_service(8080));
+    assert_eq!(objects[1]["after"]["data"]["config.yaml"], json!(SENSITIVE));
+    let back = Plan::from_json(&json).unwrap();
+    assert_eq!(back.render_text(false), RELEASE_PLAN_TEXT);
+    assert_eq!(back.to_json(), json);
+}
+
+#[test]
+fn a_release_change_that_renders_the_same_objects_says_so() {
+    let mut plan = Plan::new("dev");
+    plan.changes = vec![
+        change(
+            "sso.helm_release.dex",
+            Action::Update,
+            Some(release_doc(80, "0.24.0")),
+            Some(release_doc(8080, "0.24.0")),
+        )
+        .with_objects(vec![]),
+        change(
+            "sso.helm_release.other",
+            Action::Update,
+            Some(release_doc(80, "0.24.0")),
+            Some(release_doc(80, "0.25.0")),
+        )
+        .with_objects(vec![]),
+    ];
+    let text = plan.render_text(false);
+    assert!(
+        text.contains("+         port: 8080\n    Objects: values changed, no object changes\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    Objects: chart changed, no object changes\n"),
+        "{text}"
+    );
+    assert_eq!(
+        plan.to_json()["resource_changes"][0]["object_changes"],
+        json!([])
+    );
+}
+
+#[test]
+fn an_install_lists_the_objects_it_creates() {
+    let mut plan = Plan::new("dev");
+    plan.changes = vec![
+        change(
+            "sso.helm_release.dex",
+            Action::Create,
+            None,
+            Some(release_doc(80, "0.24.0")),
+        )
+        .with_objects(vec![
+            crate::ObjectChange::create(&dex_secret("c2VjcmV0"), &[]),
+            crate::ObjectChange::create(&dex_service(80), &[]),
+        ]),
+    ];
+    let text = plan.render_text(false);
+    assert!(
+        text.contains(
+            "    Objects the install creates:\n      + secret/sso/dex\n      + service/sso/dex\n"
+        ),
+        "{text}"
+    );
+    assert!(!plan.to_json().to_string().contains("c2VjcmV0"));
+}
+
+#[test]
+fn plan_json_md_documents_the_object_changes() {
+    const DOC: &str = include_str!("../../PLAN_JSON.md");
+    let json = release_plan().to_json();
+    let object = &json["resource_changes"][0]["object_changes"][2];
+    let mut fields: Vec<&String> = object.as_object().unwrap().keys().collect();
+    fields.extend(object["fields"][0].as_object().unwrap().keys());
+    for field in fields {
+        assert!(
+            DOC.contains(&format!("| `{field}` |")),
+            "PLAN_JSON.md does not document `{field}` of an object change"
+        );
+    }
 }

@@ -144,10 +144,16 @@ impl Runner<'_> {
                     }
                 }
                 ResourceSpec::GeneratedSecret(spec) => {
-                    if !matches!(
-                        secrets::secret_state(&self.cluster, spec).await,
-                        Ok(SecretState::Absent) | Err(_)
-                    ) {
+                    // Someone else's Secret of that name is not envctl's to delete.
+                    let foreign = secrets::foreign(&self.cluster, spec, &self.environment)
+                        .await?
+                        .is_some();
+                    if !foreign
+                        && !matches!(
+                            secrets::secret_state(&self.cluster, spec).await,
+                            Ok(SecretState::Absent) | Err(_)
+                        )
+                    {
                         plan.changes.push(ResourceChange::new(
                             address.clone(),
                             Action::Delete,

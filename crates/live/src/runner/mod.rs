@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub modules: Option<BTreeSet<String>>,
     /// The helm CLI, for Helm releases (`None`: an environment without releases).
     pub helm: Option<Helm>,
+    /// Addresses of objects that exist but are not envctl's, to take over (`--adopt`);
+    /// any other such object is refused.
+    pub adopt: BTreeSet<String>,
 }
 
 impl Default for RunOptions {
@@ -59,6 +62,7 @@ impl Default for RunOptions {
             sources: Sources::default(),
             modules: None,
             helm: None,
+            adopt: BTreeSet::new(),
         }
     }
 }

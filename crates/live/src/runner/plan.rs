@@ -42,6 +42,7 @@ impl Runner<'_> {
                             manifest,
                             owned: spec.ownership == Ownership::Owned,
                             has_unknowns: !desired.unknown.is_empty(),
+                            adopt: self.options.adopt.contains(&address.to_string()),
                         });
                     }
                 }
@@ -51,6 +52,24 @@ impl Runner<'_> {
                 _ => {}
             }
             documents.insert(address.clone(), desired);
+        }
+
+        for wanted in &self.options.adopt {
+            let adoptable = desired_objects.iter().any(|d| &d.address == wanted)
+                || self.graph.order().iter().any(|a| {
+                    a.kind == ResourceKind::GeneratedSecret
+                        && self.selected(a)
+                        && &a.to_string() == wanted
+                });
+            if !adoptable {
+                return Err(LiveError::NotOwned {
+                    address: wanted.clone(),
+                    detail: "`--adopt` names no object of this plan".into(),
+                    help: "give the address of a declared object as `plan` shows it, e.g. \
+                           gateway.object.configmap/default/settings"
+                        .into(),
+                });
+            }
         }
 
         // Types this environment applied before (its inventory): an object whose kind no longer
@@ -291,6 +310,17 @@ impl Runner<'_> {
             }
             ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
             ResourceSpec::GeneratedSecret(spec) => {
+                if !self.options.adopt.contains(&address.to_string())
+                    && let Some(live) =
+                        secrets::foreign(&self.cluster, spec, &self.environment).await?
+                {
+                    let what = format!("Secret {}/{}", spec.namespace, spec.name);
+                    return Err(crate::objects::not_owned(
+                        &address.to_string(),
+                        &what,
+                        &live,
+                    ));
+                }
                 let state =
                     secrets::secret_state(&self.cluster, spec)
                         .await
@@ -348,12 +378,46 @@ impl Runner<'_> {
     ) -> Result<ResourceChange, LiveError> {
         let helm = self.helm(address)?;
         let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        // A local chart's version is its Chart.yaml's: a new version of the chart in the same
+        // (or another) directory shows as a chart change, like a repository chart's.
+        let desired = &local_chart_version(&spec.chart)
+            .filter(|_| spec.chart.version.is_empty())
+            .map(|version| {
+                let mut desired = desired.clone();
+                desired.doc["chart"]["version"] = Value::String(version);
+                desired
+            })
+            .unwrap_or_else(|| desired.clone());
+        let desired_values = desired.doc.get("values").cloned().unwrap_or_default();
+        // The release's sensitive values, scrubbed from the objects shown.
+        let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
         let Some(status) = helm
             .status(&spec.release, &spec.namespace)
             .await
             .map_err(helm_err)?
         else {
-            return Ok(ResourceChange::from_desired(Action::Create, None, desired));
+            // An install: list the objects it creates (once every value is known).
+            let change = ResourceChange::from_desired(Action::Create, None, desired);
+            if !desired.unknown.is_empty() {
+                return Ok(change.with_note(
+                    "its objects are listed once the values known only after apply are known",
+                ));
+            }
+            let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
+                .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+            let rendered = helm
+                .template(
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Install,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes = crate::helm::install_changes(&rendered, &secrets);
+            return Ok(change.with_objects(changes.objects));
         };
         let deployed = helm
             .deployed_values(&spec.release, &spec.namespace)
@@ -361,9 +425,7 @@ impl Runner<'_> {
             .map_err(helm_err)?
             .unwrap_or(Value::Object(Default::default()));
         let mut chart = spec.chart.clone();
-        if chart.path.is_none() {
-            chart.version = status.chart_version.clone();
-        }
+        chart.version = status.chart_version.clone();
         let before = engine::helm_release_document(
             &spec.release,
             &spec.namespace,
@@ -378,20 +440,18 @@ impl Runner<'_> {
                 status.revision, status.status
             ));
         }
-        // What the chart made, compared with what it would make now from the deployed values:
-        // edits and deletions out of band that Helm itself never sees.
+        // What the deployed revision made (its manifest), compared with the live objects:
+        // edits and deletions out of band that Helm itself never sees. The manifest, not a
+        // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
             .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
-        let drift = crate::helm::release_drift(
-            &self.cluster,
-            helm,
-            &spec.release,
-            &spec.namespace,
-            &chart_ref,
-            &deployed,
-        )
-        .await
-        .map_err(helm_err)?;
+        let mut deployed_objects = helm
+            .deployed_manifest(&spec.release, &spec.namespace)
+            .await
+            .map_err(helm_err)?
+            .unwrap_or_default();
+        crate::helm::fill_namespaces(&mut deployed_objects, &spec.namespace, Some(&self.cluster));
+        let drift = crate::helm::objects_drift(&self.cluster, &deployed_objects).await?;
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
             notes.push(format!("{missing} was deleted out of band"));
@@ -428,9 +488,43 @@ impl Runner<'_> {
                 status.revision
             ));
         }
+        // What the upgrade does to the cluster, object by object: the new chart and values
+        // rendered, each object's patch sent as a dry run.
+        if change.action == Action::Update && desired.unknown.is_empty() {
+            let rendered = helm
+                .template(
+                    Some(&self.cluster),
+                    &spec.release,
+                    &spec.namespace,
+                    &chart_ref,
+                    &desired_values,
+                    crate::helm::Render::Upgrade,
+                )
+                .await
+                .map_err(helm_err)?;
+            let changes =
+                crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
+                    .await?;
+            for skipped in changes.skipped {
+                notes.push(format!("object not compared: {skipped}"));
+            }
+            change = change.with_objects(changes.objects);
+        }
         for note in notes {
             change = change.with_note(note);
         }
         Ok(change)
+    }
+}
+
+/// The `version` of a local chart's `Chart.yaml`; `None` for repository charts or when it
+/// cannot be read (helm reports that itself when it renders the chart).
+fn local_chart_version(chart: &engine::ChartSource) -> Option<String> {
+    let path = Path::new(chart.path.as_deref()?).join("Chart.yaml");
+    let text = std::fs::read_to_string(path).ok()?;
+    let meta: Value = serde_saphyr::from_str(&text).ok()?;
+    match meta.get("version")? {
+        Value::String(v) => Some(v.clone()),
+        other => Some(other.to_string()),
     }
 }
