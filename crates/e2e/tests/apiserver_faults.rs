@@ -123,6 +123,9 @@ const CONTROLLERS: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
 /// Once the API server answers, starts again what exited meanwhile.
 fn revive() {
     wait_ready(Duration::from_secs(90));
+    // A controller that lost its lease notices within its renew deadline (10s) and exits only
+    // then: look after that.
+    std::thread::sleep(Duration::from_secs(12));
     let dead: Vec<&str> = CONTROLLERS
         .into_iter()
         .filter(|c| !alive(pid_of(c)))
