@@ -12,6 +12,7 @@ mod environment;
 mod offline;
 mod test;
 mod testenv;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,8 @@ enum Command {
     Destroy(converge::DestroyArgs),
     /// Detect drift between the configuration and the live environment (exit 2 on drift).
     Drift(converge::DriftArgs),
+    /// Log in through the gateway as a browser would, step by step (exit 1 naming the failed step).
+    Verify(verify::VerifyArgs),
     /// Generate new values for a generated secret, and restart the workloads that read it.
     RotateSecret(converge::RotateArgs),
     /// Time `plan` against `kubectl diff --server-side` on the same objects (needs the testenv).
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Destroy(args) => converge::destroy(&args),
         Command::Drift(args) => converge::drift(&args),
         Command::RotateSecret(args) => converge::rotate_secret(&args),
+        Command::Verify(args) => verify::main(&args),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@
 //! | `ENVCTL_HELM`, `ENVCTL_KUBECTL` | the pinned helm and kubectl binaries |
 //! | `ENVCTL_MIRROR` | the offline mirror of upstream files and charts (`mirror_file(..)`, `chart("istiod")`) |
 //! | `ENVCTL_XTASK` | the `cargo xtask` binary (`xtask(..)`) |
+//! | `ENVCTL_DEX`, `ENVCTL_OAUTH2_PROXY` | Dex and OAuth2 Proxy, built like the control plane ([`workload`]) |
 //!
 //! Without `KUBECONFIG` and `ENVCTL_TESTENV` every helper panics with a message that says how to
 //! get them: an integration test never passes without a cluster.
@@ -30,6 +31,9 @@
 //! ns.delete().await;
 //! # }
 //! ```
+
+pub mod gateway;
+pub mod workload;
 
 use std::{
     future::Future,

@@ -58,8 +58,7 @@ fn use_dex_chart(infra: &InfraCopy, chart: &Path) {
     );
     let last_top_level = env
         .lines()
-        .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
-        .next_back();
+        .rfind(|l| !l.starts_with([' ', '#']) && !l.is_empty());
     assert_eq!(last_top_level, Some("charts:"), "{env}");
     infra.write(
         "envs/kwok.yaml",

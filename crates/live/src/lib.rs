@@ -15,6 +15,7 @@ pub mod retry;
 pub mod runner;
 pub mod secrets;
 pub mod sources;
+pub mod verify;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};

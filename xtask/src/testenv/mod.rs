@@ -1,14 +1,15 @@
 //! `cargo xtask testenv`: a real Kubernetes control plane for the integration tests.
 //!
 //! kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes),
-//! etcd, kwok/kwokctl, helm and kind are built from Go modules at the versions pinned in
+//! etcd, kwok/kwokctl, helm, kind, Dex and OAuth2 Proxy are built from Go modules at the versions pinned in
 //! `infra/testenv/versions.yaml` and cached by version under `~/.cache/envctl/testenv/`
 //! (`$ENVCTL_CACHE_DIR/testenv` if set). `kwokctl --runtime binary` runs the control plane as
 //! local processes bound to 127.0.0.1; the kwok controller simulates one node on which pods are
 //! scheduled and become Ready. Nothing is downloaded at run time but Go modules.
 //!
 //! The environment the tests get (see `Testenv::vars`): `KUBECONFIG`, `ENVCTL_TESTENV` (the
-//! cache directory), `ENVCTL_HELM`, `ENVCTL_KUBECTL`, `ENVCTL_MIRROR` (the
+//! cache directory), `ENVCTL_HELM`, `ENVCTL_KUBECTL`, `ENVCTL_DEX`, `ENVCTL_OAUTH2_PROXY`,
+//! `ENVCTL_MIRROR` (the
 //! offline mirror of upstream files and the real charts, `../shared/mirror` by default),
 //! `ENVCTL_XTASK` (the xtask binary itself) and `PATH` with the testenv's binaries first.
 
@@ -201,6 +202,9 @@ impl Testenv {
             ),
             ("ENVCTL_HELM".to_string(), binary("helm")),
             ("ENVCTL_KUBECTL".to_string(), binary("kubectl")),
+            // The programs behind the login, run as local processes by the e2e test of verify.
+            ("ENVCTL_DEX".to_string(), binary("dex")),
+            ("ENVCTL_OAUTH2_PROXY".to_string(), binary("oauth2-proxy")),
             (
                 "ENVCTL_MIRROR".to_string(),
                 layout.mirror_dir().display().to_string(),

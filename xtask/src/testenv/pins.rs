@@ -107,7 +107,16 @@ mod tests {
             "k8s.io/kubernetes {} does not match the k8s-openapi feature in Cargo.toml",
             kubernetes.version
         );
-        for binary in ["etcd", "kwok", "kwokctl", "kubectl", "helm", "kind"] {
+        for binary in [
+            "etcd",
+            "kwok",
+            "kwokctl",
+            "kubectl",
+            "helm",
+            "kind",
+            "dex",
+            "oauth2-proxy",
+        ] {
             pins.build_of(binary).unwrap();
         }
     }
