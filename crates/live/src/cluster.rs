@@ -1,15 +1,24 @@
 //! A connection to one cluster: the kube client and one discovery per run.
+//!
+//! The client bounds every request (connect and read timeouts) and retries what is safe to
+//! repeat ([`crate::retry`]), so an API server that restarts or stalls costs a delay or a clear
+//! error, never a hung run.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
+use tower::ServiceBuilder;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 
 use crate::LiveError;
+use crate::retry::{ApiTimeouts, RetryPolicy};
 
 /// The field manager this project applies with.
 pub const FIELD_MANAGER: &str = "envctl";
@@ -28,14 +37,27 @@ pub struct Cluster {
     discovery: Arc<RwLock<Arc<Discovery>>>,
     /// The context name the client was built from (for messages).
     pub context: String,
+    /// The client's timeouts (waits keep their watches below the read timeout).
+    pub timeouts: ApiTimeouts,
 }
 
 impl Cluster {
     /// Connects with the given kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`)
-    /// and context (default: the file's current context), and runs discovery once.
+    /// and context (default: the file's current context), and runs discovery once. Timeouts
+    /// are the defaults of [`ApiTimeouts`] unless the environment overrides them
+    /// ([`crate::retry::TIMEOUT_VARIABLES`]).
     pub async fn connect(
         kubeconfig: Option<&Path>,
         context: Option<&str>,
+    ) -> Result<Self, LiveError> {
+        Self::connect_with(kubeconfig, context, ApiTimeouts::from_env()?).await
+    }
+
+    /// [`Cluster::connect`] with the given timeouts.
+    pub async fn connect_with(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+        timeouts: ApiTimeouts,
     ) -> Result<Self, LiveError> {
         let kubeconfig = match kubeconfig {
             Some(path) => Kubeconfig::read_from(path),
@@ -64,7 +86,7 @@ impl Cluster {
         let config = Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| LiveError::Connect(format!("kubeconfig context `{context_name}`: {e}")))?;
-        let client = Client::try_from(config).map_err(|e| LiveError::Connect(e.to_string()))?;
+        let client = client(config, timeouts)?;
         let discovery = Discovery::new(client.clone())
             .run_aggregated()
             .await
@@ -77,10 +99,12 @@ impl Cluster {
             client,
             discovery: Arc::new(RwLock::new(Arc::new(discovery))),
             context: context_name,
+            timeouts,
         })
     }
 
-    /// The underlying client, for callers that need typed APIs.
+    /// The underlying client, for callers that need typed APIs (it has the same timeouts and
+    /// retries).
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -235,6 +259,31 @@ impl Cluster {
     }
 }
 
+/// kube's client stack with our timeouts, and our retry policy in place of kube's default one
+/// (which retries 429/503/504 for every verb, and neither refused connections nor resets).
+fn client(mut config: Config, timeouts: ApiTimeouts) -> Result<Client, LiveError> {
+    config.connect_timeout = Some(timeouts.connect);
+    config.read_timeout = Some(timeouts.read);
+    config.write_timeout = Some(timeouts.read);
+    config.default_retry = false;
+    let builder = ClientBuilder::try_from(config).map_err(|e| LiveError::Connect(e.to_string()))?;
+    // `Retry` repeats a request on a clone of the service below it; the buffer makes kube's
+    // boxed stack cloneable.
+    let layers = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new(timeouts.retry_for)))
+        .layer(BufferLayer::new(1024))
+        .into_inner();
+    Ok(builder.with_layer(&layers).build())
+}
+
+/// The seconds a watch may stay open before the server ends it: below the read timeout, so that
+/// a quiet watch is ended by the server, not broken by the client.
+pub fn watch_timeout_secs(timeouts: &ApiTimeouts) -> u32 {
+    let read = timeouts.read.as_secs();
+    let secs = read.saturating_sub((read / 3).min(5)).clamp(1, 290);
+    u32::try_from(secs).unwrap_or(290)
+}
+
 /// Another field manager owns fields that an apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -279,6 +328,18 @@ fn manager_in(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_end_before_the_read_timeout_would_break_them() {
+        let with_read = |secs| ApiTimeouts {
+            read: std::time::Duration::from_secs(secs),
+            ..ApiTimeouts::default()
+        };
+        assert_eq!(watch_timeout_secs(&with_read(30)), 25);
+        assert_eq!(watch_timeout_secs(&with_read(3)), 2);
+        assert_eq!(watch_timeout_secs(&with_read(1)), 1);
+        assert_eq!(watch_timeout_secs(&with_read(3600)), 290);
+    }
 
     #[test]
     fn manager_is_read_from_the_servers_conflict_message() {

@@ -12,6 +12,7 @@ pub mod helm;
 pub mod helm_storage;
 pub mod objects;
 pub mod provider;
+pub mod retry;
 pub mod runner;
 pub mod secrets;
 pub mod session;

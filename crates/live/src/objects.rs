@@ -270,7 +270,7 @@ pub async fn gather(
         .collect::<Vec<_>>()
         .await;
     for (address, result) in results {
-        let (state, requests) = result?;
+        let (state, requests) = result.map_err(|e| crate::retry::again_in_plan(&address, e))?;
         for verb in requests {
             *facts.requests.entry(verb).or_default() += 1;
         }

@@ -2,6 +2,7 @@
 //! waiting for what the next step needs.
 
 use super::*;
+use crate::retry::{again, helm_again};
 
 impl Runner<'_> {
     /// Applies `plan` along the graph: a change starts as soon as every change it depends on
@@ -109,7 +110,9 @@ impl Runner<'_> {
             let start = Instant::now();
             self.progress(&format!("{}: Destroying...", change.address));
             let before = change.before.clone().unwrap_or_default();
-            self.delete_object(&change.address, &before).await?;
+            self.delete_object(&change.address, &before)
+                .await
+                .map_err(|e| again(&change.address, e))?;
             report.deleted += 1;
             self.progress(&format!(
                 "{}: Destruction complete after {}s",
@@ -233,9 +236,13 @@ impl Runner<'_> {
         match &resource.spec {
             ResourceSpec::Object(spec) => {
                 if let Action::Replace { .. } = change.action {
-                    self.delete_object(address, &desired.doc).await?;
+                    self.delete_object(address, &desired.doc)
+                        .await
+                        .map_err(|e| again(address, e))?;
                 }
-                self.apply_object(address, desired, spec.ownership).await?;
+                self.apply_object(address, desired, spec.ownership)
+                    .await
+                    .map_err(|e| again(address, e))?;
             }
             ResourceSpec::HelmRelease(spec) => {
                 let helm = self.helm(address)?;
@@ -253,10 +260,12 @@ impl Runner<'_> {
                     self.options.wait.timeout,
                 )
                 .await
-                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                .map_err(|e| helm_again(address, e))?;
             }
             ResourceSpec::GeneratedSecret(spec) => {
-                secrets::ensure(&self.cluster, spec, &self.environment, address).await?;
+                secrets::ensure(&self.cluster, spec, &self.environment, address)
+                    .await
+                    .map_err(|e| again(address, e))?;
             }
             ResourceSpec::Cluster(spec) => {
                 // Creating or replacing the cluster happens before a runner exists (the

@@ -217,6 +217,7 @@ impl<'a> Session<'a> {
             helm,
             interrupt: self.options.interrupt.clone(),
             adopt: self.options.adopt.clone(),
+            wait: crate::wait::WaitOptions::from_env()?,
             ..RunOptions::default()
         })
     }

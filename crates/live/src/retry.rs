@@ -1,0 +1,670 @@
+//! Transient faults of the API server: timeouts on every request and retries of what is safe
+//! to repeat.
+//!
+//! Every request the kube client makes goes through [`RetryPolicy`], a `tower::retry` policy
+//! layered onto kube's own client stack (kube's connect and read timeouts below it). Which
+//! failures are retried, and for which requests, is pure logic ([`decide`]), unit-tested here:
+//!
+//! - a connection that could not be made (refused, connect timeout): the request never reached
+//!   the server, so it is repeated whatever its verb;
+//! - 429 Too Many Requests: the server refused it before doing anything (API Priority and
+//!   Fairness); repeated whatever its verb, after the server's `Retry-After` when it gives one;
+//! - a reset or a read timeout, and 500, 502, 503, 504: the server may have acted, so only
+//!   requests that are safe to repeat are: reads, server-side apply (also as a dry run),
+//!   merge patches and deletes; never a create (POST), a replace (PUT, whose resourceVersion
+//!   would then conflict with its own first attempt) or a JSON patch;
+//! - nothing else (4xx answers, TLS certificate errors) is retried.
+//!
+//! Delays grow exponentially with jitter, and retries stop once the next attempt would start
+//! after [`ApiTimeouts::retry_for`]; the error then says how many attempts were made for how
+//! long ([`Unavailable`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use tokio::time::Instant;
+use tower::BoxError;
+
+use crate::LiveError;
+
+/// Timeouts of the kube client, and how long a request is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// To open a connection (TCP and TLS).
+    pub connect: Duration,
+    /// Without a byte from the server on an open connection (a stalled server).
+    pub read: Duration,
+    /// How long one request is retried, from its first attempt.
+    pub retry_for: Duration,
+}
+
+impl Default for ApiTimeouts {
+    fn default() -> Self {
+        ApiTimeouts {
+            connect: Duration::from_secs(10),
+            // Long enough for the slowest answer (a server-side apply of a large CRD takes a
+            // few seconds), short enough that a stalled server is noticed well within a wait.
+            read: Duration::from_secs(30),
+            // An API server restart (process start, etcd reconnect) takes seconds.
+            retry_for: Duration::from_secs(45),
+        }
+    }
+}
+
+/// The environment variables that override [`ApiTimeouts`] (whole seconds).
+pub const TIMEOUT_VARIABLES: [&str; 3] = [
+    "ENVCTL_API_CONNECT_TIMEOUT",
+    "ENVCTL_API_READ_TIMEOUT",
+    "ENVCTL_API_RETRY_FOR",
+];
+
+impl ApiTimeouts {
+    /// The defaults, with the overrides of [`TIMEOUT_VARIABLES`] that are set.
+    pub fn from_env() -> Result<ApiTimeouts, LiveError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ApiTimeouts, LiveError> {
+        let mut timeouts = ApiTimeouts::default();
+        let fields = [
+            &mut timeouts.connect,
+            &mut timeouts.read,
+            &mut timeouts.retry_for,
+        ];
+        for (name, field) in TIMEOUT_VARIABLES.iter().zip(fields) {
+            let Some(text) = lookup(name).filter(|t| !t.trim().is_empty()) else {
+                continue;
+            };
+            let seconds: u64 = text
+                .trim()
+                .trim_end_matches('s')
+                .parse()
+                .ok()
+                .filter(|s| *s > 0 || *name == "ENVCTL_API_RETRY_FOR")
+                .ok_or_else(|| {
+                    LiveError::Connect(format!(
+                        "{name}={text:?} is not a number of seconds (e.g. {name}=30)"
+                    ))
+                })?;
+            *field = Duration::from_secs(seconds);
+        }
+        Ok(timeouts)
+    }
+}
+
+/// What a request does to the server, as far as repeating it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// GET, HEAD, OPTIONS (also lists and watches).
+    Read,
+    /// PATCH with `application/apply-patch+yaml`: the same object again is the same result.
+    ServerSideApply,
+    /// PATCH with `application/merge-patch+json` (RFC 7386 is idempotent).
+    MergePatch,
+    /// DELETE: a second one finds nothing (404), which callers take as done.
+    Delete,
+    /// A POST with `dryRun`: nothing is persisted.
+    DryRunCreate,
+    /// POST (create), PUT (replace), JSON and strategic merge patches: not repeated once the
+    /// server may have acted.
+    Unsafe,
+}
+
+impl Verb {
+    /// Classifies a request by method, `Content-Type` and query.
+    pub fn of(method: &Method, content_type: Option<&str>, query: Option<&str>) -> Verb {
+        let dry_run = query.is_some_and(|q| q.split('&').any(|p| p.starts_with("dryRun=")));
+        match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS => Verb::Read,
+            Method::DELETE => Verb::Delete,
+            Method::PATCH => match content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
+                Some("application/apply-patch+yaml") => Verb::ServerSideApply,
+                Some("application/merge-patch+json") => Verb::MergePatch,
+                _ => Verb::Unsafe,
+            },
+            Method::POST if dry_run => Verb::DryRunCreate,
+            _ => Verb::Unsafe,
+        }
+    }
+
+    fn repeatable(self) -> bool {
+        self != Verb::Unsafe
+    }
+}
+
+/// How an attempt ended, as far as retrying goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An HTTP answer, with its `Retry-After` (seconds) if any.
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No connection could be made: the request was never sent.
+    NotConnected(String),
+    /// The connection broke or went silent after the request may have been sent.
+    Broken(String),
+    /// A failure that repeating cannot fix (TLS certificate, invalid request).
+    Permanent(String),
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Done,
+    /// Retry after at least this long (the server's `Retry-After`), else after the backoff.
+    Retry {
+        at_least: Option<Duration>,
+    },
+}
+
+/// Whether an attempt is retried (pure; the time budget is checked by the caller).
+pub fn decide(verb: Verb, outcome: &Outcome) -> Decision {
+    let retry = Decision::Retry { at_least: None };
+    match outcome {
+        Outcome::Status {
+            code: 429,
+            retry_after,
+        } => Decision::Retry {
+            at_least: *retry_after,
+        },
+        Outcome::Status {
+            code: 500 | 502 | 503 | 504,
+            retry_after,
+        } if verb.repeatable() => Decision::Retry {
+            at_least: *retry_after,
+        },
+        Outcome::Status { .. } | Outcome::Permanent(_) => Decision::Done,
+        Outcome::NotConnected(_) => retry,
+        Outcome::Broken(_) if verb.repeatable() => retry,
+        Outcome::Broken(_) => Decision::Done,
+    }
+}
+
+/// The exponential backoff before retry number `attempt` (1-based): 200 ms doubling up to 5 s,
+/// scaled by `jitter` in `[0.5, 1.0]` so that many clients do not retry in step.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(200).saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    base.min(Duration::from_secs(5))
+        .mul_f64(jitter.clamp(0.5, 1.0))
+}
+
+/// Classifies what the client stack returned for an attempt.
+pub fn outcome<B>(result: &Result<Response<B>, BoxError>) -> Outcome {
+    match result {
+        Ok(response) => Outcome::Status {
+            code: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        },
+        Err(error) => transport_outcome(error.as_ref()),
+    }
+}
+
+fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Outcome {
+    let text = chain_text(error);
+    let mut connect = false;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connect |= client.is_connect();
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            // rustls reports certificate and protocol errors this way: no retry fixes them.
+            return Outcome::Permanent(text);
+        }
+        current = e.source();
+    }
+    if connect {
+        Outcome::NotConnected(text)
+    } else {
+        Outcome::Broken(text)
+    }
+}
+
+/// An error and its causes, on one line (`a: b: c`), without repeats.
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The API server did not answer a request within the retry budget.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub method: Method,
+    pub path: String,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub cause: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the API server did not answer {} {} ({} attempt{} in {}s): {}",
+            self.method,
+            self.path,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.elapsed.as_secs(),
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// The `tower::retry` policy of every request (see the module docs). One value per request:
+/// `tower` clones the layer's policy for each call.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    retry_for: Duration,
+    attempt: u32,
+    started: Option<Instant>,
+}
+
+impl RetryPolicy {
+    pub fn new(retry_for: Duration) -> RetryPolicy {
+        RetryPolicy {
+            retry_for,
+            attempt: 0,
+            started: None,
+        }
+    }
+}
+
+impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut Request<Body>,
+        result: &mut Result<Response<B>, BoxError>,
+    ) -> Option<Self::Future> {
+        let verb = Verb::of(
+            request.method(),
+            request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            request.uri().query(),
+        );
+        let outcome = outcome(result);
+        let Decision::Retry { at_least } = decide(verb, &outcome) else {
+            return None;
+        };
+        self.attempt += 1;
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let elapsed = started.elapsed();
+        let delay = backoff(self.attempt, rand::random::<f64>() * 0.5 + 0.5)
+            .max(at_least.unwrap_or_default());
+        if elapsed + delay > self.retry_for {
+            // Out of time: say so, for transport errors (an HTTP status speaks for itself).
+            if let Err(error) = result {
+                let cause = match &outcome {
+                    Outcome::NotConnected(text) | Outcome::Broken(text) => text.clone(),
+                    _ => chain_text(error.as_ref()),
+                };
+                *result = Err(Box::new(Unavailable {
+                    method: request.method().clone(),
+                    path: request.uri().path().to_owned(),
+                    attempts: self.attempt,
+                    elapsed,
+                    cause,
+                }));
+            }
+            return None;
+        }
+        Some(tokio::time::sleep(delay))
+    }
+
+    fn clone_request(&mut self, request: &Request<Body>) -> Option<Request<Body>> {
+        if self.attempt == 0 {
+            // Called on the layer's own policy just before the first attempt of each request
+            // (retries call it on the request's clone, whose attempt is then at least 1): the
+            // clone made right after starts its clock from here.
+            self.started = Some(Instant::now());
+        }
+        let body = request.body().try_clone()?;
+        let mut copy = Request::builder()
+            .method(request.method().clone())
+            .uri(request.uri().clone())
+            .version(request.version())
+            .body(body)
+            .ok()?;
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
+    }
+}
+
+/// Whether an error is the kind a later run can get past (the API server unreachable, stalled,
+/// overloaded or failing): the caller adds "run apply again".
+pub fn is_transient(error: &LiveError) -> bool {
+    match error {
+        LiveError::Api(e) => kube_error_is_transient(e),
+        _ => false,
+    }
+}
+
+fn kube_error_is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+        _ => false,
+    }
+}
+
+/// What a run says when a resource failed for a transient reason.
+pub const RUN_AGAIN: &str =
+    "the API server did not answer in time; what was done so far is kept: run apply again";
+
+/// A failure of the resource at `address`: a transient one names the address and says to run
+/// apply again; any other is returned as it is.
+pub fn again(address: &impl fmt::Display, error: LiveError) -> LiveError {
+    if is_transient(&error) {
+        LiveError::Other(format!("{address}: {error}\n{RUN_AGAIN}"))
+    } else {
+        error
+    }
+}
+
+/// What a plan (also apply's own) says when reading a resource failed for a transient reason.
+pub const PLAN_AGAIN: &str =
+    "the API server did not answer in time; nothing was changed: run apply (or plan) again";
+
+/// [`again`] for the facts a plan gathers: nothing was changed yet.
+pub fn again_in_plan(address: &impl fmt::Display, error: LiveError) -> LiveError {
+    if is_transient(&error) {
+        LiveError::Other(format!("{address}: {error}\n{PLAN_AGAIN}"))
+    } else {
+        error
+    }
+}
+
+/// A helm failure of the release at `address`, with "run apply again" when helm could not talk
+/// to the API server (its own client has no retries).
+pub fn helm_again(address: &impl fmt::Display, error: crate::helm::HelmError) -> LiveError {
+    let text = error.to_string();
+    if text_is_transient(&text) {
+        LiveError::Other(format!("{address}: {text}\n{RUN_AGAIN}"))
+    } else {
+        LiveError::Other(format!("{address}: {text}"))
+    }
+}
+
+/// Whether a message (helm's, a Go client's) says the API server could not be reached.
+pub fn text_is_transient(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    [
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "i/o timeout",
+        "tls handshake timeout",
+        "client.timeout exceeded",
+        "http2: client connection lost",
+        "the server is currently unable to handle the request",
+        "unexpected eof",
+        ": eof",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Outcome {
+        Outcome::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    const RETRY: Decision = Decision::Retry { at_least: None };
+
+    #[test]
+    fn verbs_are_read_from_method_content_type_and_query() {
+        let verb = |m: Method, ct: Option<&str>, q: Option<&str>| Verb::of(&m, ct, q);
+        assert_eq!(verb(Method::GET, None, Some("watch=true")), Verb::Read);
+        assert_eq!(
+            verb(
+                Method::PATCH,
+                Some("application/apply-patch+yaml"),
+                Some("fieldManager=envctl&force=true&dryRun=All")
+            ),
+            Verb::ServerSideApply
+        );
+        assert_eq!(
+            verb(
+                Method::PATCH,
+                Some("application/merge-patch+json; charset=utf-8"),
+                None
+            ),
+            Verb::MergePatch
+        );
+        assert_eq!(
+            verb(Method::PATCH, Some("application/json-patch+json"), None),
+            Verb::Unsafe
+        );
+        assert_eq!(
+            verb(
+                Method::PATCH,
+                Some("application/strategic-merge-patch+json"),
+                None
+            ),
+            Verb::Unsafe
+        );
+        assert_eq!(verb(Method::DELETE, None, None), Verb::Delete);
+        assert_eq!(verb(Method::POST, None, None), Verb::Unsafe);
+        assert_eq!(
+            verb(Method::POST, None, Some("dryRun=All")),
+            Verb::DryRunCreate
+        );
+        assert_eq!(verb(Method::PUT, None, None), Verb::Unsafe);
+    }
+
+    #[test]
+    fn a_request_that_was_never_sent_is_retried_whatever_its_verb() {
+        let refused = Outcome::NotConnected("tcp connect error: Connection refused".into());
+        for verb in [
+            Verb::Read,
+            Verb::ServerSideApply,
+            Verb::Delete,
+            Verb::Unsafe,
+        ] {
+            assert_eq!(decide(verb, &refused), RETRY, "{verb:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_requests_is_retried_for_every_verb_after_the_servers_delay() {
+        let busy = Outcome::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        for verb in [Verb::Read, Verb::Unsafe] {
+            assert_eq!(
+                decide(verb, &busy),
+                Decision::Retry {
+                    at_least: Some(Duration::from_secs(3))
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn resets_timeouts_and_server_errors_are_retried_only_where_repeating_is_safe() {
+        let reset = Outcome::Broken("connection reset by peer".into());
+        for verb in [
+            Verb::Read,
+            Verb::ServerSideApply,
+            Verb::MergePatch,
+            Verb::Delete,
+            Verb::DryRunCreate,
+        ] {
+            assert_eq!(decide(verb, &reset), RETRY, "{verb:?}");
+            for code in [500, 502, 503, 504] {
+                assert_eq!(decide(verb, &status(code)), RETRY, "{verb:?} {code}");
+            }
+        }
+        assert_eq!(decide(Verb::Unsafe, &reset), Decision::Done);
+        for code in [500, 502, 503, 504] {
+            assert_eq!(
+                decide(Verb::Unsafe, &status(code)),
+                Decision::Done,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_and_certificate_errors_are_final() {
+        for code in [200, 201, 400, 401, 403, 404, 409, 422, 501] {
+            assert_eq!(decide(Verb::Read, &status(code)), Decision::Done, "{code}");
+        }
+        assert_eq!(
+            decide(
+                Verb::Read,
+                &Outcome::Permanent("invalid peer certificate".into())
+            ),
+            Decision::Done
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_and_jitter_only_shortens_it() {
+        assert_eq!(backoff(1, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(2, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff(5, 1.0), Duration::from_millis(3200));
+        assert_eq!(backoff(6, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(60, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(100));
+        assert_eq!(backoff(1, 0.0), Duration::from_millis(100), "clamped");
+    }
+
+    #[test]
+    fn transport_errors_are_told_apart() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            transport_outcome(&refused),
+            Outcome::Broken(_) // not wrapped by hyper-util's connect error: not known unsent
+        ));
+        let certificate = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad certificate");
+        assert!(matches!(
+            transport_outcome(&certificate),
+            Outcome::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn the_retry_budget_is_read_from_the_environment() {
+        let timeouts = ApiTimeouts::from_lookup(|name| match name {
+            "ENVCTL_API_READ_TIMEOUT" => Some("5".into()),
+            "ENVCTL_API_RETRY_FOR" => Some("0s".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(timeouts.read, Duration::from_secs(5));
+        assert_eq!(timeouts.retry_for, Duration::ZERO);
+        assert_eq!(timeouts.connect, ApiTimeouts::default().connect);
+        let error = ApiTimeouts::from_lookup(|name| {
+            (name == "ENVCTL_API_CONNECT_TIMEOUT").then(|| "soon".into())
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("ENVCTL_API_CONNECT_TIMEOUT"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn helm_and_go_client_messages_of_an_unreachable_server_are_transient() {
+        assert!(text_is_transient(
+            "Error: UPGRADE FAILED: Get \"https://127.0.0.1:32771/api\": dial tcp 127.0.0.1:32771: connect: connection refused"
+        ));
+        assert!(text_is_transient(
+            "Kubernetes cluster unreachable: Get \"https://x/version\": net/http: TLS handshake timeout"
+        ));
+        assert!(!text_is_transient(
+            "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress"
+        ));
+    }
+
+    #[test]
+    fn only_transient_failures_say_run_apply_again() {
+        let status = |code| {
+            LiveError::Api(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "m".into(),
+                ..Default::default()
+            })))
+        };
+        let address = "gateway.object.deployment/web/nginx";
+        let e = again(&address, status(503)).to_string();
+        assert!(
+            e.starts_with(address) && e.ends_with("run apply again"),
+            "{e}"
+        );
+        let e = again(&address, status(422)).to_string();
+        assert!(!e.contains("run apply again"), "{e}");
+        let e = again(&address, LiveError::Other("x".into())).to_string();
+        assert_eq!(e, "x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_policy_gives_up_after_its_budget_and_says_why() {
+        use tower::retry::Policy;
+        let mut layer_policy = RetryPolicy::new(Duration::from_secs(2));
+        let mut request = Request::get("/api/v1/namespaces")
+            .body(Body::empty())
+            .unwrap();
+        let _ = Policy::<_, Response<()>, BoxError>::clone_request(&mut layer_policy, &request);
+        let mut policy = layer_policy.clone();
+        let refused = || -> Result<Response<()>, BoxError> {
+            Err(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            )))
+        };
+        let mut attempts = 1;
+        loop {
+            let mut result = refused();
+            match policy.retry(&mut request, &mut result) {
+                Some(sleep) => {
+                    sleep.await;
+                    attempts += 1;
+                }
+                None => {
+                    let error = result.unwrap_err();
+                    let unavailable = error.downcast_ref::<Unavailable>().expect("Unavailable");
+                    assert_eq!(unavailable.attempts as usize, attempts);
+                    assert!(
+                        unavailable.to_string().contains("GET /api/v1/namespaces"),
+                        "{unavailable}"
+                    );
+                    break;
+                }
+            }
+        }
+        assert!((3..=8).contains(&attempts), "{attempts} attempts in 2s");
+    }
+}
