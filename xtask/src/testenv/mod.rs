@@ -175,6 +175,20 @@ impl Layout {
     }
 }
 
+/// The path of this binary for the CLI tests. `cargo test` in the unit-test phase may relink
+/// `target/debug/xtask` (dev-dependencies unify other features) while this process runs from
+/// it; Linux then reports our own path with a " (deleted)" suffix, and the file at the plain
+/// path is the same source's new build.
+fn xtask_binary() -> String {
+    let path = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match path.strip_suffix(" (deleted)") {
+        Some(plain) => plain.to_string(),
+        None => path,
+    }
+}
+
 /// A running testenv: what a process needs to use it.
 pub struct Testenv {
     pub kubeconfig: PathBuf,
@@ -211,12 +225,7 @@ impl Testenv {
             ),
             ("PATH".to_string(), path),
             // This binary: the CLI tests of crates/e2e run it.
-            (
-                "ENVCTL_XTASK".to_string(),
-                std::env::current_exe()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
+            ("ENVCTL_XTASK".to_string(), xtask_binary()),
         ];
         Testenv { kubeconfig, vars }
     }
