@@ -218,7 +218,6 @@ impl<'a> Session<'a> {
             interrupt: self.options.interrupt.clone(),
             adopt: self.options.adopt.clone(),
             wait: crate::wait::WaitOptions::from_env()?,
-            ..RunOptions::default()
         })
     }
 
