@@ -301,6 +301,34 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// The type of an object whose CRD was just created (or comes with a chart). An
+    /// Established CRD can be missing from discovery for a moment, and with parallel apply a
+    /// refresh started earlier by another change can land after ours with an older view: look
+    /// again, a bounded number of times, before saying the cluster does not serve it.
+    async fn resolve_new_type(
+        &self,
+        address: &Address,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<crate::cluster::TypeInfo, LiveError> {
+        const ATTEMPTS: u32 = 20;
+        for attempt in 1..=ATTEMPTS {
+            self.cluster.refresh_discovery().await?;
+            if let Some(ty) = self.cluster.resolve(api_version, kind) {
+                return Ok(ty);
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    250 * u64::from(attempt.min(4)),
+                ))
+                .await;
+            }
+        }
+        Err(LiveError::Other(format!(
+            "{address}: the cluster does not serve {api_version} {kind} even after its dependencies were applied"
+        )))
+    }
+
     async fn apply_object(
         &self,
         address: &Address,
@@ -311,13 +339,7 @@ impl Runner<'_> {
         let (api_version, kind) = type_of(&manifest);
         let ty = match self.cluster.resolve(api_version, kind) {
             Some(ty) => ty,
-            None => {
-                // Its CRD was just created (or comes with a chart): look again.
-                self.cluster.refresh_discovery().await?;
-                self.cluster.resolve(api_version, kind).ok_or_else(|| {
-                    LiveError::Other(format!("{address}: the cluster does not serve {api_version} {kind} even after its dependencies were applied"))
-                })?
-            }
+            None => self.resolve_new_type(address, api_version, kind).await?,
         };
         let force = ownership == Ownership::Owned || self.options.force_conflicts;
         match self.cluster.apply(&ty, &manifest, false, force).await {
