@@ -397,7 +397,7 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
         &["apply", "--auto-approve"],
         &short,
         2,
-        Duration::from_secs(120),
+        Duration::from_secs(240),
         || {
             frozen = Some(Frozen::freeze());
             frozen_at = Some(Instant::now());
@@ -415,10 +415,11 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
         run.text
     );
     assert_recoverable(&run);
-    // Deadline: the wait's 20s, or a request's 15s of retries plus one 10s read, plus the start
-    // of a step.
+    // Deadline: with parallel apply every change in flight finishes its step first (a request:
+    // 15s of retries plus one 10s read; a wait: 20s), then the lock's release gets its own
+    // request budget. Bounded, not hung: well under the run's limit.
     assert!(
-        frozen_for < Duration::from_secs(60),
+        frozen_for < Duration::from_secs(150),
         "the run ended {}s after the freeze",
         frozen_for.as_secs()
     );
