@@ -406,18 +406,15 @@ impl Runner<'_> {
             let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
                 .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
             let rendered = self
-                .helm(address)?
-                .template_with(
-                    Some(&caps),
-                    Some(&self.cluster),
-                    &spec.release,
-                    &spec.namespace,
+                .render_release(
+                    address,
+                    spec,
+                    &caps,
                     &chart_ref,
                     &desired_values,
                     crate::helm::Render::Install,
                 )
-                .await
-                .map_err(helm_err)?;
+                .await?;
             let changes = crate::helm::install_changes(&rendered, &secrets);
             return Ok(change.with_objects(changes.objects));
         };
@@ -504,18 +501,15 @@ impl Runner<'_> {
         // rendered, each object's patch sent as a dry run.
         if change.action == Action::Update && desired.unknown.is_empty() {
             let rendered = self
-                .helm(address)?
-                .template_with(
-                    Some(&caps),
-                    Some(&self.cluster),
-                    &spec.release,
-                    &spec.namespace,
+                .render_release(
+                    address,
+                    spec,
+                    &caps,
                     &chart_ref,
                     &desired_values,
                     crate::helm::Render::Upgrade,
                 )
-                .await
-                .map_err(helm_err)?;
+                .await?;
             let changes =
                 crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
                     .await?;
@@ -565,6 +559,31 @@ impl Runner<'_> {
         crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
         objects.retain(|o| !crate::helm::is_hook(o));
         Ok(objects)
+    }
+
+    /// The release's chart rendered with `values` against this run's capabilities, as an
+    /// install or as an upgrade of what is deployed.
+    async fn render_release(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        caps: &crate::helm::Capabilities,
+        chart: &ChartRef,
+        values: &Value,
+        mode: crate::helm::Render,
+    ) -> Result<Vec<Value>, LiveError> {
+        self.helm(address)?
+            .template_with(
+                Some(caps),
+                Some(&self.cluster),
+                &spec.release,
+                &spec.namespace,
+                chart,
+                values,
+                mode,
+            )
+            .await
+            .map_err(|e| LiveError::Other(format!("{address}: {e}")))
     }
 
     /// After an apply: every selected deployed release without a valid record is verified
