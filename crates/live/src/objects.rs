@@ -313,10 +313,12 @@ async fn plan_one(
                 requests,
             ))
         } else {
-            Err(LiveError::Other(format!(
-                "{}: namespace `{ns}` does not exist and nothing in the configuration creates it",
-                desired.address
-            )))
+            Err(LiveError::config(
+                &desired.address,
+                format!(
+                    "namespace `{ns}` does not exist and nothing in the configuration creates it"
+                ),
+            ))
         };
     }
 
@@ -349,18 +351,14 @@ async fn plan_one(
                 },
                 requests,
             )),
-            Err(LiveError::Api(kube::Error::Api(status)))
-                if status.code == 422 || status.code == 400 =>
-            {
-                Ok((
-                    ObjectState::Invalid {
-                        live: None,
-                        message: status.message.clone(),
-                        immutable: false,
-                    },
-                    requests,
-                ))
-            }
+            Err(LiveError::Api { status, .. }) if status.is_invalid() => Ok((
+                ObjectState::Invalid {
+                    live: None,
+                    message: status.message,
+                    immutable: false,
+                },
+                requests,
+            )),
             Err(e) => Err(e),
         };
     };
@@ -387,20 +385,17 @@ async fn plan_one(
     requests.push("dry-run");
     let (after, conflict) = match cluster.apply(&ty, &desired.manifest, true, false).await {
         Ok(after) => (after, None),
-        Err(LiveError::Conflict(conflict)) => {
+        Err(LiveError::Conflict { conflict, .. }) => {
             requests.push("dry-run");
             let after = cluster.apply(&ty, &desired.manifest, true, true).await?;
             (after, if desired.owned { None } else { Some(conflict) })
         }
-        Err(LiveError::Api(kube::Error::Api(status)))
-            if status.code == 422 || status.code == 400 =>
-        {
-            let immutable = status.message.contains("immutable");
+        Err(LiveError::Api { status, .. }) if status.is_invalid() => {
             return Ok((
                 ObjectState::Invalid {
                     live: Some(live),
-                    message: status.message.clone(),
-                    immutable,
+                    message: status.message,
+                    immutable: status.immutable,
                 },
                 requests,
             ));

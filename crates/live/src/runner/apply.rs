@@ -44,7 +44,7 @@ impl Runner<'_> {
             .collect();
         let mut done: BTreeSet<Address> = BTreeSet::new();
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        let mut failures: Vec<String> = Vec::new();
+        let mut failures: Vec<LiveError> = Vec::new();
         let parallelism = self.options.parallelism.max(1);
         loop {
             // Start what is ready, in plan order, while there is room, nothing failed and no
@@ -64,7 +64,7 @@ impl Runner<'_> {
                     Ok((resource, desired)) => {
                         in_flight.push(self.apply_change(change, resource, desired));
                     }
-                    Err(e) => failures.push(e.to_string()),
+                    Err(e) => failures.push(e.at(&change.address)),
                 }
             }
             let Some((change, result)) = in_flight.next().await else {
@@ -80,27 +80,23 @@ impl Runner<'_> {
                     bindings.outputs.extend(outputs);
                     done.insert(change.address.clone());
                 }
-                Err(e) => failures.push(e.to_string()),
+                Err(e) => failures.push(e.at(&change.address)),
             }
         }
         if !failures.is_empty() {
             let not_started: Vec<String> =
                 waiting.iter().map(|(c, _)| c.address.to_string()).collect();
-            let mut message = failures.join("\n");
-            if !not_started.is_empty() {
-                message.push_str(&format!("\nnot started: {}", not_started.join(", ")));
-            }
-            return Err(LiveError::Other(message));
+            return Err(LiveError::Failed {
+                failures,
+                not_started,
+            });
         }
         if report.interrupted {
             return Ok(report);
         }
         if !waiting.is_empty() {
             let stuck: Vec<String> = waiting.iter().map(|(c, _)| c.address.to_string()).collect();
-            return Err(LiveError::Other(format!(
-                "never ready to start (a dependency cycle?): {}",
-                stuck.join(", ")
-            )));
+            return Err(LiveError::Stuck(stuck));
         }
         for change in deletes {
             if self.options.interrupt.requested() {
@@ -164,17 +160,17 @@ impl Runner<'_> {
         let resource = self
             .graph
             .resource(address)
-            .ok_or_else(|| LiveError::Other(format!("{address} is not in the configuration")))?;
-        let desired = self
-            .graph
-            .desired(address, bindings, &self.environment)
-            .map_err(|e| LiveError::Other(e.to_string()))?;
+            .ok_or_else(|| LiveError::config(address, "not in the configuration"))?;
+        let desired = self.desired(address, bindings)?;
         if !desired.unknown.is_empty() {
             let unknown: Vec<String> = desired.unknown.iter().map(ToString::to_string).collect();
-            return Err(LiveError::Other(format!(
-                "{address}: {} still unknown after applying its dependencies",
-                unknown.join(", ")
-            )));
+            return Err(LiveError::config(
+                address,
+                format!(
+                    "{} still unknown after applying its dependencies",
+                    unknown.join(", ")
+                ),
+            ));
         }
         Ok((resource, desired))
     }
@@ -247,7 +243,7 @@ impl Runner<'_> {
             ResourceSpec::HelmRelease(spec) => {
                 let helm = self.helm(address)?;
                 let chart = ChartRef::from_source(&spec.chart, Path::new(""))
-                    .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+                    .ok_or_else(|| LiveError::config(address, "no chart source"))?;
                 let values = desired.doc.get("values").cloned().unwrap_or_default();
                 self.recover_release(address, helm, &spec.release, &spec.namespace)
                     .await?;
@@ -289,7 +285,7 @@ impl Runner<'_> {
         release: &str,
         namespace: &str,
     ) -> Result<(), LiveError> {
-        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
         let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
             return Ok(());
         };
@@ -324,9 +320,12 @@ impl Runner<'_> {
                 .await;
             }
         }
-        Err(LiveError::Other(format!(
-            "{address}: the cluster does not serve {api_version} {kind} even after its dependencies were applied"
-        )))
+        Err(LiveError::Unserved {
+            address: Some(address.to_string()),
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            hint: " even after its dependencies were applied",
+        })
     }
 
     async fn apply_object(
@@ -335,34 +334,18 @@ impl Runner<'_> {
         desired: &Desired,
         ownership: Ownership,
     ) -> Result<(), LiveError> {
-        let manifest = self.object_manifest(desired, ownership)?;
+        let manifest = self.object_manifest(desired, ownership).await?;
         let (api_version, kind) = type_of(&manifest);
         let ty = match self.cluster.resolve(api_version, kind) {
             Some(ty) => ty,
             None => self.resolve_new_type(address, api_version, kind).await?,
         };
         let force = ownership == Ownership::Owned || self.options.force_conflicts;
-        match self.cluster.apply(&ty, &manifest, false, force).await {
-            Ok(_) => {}
-            Err(LiveError::Conflict(conflict)) => {
-                return Err(LiveError::Other(format!(
-                    "{address}: field manager{} {} own{} {}; run apply with --force-conflicts to take them over",
-                    if conflict.managers.len() == 1 {
-                        ""
-                    } else {
-                        "s"
-                    },
-                    conflict.managers.join(", "),
-                    if conflict.managers.len() == 1 {
-                        "s"
-                    } else {
-                        ""
-                    },
-                    conflict.fields.join(", ")
-                )));
-            }
-            Err(e) => return Err(e),
-        }
+        // A conflict names the address, and says how to take the fields over.
+        self.cluster
+            .apply(&ty, &manifest, false, force)
+            .await
+            .map_err(|e| e.at(address))?;
         let (namespace, name) = identity(&manifest);
         if kind == "CustomResourceDefinition" {
             wait::wait_ready(

@@ -64,10 +64,7 @@ impl Runner<'_> {
                 continue;
             }
             let resource = self.graph.resource(&address).expect("graph resource");
-            let desired = self
-                .graph
-                .desired(&address, &bindings, &self.environment)
-                .map_err(|e| LiveError::Other(e.to_string()))?;
+            let desired = self.desired(&address, &bindings)?;
             match &resource.spec {
                 ResourceSpec::Object(spec) if spec.ownership == Ownership::Owned => {
                     // Only what this environment owns; an unowned namesake stays untouched.
@@ -114,7 +111,7 @@ impl Runner<'_> {
                         .helm(&address)?
                         .status(&spec.release, &spec.namespace)
                         .await
-                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                        .map_err(|e| LiveError::from(e).at(&address))?;
                     if let Some(status) = status {
                         let kept = self.kept_by_uninstall(&address, spec).await?;
                         let before = engine::helm_release_document(
@@ -146,14 +143,16 @@ impl Runner<'_> {
                 ResourceSpec::GeneratedSecret(spec) => {
                     // Someone else's Secret of that name is not envctl's to delete.
                     let foreign = secrets::foreign(&self.cluster, spec, &self.environment)
-                        .await?
+                        .await
+                        .map_err(|e| e.at(&address))?
                         .is_some();
-                    if !foreign
-                        && !matches!(
-                            secrets::secret_state(&self.cluster, spec).await,
-                            Ok(SecretState::Absent) | Err(_)
-                        )
-                    {
+                    // Absent (also: its namespace is gone) is nothing to delete; any other
+                    // failure to read it stops the plan, naming it.
+                    let state = match secrets::secret_state(&self.cluster, spec).await {
+                        Err(e) if e.is_not_found() => SecretState::Absent,
+                        other => other.map_err(|e| e.at(&address))?,
+                    };
+                    if !foreign && state != SecretState::Absent {
                         plan.changes.push(ResourceChange::new(
                             address.clone(),
                             Action::Delete,
@@ -180,7 +179,7 @@ impl Runner<'_> {
             .helm(address)?
             .deployed_manifest(&spec.release, &spec.namespace)
             .await
-            .map_err(|e| LiveError::Other(format!("{address}: {e}")))?
+            .map_err(|e| LiveError::from(e).at(address))?
             .unwrap_or_default();
         Ok(manifest
             .iter()
@@ -231,7 +230,7 @@ impl Runner<'_> {
                             self.helm(address)?
                                 .uninstall(release, namespace, Some(self.options.wait.timeout))
                                 .await
-                                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                                .map_err(|e| LiveError::from(e).at(address))?;
                         }
                         _ => self.delete_object(address, &before).await?,
                     }

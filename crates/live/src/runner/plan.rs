@@ -12,13 +12,10 @@ impl Runner<'_> {
         let mut documents = BTreeMap::new();
         for address in self.graph.order() {
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = self
-                .graph
-                .desired(address, &bindings, &self.environment)
-                .map_err(|e| LiveError::Other(e.to_string()))?;
+            let desired = self.desired(address, &bindings)?;
             match &resource.spec {
                 ResourceSpec::Object(spec) => {
-                    let manifest = self.object_manifest(&desired, spec.ownership)?;
+                    let manifest = self.object_manifest(&desired, spec.ownership).await?;
                     if manifest.get("kind").and_then(Value::as_str)
                         == Some("CustomResourceDefinition")
                     {
@@ -264,20 +261,22 @@ impl Runner<'_> {
                 Some(shown),
             ),
             ObjectState::Invalid { message, .. } => {
-                return Err(LiveError::Other(format!(
-                    "{address}: the API server rejects this object: {message}"
-                )));
+                return Err(LiveError::Rejected {
+                    address: address.to_string(),
+                    message: message.clone(),
+                });
             }
             ObjectState::UnservedKind => {
                 // Its CRD may come with any chart it (transitively) waits for.
                 let upstream = transitive_pending(self.graph, address, pending);
                 if upstream.is_empty() {
-                    let kind = text(&desired.doc, "/kind");
-                    let api = text(&desired.doc, "/apiVersion");
-                    return Err(LiveError::Other(format!(
-                        "{address}: the cluster does not serve {api} {kind}, and nothing planned before it installs a \
-                         CustomResourceDefinition for it (a missing CRD or chart, or a misspelt apiVersion?)"
-                    )));
+                    return Err(LiveError::Unserved {
+                        address: Some(address.to_string()),
+                        api_version: text(&desired.doc, "/apiVersion").to_owned(),
+                        kind: text(&desired.doc, "/kind").to_owned(),
+                        hint: ", and nothing planned before it installs a CustomResourceDefinition \
+                               for it (a missing CRD or chart, or a misspelt apiVersion?)",
+                    });
                 }
                 let mut c = change(Action::Create, None, Some(shown));
                 c.waits_for = upstream;
@@ -326,9 +325,7 @@ impl Runner<'_> {
                         .await
                         .or_else(|e| match e {
                             // The namespace may not exist yet: the secret is simply absent.
-                            LiveError::Api(kube::Error::Api(s)) if s.code == 404 => {
-                                Ok(SecretState::Absent)
-                            }
+                            e if e.is_not_found() => Ok(SecretState::Absent),
                             e => Err(e),
                         })?;
                 Ok(match state {
@@ -376,7 +373,7 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
-        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
         // A local chart's version is its Chart.yaml's: a new version of the chart in the same
         // (or another) directory shows as a chart change, like a repository chart's.
         let desired = &local_chart_version(&spec.chart)
@@ -404,7 +401,7 @@ impl Runner<'_> {
                 ));
             }
             let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
-                .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+                .ok_or_else(|| LiveError::config(address, "no chart source"))?;
             let rendered = self
                 .render_release(
                     address,
@@ -448,7 +445,7 @@ impl Runner<'_> {
         // edits and deletions out of band that Helm itself never sees. The manifest, not a
         // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
-            .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+            .ok_or_else(|| LiveError::config(address, "no chart source"))?;
         // Unchanged since verified (same revision, values, chart, capabilities, and every
         // object at its recorded resourceVersion): no dry run.
         let verified = status.is_deployed()
@@ -554,8 +551,12 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         stored: &crate::helm_storage::StoredRelease,
     ) -> Result<Vec<Value>, LiveError> {
-        let mut objects = crate::helm::parse_manifest(&stored.manifest)
-            .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
+        let mut objects = crate::helm::parse_manifest(&stored.manifest).map_err(|problem| {
+            LiveError::Unreadable {
+                what: format!("{address}: the deployed manifest"),
+                problem,
+            }
+        })?;
         crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
         objects.retain(|o| !crate::helm::is_hook(o));
         Ok(objects)
@@ -583,7 +584,7 @@ impl Runner<'_> {
                 mode,
             )
             .await
-            .map_err(|e| LiveError::Other(format!("{address}: {e}")))
+            .map_err(|e| LiveError::from(e).at(address))
     }
 
     /// After an apply: every selected deployed release without a valid record is verified
