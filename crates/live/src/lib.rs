@@ -114,7 +114,7 @@ pub enum LiveError {
     Transport {
         address: Option<String>,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Another field manager owns fields this apply sets.
     #[error("{}", conflict_text(.address, .conflict))]
@@ -175,7 +175,7 @@ pub enum LiveError {
     },
     /// A document of the configuration cannot be resolved (it names its address).
     #[error(transparent)]
-    Desired(#[from] engine::DesiredError),
+    Desired(Box<engine::DesiredError>),
     /// helm failed for a release.
     #[error("{}{source}", At(.address))]
     Helm {
@@ -267,9 +267,15 @@ impl From<kube::Error> for LiveError {
             },
             source => LiveError::Transport {
                 address: None,
-                source,
+                source: Box::new(source),
             },
         }
+    }
+}
+
+impl From<engine::DesiredError> for LiveError {
+    fn from(error: engine::DesiredError) -> LiveError {
+        LiveError::Desired(Box::new(error))
     }
 }
 
@@ -340,5 +346,115 @@ impl LiveError {
             address: Some(address.to_string()),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str, message: &str) -> LiveError {
+        LiveError::from(kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            ..Default::default()
+        })))
+    }
+
+    #[test]
+    fn errors_stay_small() {
+        // Returned through every async step: big variants are boxed.
+        assert!(std::mem::size_of::<LiveError>() <= 128);
+    }
+
+    #[test]
+    fn an_api_error_keeps_the_status_and_gets_the_address_once() {
+        let e = api(403, "Forbidden", "secrets \"x\" is forbidden");
+        assert_eq!(
+            e.status().map(|s| (s.code, s.reason.as_str())),
+            Some((403, "Forbidden"))
+        );
+        assert!(!e.is_not_found());
+        let e = e
+            .at("sso.generated_secret.dex")
+            .at("ignored: the first address stays");
+        assert_eq!(
+            e.to_string(),
+            "sso.generated_secret.dex: Kubernetes API: secrets \"x\" is forbidden (Forbidden, 403)"
+        );
+        assert!(api(404, "NotFound", "gone").is_not_found());
+    }
+
+    #[test]
+    fn immutability_is_read_from_the_status_causes() {
+        let status = kube::core::Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "Deployment.apps \"web\" is invalid".into(),
+            details: Some(kube::core::response::StatusDetails {
+                causes: vec![kube::core::response::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: {}: field is immutable".into(),
+                    field: "spec.selector".into(),
+                }],
+                name: "web".into(),
+                group: "apps".into(),
+                kind: "deployments".into(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            }),
+            ..Default::default()
+        };
+        let parsed = ApiStatus::from(&status);
+        assert!(parsed.is_invalid() && parsed.immutable);
+        assert!(
+            !ApiStatus::from(&kube::core::Status {
+                code: 422,
+                message: "spec.replicas: Invalid value: -1".into(),
+                ..Default::default()
+            })
+            .immutable
+        );
+    }
+
+    #[test]
+    fn a_conflict_at_an_address_says_how_to_take_the_fields_over() {
+        let conflict = Conflict {
+            managers: vec!["kubectl-edit".into()],
+            fields: vec![".spec.replicas".into()],
+            message: "Apply failed with 1 conflict".into(),
+        };
+        let bare = LiveError::Conflict {
+            address: None,
+            conflict: conflict.clone(),
+        };
+        assert_eq!(
+            bare.to_string(),
+            "conflict with field manager(s) kubectl-edit: Apply failed with 1 conflict"
+        );
+        assert_eq!(
+            bare.at("gateway.object.deployment/default/nginx")
+                .to_string(),
+            "gateway.object.deployment/default/nginx: field manager kubectl-edit owns \
+             .spec.replicas; run apply with --force-conflicts to take them over"
+        );
+    }
+
+    #[test]
+    fn failures_of_an_apply_are_listed_each_with_its_address() {
+        let e = LiveError::Failed {
+            failures: vec![
+                api(500, "InternalError", "etcd").at("a.object.x"),
+                LiveError::config("b.helm_release.y", "no chart source"),
+            ],
+            not_started: vec!["c.object.z".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "a.object.x: Kubernetes API: etcd (InternalError, 500)\n\
+             b.helm_release.y: no chart source\n\
+             not started: c.object.z"
+        );
     }
 }

@@ -220,7 +220,7 @@ pub fn parse_record(config_map: &Value) -> Record {
 pub async fn read_record(cluster: &Cluster) -> Result<Option<Record>, LiveError> {
     let ty = cluster
         .resolve("v1", "ConfigMap")
-        .ok_or_else(|| unserved_configmap())?;
+        .ok_or_else(unserved_configmap)?;
     Ok(cluster
         .get(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
         .await?
@@ -237,7 +237,7 @@ pub async fn record(
 ) -> Result<(), LiveError> {
     let ty = cluster
         .resolve("v1", "ConfigMap")
-        .ok_or_else(|| unserved_configmap())?;
+        .ok_or_else(unserved_configmap)?;
     let manifest = record_manifest(spec, created_by_envctl, environment, address);
     cluster.apply(&ty, &manifest, false, true).await?;
     Ok(())

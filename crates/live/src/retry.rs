@@ -361,7 +361,10 @@ pub fn is_transient(error: &LiveError) -> bool {
     match error {
         LiveError::Api { status, .. } => status.is_transient(),
         LiveError::Transport { source, .. } => {
-            matches!(source, kube::Error::Service(_) | kube::Error::HyperError(_))
+            matches!(
+                source.as_ref(),
+                kube::Error::Service(_) | kube::Error::HyperError(_)
+            )
         }
         LiveError::Helm { source, .. } => source.is_transient(),
         LiveError::RunAgain { .. } => true,

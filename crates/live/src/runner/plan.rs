@@ -2,39 +2,57 @@
 
 use super::*;
 
+/// The documents of a plan, resolved with what is known.
+#[derive(Default)]
+struct Resolved {
+    /// Every resource's document, by address.
+    documents: BTreeMap<Address, Desired>,
+    /// The objects of the selected modules, as they are sent.
+    objects: Vec<DesiredObject>,
+    /// What the plan creates that other objects wait for.
+    planned: PlannedCreations,
+}
+
 impl Runner<'_> {
-    /// The plan of the whole environment (or the selected modules) against the live cluster.
+    /// The plan of the whole environment (or the selected modules) against the live cluster:
+    /// every document resolved, the facts of the objects gathered (one list per type), the
+    /// other resources planned concurrently, then the changes in graph order and the prunes.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
+        let resolved = self.resolve_documents(&bindings).await?;
+        self.check_adopt(&resolved.objects)?;
+        // Types this environment applied before (its inventory): an object whose kind no longer
+        // appears in the configuration is still found, and pruned.
+        let inventory = self.read_inventory().await?;
+        let facts = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &resolved.objects,
+            &resolved.planned,
+            &inventory,
+            self.options.concurrency,
+        )
+        .await?;
+        let others = self.plan_others(&resolved.documents).await?;
         let mut plan = Plan::new(&self.environment);
-        let mut desired_objects = Vec::new();
-        let mut planned = PlannedCreations::default();
-        let mut documents = BTreeMap::new();
+        self.push_changes(&mut plan, &resolved, &facts, others)?;
+        self.push_prunes(&mut plan, &facts.orphans);
+        Ok(plan)
+    }
+
+    /// Every document resolved with what is known, the objects of the selected modules as
+    /// they are sent, and what the plan creates that others wait for (CRDs, namespaces).
+    async fn resolve_documents(&self, bindings: &Bindings) -> Result<Resolved, LiveError> {
+        let mut resolved = Resolved::default();
         for address in self.graph.order() {
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = self.desired(address, &bindings)?;
+            let desired = self.desired(address, bindings)?;
             match &resource.spec {
                 ResourceSpec::Object(spec) => {
                     let manifest = self.object_manifest(&desired, spec.ownership).await?;
-                    if manifest.get("kind").and_then(Value::as_str)
-                        == Some("CustomResourceDefinition")
-                    {
-                        let group = text(&manifest, "/spec/group");
-                        let kind = text(&manifest, "/spec/names/kind");
-                        let name = text(&manifest, "/metadata/name");
-                        planned
-                            .kinds
-                            .insert(format!("{group}/{kind}"), name.to_owned());
-                    }
-                    if manifest.get("kind").and_then(Value::as_str) == Some("Namespace")
-                        && spec.ownership == Ownership::Owned
-                    {
-                        planned
-                            .namespaces
-                            .insert(text(&manifest, "/metadata/name").to_owned());
-                    }
+                    resolved.planned.note(&manifest, spec.ownership);
                     if self.selected(address) {
-                        desired_objects.push(DesiredObject {
+                        resolved.objects.push(DesiredObject {
                             address: address.to_string(),
                             manifest,
                             owned: spec.ownership == Ownership::Owned,
@@ -44,13 +62,17 @@ impl Runner<'_> {
                     }
                 }
                 ResourceSpec::HelmRelease(spec) if spec.create_namespace => {
-                    planned.namespaces.insert(spec.namespace.clone());
+                    resolved.planned.namespaces.insert(spec.namespace.clone());
                 }
                 _ => {}
             }
-            documents.insert(address.clone(), desired);
+            resolved.documents.insert(address.clone(), desired);
         }
+        Ok(resolved)
+    }
 
+    /// Every `--adopt` address names a declared object (or generated Secret) of this plan.
+    fn check_adopt(&self, desired_objects: &[DesiredObject]) -> Result<(), LiveError> {
         for wanted in &self.options.adopt {
             let adoptable = desired_objects.iter().any(|d| &d.address == wanted)
                 || self.graph.order().iter().any(|a| {
@@ -68,28 +90,22 @@ impl Runner<'_> {
                 });
             }
         }
+        Ok(())
+    }
 
-        // Types this environment applied before (its inventory): an object whose kind no longer
-        // appears in the configuration is still found, and pruned.
-        let inventory = self.read_inventory().await?;
-        let facts = objects::gather(
-            &self.cluster,
-            &self.environment,
-            &desired_objects,
-            &planned,
-            &inventory,
-            self.options.concurrency,
-        )
-        .await?;
-        // Releases, secrets and the cluster: each asks helm or the API server on its own, so
-        // they are planned concurrently (helm renders dominate a plan's time).
+    /// Releases, secrets and the cluster: each asks helm or the API server on its own, so
+    /// they are planned concurrently (helm renders dominate a plan's time).
+    async fn plan_others(
+        &self,
+        documents: &BTreeMap<Address, Desired>,
+    ) -> Result<BTreeMap<Address, ResourceChange>, LiveError> {
         let others: Vec<&Address> = self
             .graph
             .order()
             .iter()
             .filter(|a| self.selected(a) && a.kind != ResourceKind::Object)
             .collect();
-        let mut other_changes: BTreeMap<Address, ResourceChange> = futures::stream::iter(others)
+        futures::stream::iter(others)
             .map(|address| {
                 let resource = self.graph.resource(address).expect("graph resource");
                 let desired = &documents[address];
@@ -103,27 +119,38 @@ impl Runner<'_> {
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// The change of every selected resource, in graph order, with its live fingerprint.
+    fn push_changes(
+        &self,
+        plan: &mut Plan,
+        resolved: &Resolved,
+        facts: &objects::ObjectFacts,
+        mut others: BTreeMap<Address, ResourceChange>,
+    ) -> Result<(), LiveError> {
         let mut pending: BTreeSet<Address> = BTreeSet::new();
         for address in self.graph.order() {
             if !self.selected(address) {
                 continue;
             }
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = &documents[address];
             let change = match &resource.spec {
                 ResourceSpec::Object(_) => {
                     let state = facts
                         .states
                         .get(&address.to_string())
                         .expect("a state per desired object");
-                    let sent = desired_objects
+                    let sent = resolved
+                        .objects
                         .iter()
                         .find(|d| d.address == address.to_string())
                         .map(|d| d.manifest.clone());
+                    let desired = &resolved.documents[address];
                     self.object_change(address, desired, sent, state, &pending)?
                 }
-                _ => other_changes.remove(address).expect("planned above"),
+                _ => others.remove(address).expect("planned above"),
             };
             if change.action != Action::NoOp {
                 pending.insert(address.clone());
@@ -134,8 +161,12 @@ impl Runner<'_> {
             }
             plan.changes.push(change);
         }
-        // Owned objects nobody declares any more: pruned last, in reverse order of discovery.
-        for orphan in facts.orphans.iter().rev() {
+        Ok(())
+    }
+
+    /// Owned objects nobody declares any more: pruned last, in reverse order of discovery.
+    fn push_prunes(&self, plan: &mut Plan, orphans: &[Value]) {
+        for orphan in orphans.iter().rev() {
             let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
                 .and_then(|a| a.parse::<Address>().ok())
             else {
@@ -163,7 +194,6 @@ impl Runner<'_> {
                 .with_note("no longer in the configuration"),
             );
         }
-        Ok(plan)
     }
 
     fn object_change(
