@@ -113,6 +113,7 @@ impl Runner<'_> {
                     self.other_change(address, resource, desired)
                         .await
                         .map(|c| (address.clone(), c))
+                        .map_err(|e| crate::retry::again_in_plan(address, e))
                 }
             })
             .buffer_unordered(self.options.concurrency)
