@@ -2,7 +2,8 @@
 //! name the file, line, column and field.
 //!
 //! ```no_run
-//! let env = config::load(std::path::Path::new("infra"), Some("kwok")).unwrap_or_else(|errors| {
+//! # let modules: config::Registry = &[]; // xtask's registry of module crates
+//! let env = config::load(std::path::Path::new("infra"), Some("kwok"), modules).unwrap_or_else(|errors| {
 //!     eprintln!("{errors}");
 //!     std::process::exit(1);
 //! });
@@ -29,6 +30,7 @@ mod declare;
 mod error;
 mod literal_secrets;
 mod load;
+mod module;
 mod pins;
 mod placeholder;
 mod settings;
@@ -44,15 +46,13 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
+pub use module::{ModuleDef, Registry, find as find_module};
 pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
-pub use placeholder::{KNOWN_OUTPUTS, Placeholder, PlaceholderError, placeholders};
+pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{
     ChartSpec, ClusterSettings, ExtAuthz, Hosts, KindSettings, Provider, Settings, SsoSettings,
     StaticUser, Versions,
 };
-
-/// The modules, in the order of `modules.yaml`'s schema (one crate each).
-pub const MODULES: [&str; 5] = ["cluster", "gateway", "mesh", "sso", "policy"];
 
 /// The whole environment as typed data: what the modules declare their resources from.
 #[derive(Clone, Debug)]

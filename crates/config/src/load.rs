@@ -10,16 +10,17 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
+use crate::module::{Registry, known_outputs};
 use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
-use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
+use crate::placeholder::{Placeholder, placeholders};
 use crate::settings::{Provider, Settings, parse_minor};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
     locate_in_tree, parse_path,
 };
 use crate::{
-    ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
-    ReleaseConfig, SecretEncoding, literal_secrets, suggest, validate,
+    ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, Ownership, ReleaseConfig,
+    SecretEncoding, literal_secrets, suggest, validate,
 };
 
 /// File names inside the infra directory.
@@ -58,14 +59,21 @@ const CLUSTER_SCOPED: [&str; 12] = [
 
 /// Loads the environment from `infra_dir`: `environment.yaml`, merged with
 /// `envs/<env>.yaml` when `env` is given, then the pins, `modules.yaml` and every values file
-/// and manifest it lists.
+/// and manifest it lists. `modules` are the module crates (xtask's registry): their names are
+/// the sections of `modules.yaml`, their outputs the names `${output.*}` may use.
 ///
 /// # Errors
 /// Every problem found, each with file, line, column and field path (loading goes on after
 /// most errors; it stops early only when the environment file itself cannot be read).
-pub fn load(infra_dir: &Path, env: Option<&str>) -> Result<Environment, Errors> {
+pub fn load(
+    infra_dir: &Path,
+    env: Option<&str>,
+    modules: Registry<'_>,
+) -> Result<Environment, Errors> {
     let mut loader = Loader {
         infra_dir: infra_dir.to_path_buf(),
+        modules,
+        known_outputs: known_outputs(modules),
         errors: Errors::default(),
         sources: SourceMap::default(),
         secret_refs: Vec::new(),
@@ -77,39 +85,29 @@ pub fn load(infra_dir: &Path, env: Option<&str>) -> Result<Environment, Errors> 
     }
 }
 
-struct Loader {
+struct Loader<'m> {
     infra_dir: PathBuf,
+    /// The module crates, in registry order.
+    modules: Registry<'m>,
+    /// `<module>.<output>` of every module.
+    known_outputs: Vec<String>,
     errors: Errors,
     sources: SourceMap,
     /// `${secret.*}` seen in values and manifests, checked once every secret is known.
     secret_refs: Vec<(String, String, Location, String)>,
 }
 
-/// modules.yaml as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModulesFile {
-    #[serde(default)]
-    cluster: ModuleFiles,
-    #[serde(default)]
-    gateway: ModuleFiles,
-    #[serde(default)]
-    mesh: ModuleFiles,
-    #[serde(default)]
-    sso: ModuleFiles,
-    #[serde(default)]
-    policy: ModuleFiles,
-}
+/// modules.yaml as written: the files of each module, by module name.
+#[derive(Debug, Default)]
+struct ModulesFile(BTreeMap<String, ModuleFiles>);
 
 impl ModulesFile {
     fn module(&self, name: &str) -> &ModuleFiles {
-        match name {
-            "cluster" => &self.cluster,
-            "gateway" => &self.gateway,
-            "mesh" => &self.mesh,
-            "sso" => &self.sso,
-            _ => &self.policy,
-        }
+        static NONE: ModuleFiles = ModuleFiles {
+            releases: Vec::new(),
+            manifests: Vec::new(),
+        };
+        self.0.get(name).unwrap_or(&NONE)
     }
 }
 
@@ -160,7 +158,7 @@ struct GeneratedKeyDoc {
     encoding: SecretEncoding,
 }
 
-impl Loader {
+impl Loader<'_> {
     fn path(&self, rel: &str) -> PathBuf {
         self.infra_dir.join(rel)
     }
@@ -266,13 +264,7 @@ impl Loader {
         let env_json = env_context(&settings);
         let modules_file = self.read(MODULES_FILE, "the module index", no_field)?;
         let modules_doc = single_doc(&modules_file)?;
-        let modules: ModulesFile = match from_node(&modules_doc, "") {
-            Ok(m) => m,
-            Err(e) => {
-                self.push(e);
-                return None;
-            }
-        };
+        let modules = self.read_module_index(&modules_doc)?;
 
         let releases = self.load_releases(&modules, &modules_file, &settings, &tree, &env_json);
         let (manifests, generated_secrets) =
@@ -290,6 +282,35 @@ impl Loader {
             generated_secrets,
             sources: std::mem::take(&mut self.sources),
         })
+    }
+
+    /// `modules.yaml`: one section per module of the registry (others are refused).
+    fn read_module_index(&mut self, doc: &Node) -> Option<ModulesFile> {
+        let files: BTreeMap<String, ModuleFiles> = match from_node(doc, "") {
+            Ok(m) => m,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+        let names: Vec<&str> = self.modules.iter().map(|m| m.name()).collect();
+        for name in files.keys() {
+            if !names.contains(&name.as_str()) {
+                let at = doc.entry(name).map_or_else(
+                    || doc.location(),
+                    |e| Location {
+                        file: doc.file.to_path_buf(),
+                        line: e.key_pos.line,
+                        column: e.key_pos.column,
+                    },
+                );
+                self.push(
+                    ConfigError::new(at, name, format!("unknown module `{name}`"))
+                        .with_help(suggest::help_for(name, names.iter().copied(), "modules")),
+                );
+            }
+        }
+        Some(ModulesFile(files))
     }
 
     fn read_overlay(&mut self, name: &str) -> Option<Arc<SourceFile>> {
@@ -716,7 +737,7 @@ impl Loader {
         let mut releases = Vec::new();
         let mut declared = BTreeSet::new();
         let versions = serde_json::to_value(&settings.versions).unwrap_or(Value::Null);
-        for module in MODULES {
+        for module in self.modules.iter().map(|m| m.name()) {
             for (i, entry) in modules.module(module).releases.iter().enumerate() {
                 let base = format!("{module}.releases[{i}]");
                 declared.insert(entry.name.clone());
@@ -1047,7 +1068,7 @@ impl Loader {
         let mut manifests = Vec::new();
         let mut secrets = Vec::new();
         let mut seen: HashMap<(String, String, String, String), Location> = HashMap::new();
-        for module in MODULES {
+        for module in self.modules.iter().map(|m| m.name()) {
             for (i, rel) in modules.module(module).manifests.iter().enumerate() {
                 let field = format!("{module}.manifests[{i}]");
                 let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) else {
@@ -1350,7 +1371,7 @@ impl Loader {
 
     /// Every `*.yaml` in a module's directory must be listed in modules.yaml.
     fn check_unlisted_files(&mut self, modules: &ModulesFile) {
-        for module in MODULES {
+        for module in self.modules.iter().map(|m| m.name()) {
             let dir = self.path(module);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -1536,7 +1557,7 @@ impl Loader {
                         },
                         Placeholder::Output { module, name } => {
                             let full = format!("{module}.{name}");
-                            if !KNOWN_OUTPUTS.contains(&full.as_str()) {
+                            if !self.known_outputs.contains(&full) {
                                 self.push(
                                     ConfigError::new(
                                         at(raw),
@@ -1546,7 +1567,7 @@ impl Loader {
                                     .with_help(
                                         suggest::help_for(
                                             &full,
-                                            KNOWN_OUTPUTS,
+                                            self.known_outputs.iter().map(String::as_str),
                                             "outputs (docs/dev/contract.md)",
                                         ),
                                     ),

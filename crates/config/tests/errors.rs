@@ -77,7 +77,7 @@ impl Infra {
     }
 
     fn errors(&self, env: Option<&str>) -> Vec<ConfigError> {
-        match config::load(&self.root, env) {
+        match config::load(&self.root, env, xtask::MODULES) {
             Ok(_) => panic!("expected errors, the environment loaded"),
             Err(errors) => errors.into_iter().collect(),
         }
@@ -657,7 +657,7 @@ fn context_required_for_an_existing_cluster() {
 fn errors_display_like_rustc() {
     let infra = Infra::copy();
     infra.edit(ENV, "hostPort: 80", "hostPort: 0");
-    let errors = config::load(&infra.root, None).unwrap_err();
+    let errors = config::load(&infra.root, None, xtask::MODULES).unwrap_err();
     let (line, column) = infra.pos(ENV, "hostPort:", "0");
     let expected = format!(
         "error: hostPort must be between 1 and 65535: 0 is not a port\n  --> {}:{line}:{column} (field cluster.kind.hostPort)\n  = help: pick a free port on this machine, e.g. 80 or 8080",
@@ -680,7 +680,7 @@ fn several_errors_are_reported_together() {
 fn gateway_api_v1_3_0_is_one_line_away() {
     let infra = Infra::copy();
     infra.edit(ENV, "gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
-    let env = config::load(&infra.root, None).unwrap_or_else(|e| panic!("{e}"));
+    let env = config::load(&infra.root, None, xtask::MODULES).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(env.settings.versions.istio, "1.27.9");
     assert_eq!(env.pins.files.len(), 5);
     assert!(env.pins.files[0].url.starts_with(

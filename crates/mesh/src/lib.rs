@@ -12,6 +12,31 @@ use serde_json::Value;
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "mesh";
 
+/// The module, as xtask's registry lists it.
+pub static MODULE: Mesh = Mesh;
+
+/// Module `mesh`: Istio via Helm.
+pub struct Mesh;
+
+impl config::ModuleDef for Mesh {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &[
+            "gateway_class",
+            "ext_authz_provider",
+            "injection_ready",
+            "proxy_config_hash",
+        ]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+}
+
 /// What the mesh module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let release = |name: &str| {
@@ -77,6 +102,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            xtask::MODULES,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
@@ -112,6 +138,3 @@ mod tests {
         );
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();

@@ -12,6 +12,26 @@ use serde_json::Value;
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "sso";
 
+/// The module, as xtask's registry lists it.
+pub static MODULE: Sso = Sso;
+
+/// Module `sso`: Dex and OAuth2 Proxy.
+pub struct Sso;
+
+impl config::ModuleDef for Sso {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["dex_cluster_ip", "ext_authz_service"]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+}
+
 /// What the sso module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let release = |name: &str| {
@@ -55,6 +75,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            xtask::MODULES,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
@@ -82,6 +103,3 @@ mod tests {
         );
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();
