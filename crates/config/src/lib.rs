@@ -46,12 +46,12 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, find as find_module};
+pub use module::{ModuleDef, Registry, VersionCheck, find as find_module};
 pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{
     ChartSpec, ClusterSettings, ExtAuthz, Hosts, KindSettings, Provider, Settings, SsoSettings,
-    StaticUser, Versions,
+    StaticUser, Versions, parse_minor,
 };
 
 /// The whole environment as typed data: what the modules declare their resources from.
@@ -63,8 +63,6 @@ pub struct Environment {
     pub settings: Settings,
     /// The Gateway API CRD files to apply, for `settings.versions.gatewayApi`.
     pub pins: GatewayApiPins,
-    /// The compatibility row that matched the Istio / Gateway API pair.
-    pub compatibility: Compatibility,
     /// Helm releases in `modules.yaml` order (module by module, in install order within one).
     pub releases: Vec<ReleaseConfig>,
     /// Kubernetes objects to apply, in file order, each tagged with its module.

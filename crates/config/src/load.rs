@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::module::{Registry, known_outputs};
-use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
+use crate::module::{Registry, VersionCheck, known_outputs};
+use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{Placeholder, placeholders};
-use crate::settings::{Provider, Settings, parse_minor};
+use crate::settings::{Provider, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
     locate_in_tree, parse_path,
@@ -255,7 +255,7 @@ impl Loader<'_> {
 
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
-        let (gateway_pins, compatibility) = match &pins {
+        let gateway_pins = match &pins {
             Some(pins) => self.check_versions(&mut settings, &tree, pins)?,
             None => return None,
         };
@@ -276,7 +276,6 @@ impl Loader<'_> {
             infra_dir: self.infra_dir.clone(),
             settings,
             pins: gateway_pins,
-            compatibility,
             releases,
             manifests,
             generated_secrets,
@@ -522,146 +521,57 @@ impl Loader<'_> {
         }
     }
 
-    /// Gateway API pins and the Istio / Gateway API / Kubernetes pairing; fills in
-    /// `versions.istio` when left out.
+    /// The Gateway API files pinned for `versions.gatewayApi`, then each module's
+    /// cross-version rules ([`crate::ModuleDef::check_versions`]).
     fn check_versions(
         &mut self,
         settings: &mut Settings,
         tree: &Node,
         pins: &PinsFile,
-    ) -> Option<(GatewayApiPins, Compatibility)> {
-        let gateway_api = settings.versions.gateway_api.clone();
-        let Some(release) = pins.releases.get(&gateway_api) else {
+    ) -> Option<GatewayApiPins> {
+        let gateway_pins = self.gateway_api_pins(&settings.versions.gateway_api, tree, pins)?;
+        let mut check = VersionCheck {
+            settings,
+            compatibility: &pins.compatibility,
+            pins_file: PINS_FILE,
+            tree,
+            errors: Vec::new(),
+            stopped: false,
+        };
+        for module in self.modules {
+            module.check_versions(&mut check);
+        }
+        let VersionCheck {
+            errors, stopped, ..
+        } = check;
+        for e in errors {
+            self.push(e);
+        }
+        (!stopped).then_some(gateway_pins)
+    }
+
+    /// The pinned files of Gateway API `version`, with their URLs.
+    fn gateway_api_pins(
+        &mut self,
+        version: &str,
+        tree: &Node,
+        pins: &PinsFile,
+    ) -> Option<GatewayApiPins> {
+        let Some(release) = pins.releases.get(version) else {
             let known: Vec<&str> = pins.releases.keys().map(String::as_str).collect();
             self.push(
                 self.setting_error(
                     tree,
                     "versions.gatewayApi",
-                    format!("no pinned files for Gateway API `{gateway_api}` in {PINS_FILE}"),
+                    format!("no pinned files for Gateway API `{version}` in {PINS_FILE}"),
                 )
                 .with_help(format!(
-                    "{}; or add `releases.{gateway_api}` to {PINS_FILE}",
-                    suggest::help_for(&gateway_api, known.iter().copied(), "pinned releases")
+                    "{}; or add `releases.{version}` to {PINS_FILE}",
+                    suggest::help_for(version, known.iter().copied(), "pinned releases")
                 )),
             );
             return None;
         };
-        let for_gateway_api: Vec<&Compatibility> = pins
-            .compatibility
-            .iter()
-            .filter(|row| row.gateway_api == gateway_api)
-            .collect();
-        if settings.versions.istio.is_empty() {
-            match for_gateway_api
-                .iter()
-                .rev()
-                .find_map(|row| row.istio.clone())
-            {
-                Some(istio) => settings.versions.istio = istio,
-                None => {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            "versions.gatewayApi",
-                            format!(
-                                "no default Istio release for Gateway API `{gateway_api}` in the compatibility table"
-                            ),
-                        )
-                        .with_help("set `versions.istio` to a release of a matching Istio minor"),
-                    );
-                    return None;
-                }
-            }
-        }
-        let istio = settings.versions.istio.clone();
-        let istio_field = if locate_in_tree(tree, "versions.istio").is_some() {
-            "versions.istio"
-        } else {
-            "versions.gatewayApi"
-        };
-        let Some((major, minor)) = parse_minor(&istio) else {
-            self.push(
-                self.setting_error(
-                    tree,
-                    istio_field,
-                    format!("invalid Istio version `{istio}`"),
-                )
-                .with_help("write a release like 1.30.3"),
-            );
-            return None;
-        };
-        let istio_minor = format!("{major}.{minor}");
-        let Some(row) = pins
-            .compatibility
-            .iter()
-            .find(|row| row.istio_minor == istio_minor)
-        else {
-            let known: Vec<&str> = pins
-                .compatibility
-                .iter()
-                .map(|r| r.istio_minor.as_str())
-                .collect();
-            self.push(
-                self.setting_error(
-                    tree,
-                    istio_field,
-                    format!("Istio {istio} is not in the compatibility table"),
-                )
-                .with_help(format!(
-                    "use one of the Istio minors {}, or add a row to `compatibility` in {PINS_FILE}",
-                    suggest::list(known.iter().copied())
-                )),
-            );
-            return None;
-        };
-        if row.gateway_api != gateway_api {
-            let pairs: Vec<String> = for_gateway_api
-                .iter()
-                .map(|r| format!("{}.x", r.istio_minor))
-                .collect();
-            let other = if pairs.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", or keep {gateway_api} with Istio {} (set versions.istio, or remove it to take the table's default)",
-                    pairs.join(" / ")
-                )
-            };
-            self.push(
-                self.setting_error(
-                    tree,
-                    "versions.gatewayApi",
-                    format!(
-                        "Gateway API {gateway_api} does not pair with Istio {istio}: Istio {istio_minor} pairs with Gateway API {}",
-                        row.gateway_api
-                    ),
-                )
-                .with_help(format!("set versions.gatewayApi: {}{other}", row.gateway_api)),
-            );
-            return None;
-        }
-        if settings.cluster.provider == Provider::Kind
-            && let (Some(have), Some(need)) = (
-                settings.cluster.kind.kubernetes_version(),
-                parse_minor(&row.min_kubernetes),
-            )
-            && have < need
-        {
-            self.push(
-                self.setting_error(
-                    tree,
-                    "cluster.kind.nodeImage",
-                    format!(
-                        "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
-                        have.0, have.1, settings.cluster.kind.node_image, row.min_kubernetes
-                    ),
-                )
-                .with_help(format!(
-                    "use a kindest/node image of Kubernetes {} or newer, e.g. kindest/node:v1.36.1",
-                    row.min_kubernetes
-                )),
-            );
-        }
         let files = release
             .files
             .iter()
@@ -669,19 +579,16 @@ impl Loader<'_> {
                 name: f.name.clone(),
                 url: pins
                     .base_url
-                    .replace("{version}", &gateway_api)
+                    .replace("{version}", version)
                     .replace("{file}", &f.name),
                 sha256: f.sha256.clone(),
                 objects: f.objects.clone(),
             })
             .collect();
-        Some((
-            GatewayApiPins {
-                version: gateway_api,
-                files,
-            },
-            row.clone(),
-        ))
+        Some(GatewayApiPins {
+            version: version.to_owned(),
+            files,
+        })
     }
 
     /// Two kind environments cannot both bind the same host port.

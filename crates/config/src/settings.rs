@@ -129,7 +129,7 @@ impl KindSettings {
 }
 
 /// `1.36.1` / `v1.36` / `1.36` -> (1, 36).
-pub(crate) fn parse_minor(version: &str) -> Option<(u32, u32)> {
+pub fn parse_minor(version: &str) -> Option<(u32, u32)> {
     let version = version.strip_prefix('v').unwrap_or(version);
     let mut parts = version.split('.');
     let major = parts.next()?.parse().ok()?;
