@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::{Address, Graph, GraphError, Module};
-use xtask::MODULES;
+use xtask::REGISTRY;
 
 /// Flags shared by every command that reads `infra/`.
 #[derive(clap::Args, Debug, Clone)]
@@ -48,14 +48,14 @@ impl Loaded {
 
 /// Every module's declaration, in registry order ([`xtask::MODULES`]).
 pub fn declare_all(env: &config::Environment) -> Result<Vec<Module>, config::ConfigError> {
-    MODULES.iter().map(|m| m.declare(env)).collect()
+    REGISTRY.iter().map(|m| m.declare(env)).collect()
 }
 
 /// Loads `infra/` and builds the graph. Errors are ready to print: they name the file, line,
 /// column and field where the configuration can say so.
 pub fn load(args: &EnvArgs) -> anyhow::Result<Loaded> {
     let infra = args.infra_dir();
-    let env = config::load(&infra, args.env.as_deref(), MODULES)
+    let env = config::load(&infra, args.env.as_deref(), &REGISTRY)
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let modules = declare_all(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let graph =
@@ -64,9 +64,9 @@ pub fn load(args: &EnvArgs) -> anyhow::Result<Loaded> {
 }
 
 /// The module `--module` names, from the registry.
-pub fn find_module(name: &str) -> anyhow::Result<&'static dyn config::ModuleDef> {
-    config::find_module(MODULES, name).ok_or_else(|| {
-        let names: Vec<&str> = MODULES.iter().map(|m| m.name()).collect();
+pub fn find_module(name: &str) -> anyhow::Result<&'static dyn xtask::Module> {
+    xtask::module(name).ok_or_else(|| {
+        let names: Vec<&str> = REGISTRY.iter().map(|m| m.name()).collect();
         anyhow::anyhow!("unknown module `{name}`; modules are: {}", names.join(", "))
     })
 }
@@ -144,9 +144,9 @@ mod tests {
     /// `${output...}` names against), and the contract documents them (docs/dev/contract.md).
     #[test]
     fn declared_outputs_are_the_documented_contract() {
-        let env = config::load(&repo_root().join("infra"), None, MODULES).expect("infra/ loads");
+        let env = config::load(&repo_root().join("infra"), None, &REGISTRY).expect("infra/ loads");
         let mut known = Vec::new();
-        for module in MODULES {
+        for module in REGISTRY.iter() {
             let mut declared: Vec<String> = module
                 .declare(&env)
                 .expect("modules declare")

@@ -85,7 +85,7 @@ fn a_sixth_module_is_one_crate_and_one_registry_line() {
     let dir = tempfile::tempdir().unwrap();
     let infra = infra_with_a_toy(dir.path());
     // The registry of xtask, plus the toy's one line.
-    let mut registry: Vec<&dyn ModuleDef> = xtask::MODULES.to_vec();
+    let mut registry: Vec<&dyn ModuleDef> = xtask::REGISTRY.to_vec();
     registry.push(&Toy);
 
     let env = config::load(&infra, None, &registry).unwrap_or_else(|e| panic!("{e}"));
@@ -118,7 +118,7 @@ fn a_sixth_module_is_one_crate_and_one_registry_line() {
 fn without_its_registry_line_the_toy_is_refused_with_positions() {
     let dir = tempfile::tempdir().unwrap();
     let infra = infra_with_a_toy(dir.path());
-    let errors: Vec<ConfigError> = match config::load(&infra, None, xtask::MODULES) {
+    let errors: Vec<ConfigError> = match config::load(&infra, None, &xtask::REGISTRY) {
         Ok(_) => panic!("the toy's files load without the toy"),
         Err(errors) => errors.into_iter().collect(),
     };

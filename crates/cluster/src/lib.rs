@@ -20,6 +20,13 @@ pub static MODULE: Cluster = Cluster;
 /// Module `cluster`: the Kubernetes cluster itself.
 pub struct Cluster;
 
+/// `plan`, `apply` and `destroy` of this module's part (`--module cluster`).
+impl live::session::ModuleCommands for Cluster {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
 impl config::ModuleDef for Cluster {
     fn name(&self) -> &'static str {
         NAME
@@ -108,7 +115,7 @@ mod tests {
 
     #[test]
     fn kind_cluster_maps_the_gateway_node_port_to_the_host() {
-        let env = config::load(&infra(), None, xtask::MODULES).expect("infra/ loads");
+        let env = config::load(&infra(), None, &xtask::REGISTRY).expect("infra/ loads");
         let module = declare(&env).unwrap();
         assert_eq!(module.resources.len(), 1);
         let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
@@ -127,7 +134,7 @@ mod tests {
     #[test]
     fn kwok_environment_uses_the_kwokctl_context() {
         let env =
-            config::load(&infra(), Some("kwok"), xtask::MODULES).expect("infra/ loads for kwok");
+            config::load(&infra(), Some("kwok"), &xtask::REGISTRY).expect("infra/ loads for kwok");
         let module = declare(&env).unwrap();
         let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
             panic!("a cluster")

@@ -46,7 +46,7 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, VersionCheck, find as find_module};
+pub use module::{ModuleDef, Registry, VersionCheck};
 pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{

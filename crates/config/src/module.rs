@@ -79,8 +79,3 @@ pub(crate) fn known_outputs(modules: Registry<'_>) -> Vec<String> {
         .flat_map(|m| m.outputs().iter().map(|o| format!("{}.{o}", m.name())))
         .collect()
 }
-
-/// The module named `name`.
-pub fn find<'a>(modules: Registry<'a>, name: &str) -> Option<&'a dyn ModuleDef> {
-    modules.iter().copied().find(|m| m.name() == name)
-}

@@ -77,7 +77,7 @@ impl Infra {
     }
 
     fn errors(&self, env: Option<&str>) -> Vec<ConfigError> {
-        match config::load(&self.root, env, xtask::MODULES) {
+        match config::load(&self.root, env, &xtask::REGISTRY) {
             Ok(_) => panic!("expected errors, the environment loaded"),
             Err(errors) => errors.into_iter().collect(),
         }
@@ -629,7 +629,7 @@ fn context_required_for_an_existing_cluster() {
 fn errors_display_like_rustc() {
     let infra = Infra::copy();
     infra.edit(ENV, "hostPort: 80", "hostPort: 0");
-    let errors = config::load(&infra.root, None, xtask::MODULES).unwrap_err();
+    let errors = config::load(&infra.root, None, &xtask::REGISTRY).unwrap_err();
     let (line, column) = infra.pos(ENV, "hostPort:", "0");
     let expected = format!(
         "error: hostPort must be between 1 and 65535: 0 is not a port\n  --> {}:{line}:{column} (field cluster.kind.hostPort)\n  = help: pick a free port on this machine, e.g. 80 or 8080",

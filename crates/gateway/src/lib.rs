@@ -15,6 +15,13 @@ pub static MODULE: Gateway = Gateway;
 /// Module `gateway`: the Gateway API CRDs, the Gateway and the demo app.
 pub struct Gateway;
 
+/// `plan`, `apply` and `destroy` of this module's part (`--module gateway`).
+impl live::session::ModuleCommands for Gateway {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
 impl config::ModuleDef for Gateway {
     fn name(&self) -> &'static str {
         NAME
@@ -136,7 +143,7 @@ mod tests {
         config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
-            xtask::MODULES,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads")
     }

@@ -18,6 +18,13 @@ pub static MODULE: Mesh = Mesh;
 /// Module `mesh`: Istio via Helm.
 pub struct Mesh;
 
+/// `plan`, `apply` and `destroy` of this module's part (`--module mesh`).
+impl live::session::ModuleCommands for Mesh {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
 impl config::ModuleDef for Mesh {
     fn name(&self) -> &'static str {
         NAME
@@ -249,7 +256,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
-            xtask::MODULES,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();

@@ -57,7 +57,7 @@ impl Infra {
 
     /// The one error whose message contains `message`, at `pos` of `field`.
     fn expect(&self, message: &str, pos: (usize, usize), field: &str) -> ConfigError {
-        let errors: Vec<ConfigError> = match config::load(&self.root, None, xtask::MODULES) {
+        let errors: Vec<ConfigError> = match config::load(&self.root, None, &xtask::REGISTRY) {
             Ok(_) => panic!("expected errors, the environment loaded"),
             Err(errors) => errors.into_iter().collect(),
         };
@@ -116,7 +116,7 @@ fn kubernetes_too_old_for_istio() {
 fn gateway_api_v1_3_0_is_one_line_away() {
     let infra = Infra::copy();
     infra.edit("gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
-    let env = config::load(&infra.root, None, xtask::MODULES).unwrap_or_else(|e| panic!("{e}"));
+    let env = config::load(&infra.root, None, &xtask::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(env.settings.versions.istio, "1.27.9");
     assert_eq!(env.pins.files.len(), 5);
     assert!(env.pins.files[0].url.starts_with(
@@ -133,7 +133,7 @@ fn the_pairing_rule_is_the_mesh_modules() {
     let infra = Infra::copy();
     infra.edit("gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
     infra.edit("# istio: 1.30.3", "istio: 1.30.3");
-    let without_mesh: Vec<&dyn config::ModuleDef> = xtask::MODULES
+    let without_mesh: Vec<&dyn config::ModuleDef> = xtask::REGISTRY
         .iter()
         .copied()
         .filter(|m| m.name() != mesh::NAME)

@@ -14,6 +14,13 @@ pub static MODULE: Policy = Policy;
 /// Module `policy`: the CUSTOM AuthorizationPolicy.
 pub struct Policy;
 
+/// `plan`, `apply` and `destroy` of this module's part (`--module policy`).
+impl live::session::ModuleCommands for Policy {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
 impl config::ModuleDef for Policy {
     fn name(&self) -> &'static str {
         NAME
@@ -52,7 +59,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
-            xtask::MODULES,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();

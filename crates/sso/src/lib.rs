@@ -18,6 +18,13 @@ pub static MODULE: Sso = Sso;
 /// Module `sso`: Dex and OAuth2 Proxy.
 pub struct Sso;
 
+/// `plan`, `apply` and `destroy` of this module's part (`--module sso`).
+impl live::session::ModuleCommands for Sso {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
 impl config::ModuleDef for Sso {
     fn name(&self) -> &'static str {
         NAME
@@ -75,7 +82,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
-            xtask::MODULES,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
