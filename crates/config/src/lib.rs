@@ -13,7 +13,8 @@
 //! ```
 //!
 //! What is read (see `docs/changing-the-environment.md` for the user's side):
-//! - `environment.yaml`, deep-merged with `envs/<name>.yaml` -> [`Settings`];
+//! - `environment.yaml`, deep-merged with `envs/<name>.yaml` -> [`Settings`], and the sections
+//!   modules own (`sso:`) -> [`Section`]s, which each module reads and checks itself;
 //! - `pins/gateway-api.yaml` -> [`GatewayApiPins`] for the chosen Gateway API release, and the
 //!   Istio / Gateway API / Kubernetes compatibility table;
 //! - `modules.yaml`: which values files and manifests belong to which module ->
@@ -35,7 +36,7 @@ mod pins;
 mod placeholder;
 mod settings;
 mod suggest;
-mod validate;
+pub mod validate;
 mod yaml;
 mod yaml11;
 
@@ -46,12 +47,11 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, VersionCheck};
+pub use module::{ModuleDef, Registry, Section, VersionCheck};
 pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{
-    ChartSpec, ClusterSettings, ExtAuthz, Hosts, KindSettings, Provider, Settings, SsoSettings,
-    StaticUser, Versions, parse_minor,
+    ChartSpec, ClusterSettings, Hosts, KindSettings, Provider, Settings, Versions, parse_minor,
 };
 
 /// The whole environment as typed data: what the modules declare their resources from.
@@ -61,6 +61,8 @@ pub struct Environment {
     pub infra_dir: PathBuf,
     /// The environment file, merged and resolved.
     pub settings: Settings,
+    /// The sections of the environment file that modules own (`sso:`), by module name.
+    pub sections: BTreeMap<String, Section>,
     /// The Gateway API CRD files to apply, for `settings.versions.gatewayApi`.
     pub pins: GatewayApiPins,
     /// Helm releases in `modules.yaml` order (module by module, in install order within one).
@@ -238,6 +240,11 @@ impl Environment {
             what.to_string()
         };
         ConfigError::new(location, field, message)
+    }
+
+    /// The section of the environment file that module `name` owns.
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.get(name)
     }
 
     /// The release named `name`.

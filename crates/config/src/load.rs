@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::module::{Registry, VersionCheck, known_outputs};
+use crate::module::{Registry, Section, VersionCheck, known_outputs};
 use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{Placeholder, placeholders};
 use crate::settings::{Provider, Settings};
@@ -239,16 +239,20 @@ impl Loader<'_> {
             }
             tree.merge(overlay_tree);
         }
+        self.sources.settings = Some(Arc::new(tree.clone()));
+        let sections = self.module_sections(&mut tree);
+        let unreadable_section = sections.is_none();
         let tree = Arc::new(tree);
-        self.sources.settings = Some(tree.clone());
 
         let mut settings: Settings = match from_node(&tree, "") {
-            Ok(s) => s,
+            Ok(s) if !unreadable_section => s,
+            Ok(_) => return None,
             Err(e) => {
                 self.push(e);
                 return None;
             }
         };
+        let sections = sections?;
         if let (Some(name), false) = (env, overlay_names_itself) {
             settings.name = name.to_string();
         }
@@ -261,7 +265,7 @@ impl Loader<'_> {
         };
         self.check_port_clashes(&settings, &tree, env);
 
-        let env_json = env_context(&settings);
+        let env_json = env_context(&settings, &sections);
         let modules_file = self.read(MODULES_FILE, "the module index", no_field)?;
         let modules_doc = single_doc(&modules_file)?;
         let modules = self.read_module_index(&modules_doc)?;
@@ -275,12 +279,51 @@ impl Loader<'_> {
         Some(Environment {
             infra_dir: self.infra_dir.clone(),
             settings,
+            sections,
             pins: gateway_pins,
             releases,
             manifests,
             generated_secrets,
             sources: std::mem::take(&mut self.sources),
         })
+    }
+
+    /// Takes the sections that modules own out of the environment file's tree (the rest is
+    /// [`Settings`]) and has each module check its own. A missing section is an error; `None`
+    /// when a section is missing or cannot be read (errors recorded).
+    fn module_sections(&mut self, tree: &mut Node) -> Option<BTreeMap<String, Section>> {
+        let mut sections = BTreeMap::new();
+        let mut readable = true;
+        let owners: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|m| m.has_settings())
+            .map(|m| m.name())
+            .collect();
+        let mut taken = take_sections(tree, &owners);
+        for module in self.modules.iter().filter(|m| m.has_settings()) {
+            let name = module.name();
+            let Some(node) = taken.remove(name) else {
+                self.push(
+                    ConfigError::new(tree.location(), name, format!("missing key `{name}`"))
+                        .with_help(format!(
+                            "add `{name}:` here (the settings of module `{name}`)"
+                        )),
+                );
+                readable = false;
+                continue;
+            };
+            let section = Section::new(name, node);
+            match module.check_settings(&section) {
+                Ok(errors) => errors.into_iter().for_each(|e| self.push(e)),
+                Err(e) => {
+                    self.push(e);
+                    readable = false;
+                }
+            }
+            sections.insert(name.to_owned(), section);
+        }
+        readable.then_some(sections)
     }
 
     /// `modules.yaml`: one section per module of the registry (others are refused).
@@ -481,41 +524,6 @@ impl Loader<'_> {
             ),
             _ => {}
         }
-        let sso = &s.sso;
-        check(
-            "sso.clientId",
-            validate::dns_subdomain(&sso.client_id),
-            &format!("invalid client id `{}`", sso.client_id),
-            "use lowercase letters, digits and `-`, e.g. `oauth2-proxy`",
-        );
-        check(
-            "sso.staticUser.email",
-            validate::email(&sso.static_user.email),
-            &format!("invalid email `{}`", sso.static_user.email),
-            "write an address like admin@example.com (it is the login name at Dex)",
-        );
-        check(
-            "sso.staticUser.hash",
-            validate::bcrypt_hash(&sso.static_user.hash),
-            "invalid bcrypt hash",
-            "write the bcrypt hash of the password, not the password: \
-             htpasswd -bnBC 10 \"\" 'password' | tr -d ':\\n' | sed 's/$2y/$2a/' \
-             (and quote it in YAML)",
-        );
-        for (field, value) in [
-            ("sso.staticUser.username", &sso.static_user.username),
-            ("sso.staticUser.userID", &sso.static_user.user_id),
-            ("sso.extAuthz.provider", &sso.ext_authz.provider),
-        ] {
-            if value.trim().is_empty() {
-                check(
-                    field,
-                    Err("it is empty".into()),
-                    "missing value",
-                    "write a value",
-                );
-            }
-        }
         for e in errors {
             self.push(e);
         }
@@ -604,8 +612,14 @@ impl Loader<'_> {
         if env.is_some() {
             others.push(None);
         }
+        let owners: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|m| m.has_settings())
+            .map(|m| m.name())
+            .collect();
         for other in others {
-            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref()) else {
+            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref(), &owners) else {
                 continue;
             };
             let (a, b) = (&settings.cluster.kind, &theirs.cluster.kind);
@@ -1594,7 +1608,7 @@ fn available_envs(dir: &Path) -> Vec<String> {
 }
 
 /// Another environment's settings, for cross-environment checks; `None` if it does not load.
-fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
+fn quiet_settings(infra_dir: &Path, env: Option<&str>, owners: &[&str]) -> Option<Settings> {
     let read = |rel: &str| {
         let path = infra_dir.join(rel);
         let text = std::fs::read_to_string(&path).ok()?;
@@ -1605,13 +1619,30 @@ fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
     if let Some(name) = env {
         tree.merge(read(&format!("{ENVS_DIR}/{name}.yaml"))?);
     }
+    take_sections(&mut tree, owners);
     from_node(&tree, "").ok()
 }
 
-/// What `${env.*}` reads: the settings with the file's key names, plus `fqdn` and `url`.
-fn env_context(settings: &Settings) -> Value {
+/// The entries `owners` (module names) of a mapping, taken out of it.
+fn take_sections(tree: &mut Node, owners: &[&str]) -> BTreeMap<String, Node> {
+    let NodeValue::Map(entries) = &mut tree.value else {
+        return BTreeMap::new();
+    };
+    let (taken, kept) = std::mem::take(entries)
+        .into_iter()
+        .partition(|e| owners.contains(&e.key.as_str()));
+    *entries = kept;
+    taken.into_iter().map(|e: Entry| (e.key, e.value)).collect()
+}
+
+/// What `${env.*}` reads: the settings and the modules' sections with the file's key names,
+/// plus `fqdn` and `url`.
+fn env_context(settings: &Settings, sections: &BTreeMap<String, Section>) -> Value {
     let mut value = serde_json::to_value(settings).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
+        for (name, section) in sections {
+            map.insert(name.clone(), section.value.clone());
+        }
         let strings = |m: BTreeMap<String, String>| {
             Value::Object(m.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
         };

@@ -2,6 +2,10 @@
 //! implements once ([`ModuleDef`]), and the registry of them that the caller (xtask) hands to
 //! [`crate::load`]. Nothing here names a particular module.
 
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::de::from_node;
 use crate::error::Location;
 use crate::yaml::{Node, locate_in_tree};
 use crate::{Compatibility, ConfigError, Environment, Settings};
@@ -21,10 +25,59 @@ pub trait ModuleDef: Sync {
     /// What the module wants: its resources, outputs and explicit dependencies.
     fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError>;
 
+    /// Whether the module has a section of the environment file, under its name (`sso:`).
+    /// `config` keeps the section as written ([`Section`]) and refuses a file without it;
+    /// the module reads and checks it ([`ModuleDef::check_settings`]).
+    fn has_settings(&self) -> bool {
+        false
+    }
+
+    /// Checks the module's section: `Err` when its typed form cannot be read
+    /// ([`Section::parse`]: unknown keys, wrong types; loading stops there, as for the rest of
+    /// the environment file), else the values that break its rules. Every error names the
+    /// file, line, column and field.
+    fn check_settings(&self, _section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
+        Ok(Vec::new())
+    }
+
     /// The module's cross-version rules: checks (and may complete, e.g. a version left out)
     /// the versions it installs against the pinned compatibility table, before anything else
     /// is read from them. Errors go to [`VersionCheck::push`] or [`VersionCheck::stop`].
     fn check_versions(&self, _check: &mut VersionCheck<'_>) {}
+}
+
+/// A module's section of the environment file (merged with the overlay), as written: the
+/// module reads its typed form with [`Section::parse`], `${env.<module>.*}` reads its values.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// The key (the module's name).
+    pub name: String,
+    /// The section's value, as JSON.
+    pub value: Value,
+    pub(crate) node: Node,
+}
+
+impl Section {
+    pub(crate) fn new(name: &str, node: Node) -> Section {
+        Section {
+            name: name.to_owned(),
+            value: node.to_json(),
+            node,
+        }
+    }
+
+    /// The section as `T` (a struct of the module, usually `deny_unknown_fields`); an error
+    /// names the file, line, column and field (`sso.clientId`).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        from_node(&self.node, &self.name)
+    }
+
+    /// An error at `field` of the section (`clientId`, `staticUser.email`): where the file or
+    /// its overlay writes it, at the section when not written.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let location = locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location());
+        ConfigError::new(location, format!("{}.{field}", self.name), message)
+    }
 }
 
 /// What a module's [`ModuleDef::check_versions`] sees: the settings of the environment file

@@ -227,15 +227,38 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
         // istiod creates this GatewayClass when it starts.
         .with_output(known("gateway_class", "istio"))
         // The extension provider in istiod's meshConfig (infra/mesh/istiod.values.yaml).
-        .with_output(known(
-            "ext_authz_provider",
-            &env.settings.sso.ext_authz.provider,
-        ))
+        .with_output(known("ext_authz_provider", &ext_authz_provider(env)?))
         // The value of the `istio-injection` namespace label istiod's injector selects.
         .with_output(known("injection_ready", "enabled"))
         // What proxies read only at start: workloads carry it as a pod annotation, so that they
         // restart when (and only when) it changes.
         .with_output(known("proxy_config_hash", &proxy_config_hash(env))))
+}
+
+/// The name of istiod's ext-authz extension provider: the entry of
+/// `meshConfig.extensionProviders` with `envoyExtAuthzHttp`.
+pub fn ext_authz_provider(env: &Environment) -> Result<String, ConfigError> {
+    let istiod = env.release("istiod");
+    istiod
+        .and_then(|r| r.values.value.pointer("/meshConfig/extensionProviders"))
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("envoyExtAuthzHttp").is_some())
+        .and_then(|p| p.get("name")?.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            let file = istiod.map_or_else(
+                || env.infra_dir.join("modules.yaml"),
+                |r| r.values.file.clone(),
+            );
+            env.error_at(
+                &file,
+                "meshConfig.extensionProviders",
+                "istiod's meshConfig names no `envoyExtAuthzHttp` extension provider (the CUSTOM policy's)",
+            )
+            .with_help("add one with `name:` and `envoyExtAuthzHttp:` (see infra/mesh/istiod.values.yaml)")
+        })
 }
 
 /// A short hash of istiod's `meshConfig.defaultConfig` (the proxy bootstrap config).
