@@ -13,7 +13,7 @@ use crate::error::{ConfigError, Errors, Location};
 use crate::module::{Registry, Section, VersionCheck, known_outputs};
 use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
 use crate::placeholder::{Placeholder, placeholders};
-use crate::settings::{Provider, Settings};
+use crate::settings::{ChartSpec, Provider, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
     locate_in_tree, parse_path,
@@ -128,6 +128,38 @@ struct ReleaseEntry {
     values: String,
     #[serde(default)]
     version_from: Option<String>,
+}
+
+/// The manifests read so far.
+#[derive(Default)]
+struct Manifests {
+    objects: Vec<Document>,
+    secrets: Vec<GeneratedSecret>,
+    /// Where each object (group, kind, namespace, name) is first declared.
+    seen: HashMap<ObjectKey, Location>,
+}
+
+/// An object's group, kind, namespace and name.
+type ObjectKey = (String, String, String, String);
+
+fn kind_of(doc: &Node) -> &str {
+    doc.get("kind").and_then(Node::as_str).unwrap_or_default()
+}
+
+fn is_generated_secret(doc: &Node) -> bool {
+    doc.get("apiVersion").and_then(Node::as_str) == Some("envctl.dev/v1")
+        && kind_of(doc) == "GeneratedSecret"
+}
+
+/// What every release of `modules.yaml` is read against.
+struct ReleaseContext<'a> {
+    modules_file: &'a SourceFile,
+    settings: &'a Settings,
+    /// The merged environment file, for error positions.
+    tree: &'a Node,
+    env_json: &'a Value,
+    /// `settings.versions` with the file's key names (what `versionFrom` names).
+    versions: Value,
 }
 
 /// A GeneratedSecret document as written.
@@ -647,6 +679,8 @@ impl Loader<'_> {
         }
     }
 
+    /// Every release of `modules.yaml`, module by module in registry order; then every
+    /// `charts.<name>` that names no release is an error.
     fn load_releases(
         &mut self,
         modules: &ModulesFile,
@@ -655,189 +689,249 @@ impl Loader<'_> {
         tree: &Node,
         env_json: &Value,
     ) -> Vec<ReleaseConfig> {
+        let at = ReleaseContext {
+            modules_file,
+            settings,
+            tree,
+            env_json,
+            versions: serde_json::to_value(&settings.versions).unwrap_or(Value::Null),
+        };
         let mut releases = Vec::new();
         let mut declared = BTreeSet::new();
-        let versions = serde_json::to_value(&settings.versions).unwrap_or(Value::Null);
         for module in self.modules.iter().map(|m| m.name()) {
             for (i, entry) in modules.module(module).releases.iter().enumerate() {
-                let base = format!("{module}.releases[{i}]");
                 declared.insert(entry.name.clone());
-                if let Err(why) = validate::dns_label(&entry.namespace) {
-                    let field = format!("{base}.namespace");
-                    self.push(
-                        self.error_in(
-                            modules_file,
-                            0,
-                            &field,
-                            format!("invalid namespace `{}`: {why}", entry.namespace),
-                        )
-                        .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
-                    );
-                }
-                if let Err(why) = validate::release_name(&entry.name) {
-                    let field = format!("{base}.name");
-                    self.push(
-                        self.error_in(
-                            modules_file,
-                            0,
-                            &field,
-                            format!("invalid release name `{}`: {why}", entry.name),
-                        )
-                        .with_help(
-                            "a release name is lowercase letters, digits and `-`, starting \
-                             with a letter or digit, at most 53 characters",
-                        ),
-                    );
-                    continue;
-                }
-                let values_field = format!("{base}.values");
-                let overlay = self.overlay_values(tree, &entry.name, env_json);
-                let values = self.load_values(
-                    module,
-                    &entry.values,
-                    modules_file,
-                    &values_field,
-                    env_json,
-                    overlay,
-                );
-                let Some(spec) = settings.charts.get(&entry.name) else {
-                    self.push(
-                        self.setting_error(tree, "charts", format!("no chart source for release `{}`", entry.name))
-                            .with_help(format!(
-                                "add `charts.{}: {{repo: <url>, chart: <name>}}` (or `path:`) to environment.yaml",
-                                entry.name
-                            )),
-                    );
-                    continue;
-                };
-                let chart_field = join_key("charts", &entry.name);
-                if let Some(key) = &entry.version_from
-                    && let Some(version) = versions.get(key).and_then(Value::as_str)
-                    && let Err(why) = validate::chart_version(version)
-                {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            &format!("versions.{key}"),
-                            format!("invalid chart version `{version}`: {why}"),
-                        )
-                        .with_help("write a version such as 0.24.0"),
-                    );
-                }
-                let words_ok = self.check_chart_words(
-                    tree,
-                    &chart_field,
-                    spec.chart.as_deref(),
-                    spec.version.as_deref(),
-                );
-                let chart = if let Some(path) = &spec.path {
-                    let dir = self.infra_dir.join(path);
-                    if !dir.join("Chart.yaml").is_file() {
-                        let why = if dir.is_dir() {
-                            "has no Chart.yaml"
-                        } else {
-                            "does not exist"
-                        };
-                        self.push(
-                            self.setting_error(tree, &format!("{chart_field}.path"), format!("chart directory `{}` {why}", dir.display()))
-                                .with_help(format!(
-                                    "the path is relative to {}; create the chart there, or remove `path:` to use the repository",
-                                    self.infra_dir.display()
-                                )),
-                        );
-                    }
-                    Some(ChartSource::Local { path: dir })
-                } else {
-                    let version = spec.version.clone().or_else(|| {
-                        let key = entry.version_from.as_deref()?;
-                        versions.get(key)?.as_str().map(str::to_string)
-                    });
-                    if let Some(key) = &entry.version_from
-                        && versions.get(key).is_none()
-                    {
-                        let field = format!("{base}.versionFrom");
-                        let keys: Vec<String> = versions
-                            .as_object()
-                            .map(|o| o.keys().cloned().collect())
-                            .unwrap_or_default();
-                        self.push(
-                            self.error_in(
-                                modules_file,
-                                0,
-                                &field,
-                                format!("`versions` has no key `{key}`"),
-                            )
-                            .with_help(suggest::help_for(
-                                key,
-                                keys.iter().map(String::as_str),
-                                "keys of versions",
-                            )),
-                        );
-                    }
-                    match (&spec.repo, &spec.chart, version) {
-                        (Some(repo), Some(chart), Some(version)) => {
-                            if !(repo.starts_with("https://")
-                                || repo.starts_with("http://")
-                                || repo.starts_with("oci://"))
-                            {
-                                self.push(
-                                    self.setting_error(
-                                        tree,
-                                        &format!("{chart_field}.repo"),
-                                        format!("`{repo}` is not a repository URL"),
-                                    )
-                                    .with_help("write an https://, http:// or oci:// URL"),
-                                );
-                            }
-                            Some(ChartSource::Repo {
-                                repo: repo.clone(),
-                                chart: chart.clone(),
-                                version,
-                                sha256: spec.sha256.clone(),
-                            })
-                        }
-                        (repo, chart, version) => {
-                            let missing = [
-                                ("repo", repo.is_none()),
-                                ("chart", chart.is_none()),
-                                ("version", version.is_none()),
-                            ]
-                            .iter()
-                            .filter(|(_, m)| *m)
-                            .map(|(k, _)| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                            self.push(
-                                self.setting_error(tree, &chart_field, format!("the chart of release `{}` has no {missing}", entry.name))
-                                    .with_help("set `repo`, `chart` and `version` (or `versionFrom` in modules.yaml), or `path` to a local chart"),
-                            );
-                            None
-                        }
-                    }
-                };
-                if let Some(sha) = &spec.sha256
-                    && let Err(why) = validate::sha256_hex(sha)
-                {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            &format!("{chart_field}.sha256"),
-                            format!("invalid sha256: {why}"),
-                        )
-                        .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
-                    );
-                }
-                if let (Some(chart), Some(values), true) = (chart, values, words_ok) {
-                    releases.push(ReleaseConfig {
-                        name: entry.name.clone(),
-                        module: module.to_string(),
-                        namespace: entry.namespace.clone(),
-                        chart,
-                        values,
-                    });
-                }
+                let base = format!("{module}.releases[{i}]");
+                releases.extend(self.load_release(&at, module, &base, entry));
             }
         }
+        self.check_chart_names(settings, tree, &declared);
+        releases
+    }
+
+    /// One release: its names, its values (file and overlay), its chart source.
+    fn load_release(
+        &mut self,
+        at: &ReleaseContext<'_>,
+        module: &str,
+        base: &str,
+        entry: &ReleaseEntry,
+    ) -> Option<ReleaseConfig> {
+        if !self.check_release_entry(at.modules_file, base, entry) {
+            return None;
+        }
+        let overlay = self.overlay_values(at.tree, &entry.name, at.env_json);
+        let values_field = format!("{base}.values");
+        let values = self.load_values(
+            module,
+            &entry.values,
+            at.modules_file,
+            &values_field,
+            at.env_json,
+            overlay,
+        );
+        let Some(spec) = at.settings.charts.get(&entry.name) else {
+            self.push(
+                self.setting_error(at.tree, "charts", format!("no chart source for release `{}`", entry.name))
+                    .with_help(format!(
+                        "add `charts.{}: {{repo: <url>, chart: <name>}}` (or `path:`) to environment.yaml",
+                        entry.name
+                    )),
+            );
+            return None;
+        };
+        let chart_field = join_key("charts", &entry.name);
+        self.check_version_from(at, entry);
+        let words_ok = self.check_chart_words(
+            at.tree,
+            &chart_field,
+            spec.chart.as_deref(),
+            spec.version.as_deref(),
+        );
+        let chart = match &spec.path {
+            Some(path) => Some(self.local_chart(at.tree, &chart_field, path)),
+            None => self.repo_chart(at, base, entry, spec, &chart_field),
+        };
+        self.check_chart_sha256(at.tree, &chart_field, spec);
+        Some(ReleaseConfig {
+            name: entry.name.clone(),
+            module: module.to_string(),
+            namespace: entry.namespace.clone(),
+            chart: chart?,
+            values: values?,
+        })
+        .filter(|_| words_ok)
+    }
+
+    /// The namespace and release name of a `modules.yaml` entry; `false` when the name is
+    /// unusable (the release is skipped).
+    fn check_release_entry(
+        &mut self,
+        modules_file: &SourceFile,
+        base: &str,
+        entry: &ReleaseEntry,
+    ) -> bool {
+        if let Err(why) = validate::dns_label(&entry.namespace) {
+            let field = format!("{base}.namespace");
+            self.push(
+                self.error_in(
+                    modules_file,
+                    0,
+                    &field,
+                    format!("invalid namespace `{}`: {why}", entry.namespace),
+                )
+                .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
+            );
+        }
+        if let Err(why) = validate::release_name(&entry.name) {
+            let field = format!("{base}.name");
+            self.push(
+                self.error_in(
+                    modules_file,
+                    0,
+                    &field,
+                    format!("invalid release name `{}`: {why}", entry.name),
+                )
+                .with_help(
+                    "a release name is lowercase letters, digits and `-`, starting \
+                     with a letter or digit, at most 53 characters",
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// The chart version `versionFrom` names must be a version.
+    fn check_version_from(&mut self, at: &ReleaseContext<'_>, entry: &ReleaseEntry) {
+        if let Some(key) = &entry.version_from
+            && let Some(version) = at.versions.get(key).and_then(Value::as_str)
+            && let Err(why) = validate::chart_version(version)
+        {
+            self.push(
+                self.setting_error(
+                    at.tree,
+                    &format!("versions.{key}"),
+                    format!("invalid chart version `{version}`: {why}"),
+                )
+                .with_help("write a version such as 0.24.0"),
+            );
+        }
+    }
+
+    /// `charts.<release>.path`: a chart directory with a `Chart.yaml` (error recorded if not).
+    fn local_chart(&mut self, tree: &Node, chart_field: &str, path: &str) -> ChartSource {
+        let dir = self.infra_dir.join(path);
+        if !dir.join("Chart.yaml").is_file() {
+            let why = if dir.is_dir() {
+                "has no Chart.yaml"
+            } else {
+                "does not exist"
+            };
+            self.push(
+                self.setting_error(tree, &format!("{chart_field}.path"), format!("chart directory `{}` {why}", dir.display()))
+                    .with_help(format!(
+                        "the path is relative to {}; create the chart there, or remove `path:` to use the repository",
+                        self.infra_dir.display()
+                    )),
+            );
+        }
+        ChartSource::Local { path: dir }
+    }
+
+    /// A repository chart: `repo`, `chart` and a version (`version`, or the `versions` key
+    /// `versionFrom` names). `None` (error recorded) when one is missing.
+    fn repo_chart(
+        &mut self,
+        at: &ReleaseContext<'_>,
+        base: &str,
+        entry: &ReleaseEntry,
+        spec: &ChartSpec,
+        chart_field: &str,
+    ) -> Option<ChartSource> {
+        let version = spec.version.clone().or_else(|| {
+            let key = entry.version_from.as_deref()?;
+            at.versions.get(key)?.as_str().map(str::to_string)
+        });
+        if let Some(key) = &entry.version_from
+            && at.versions.get(key).is_none()
+        {
+            let field = format!("{base}.versionFrom");
+            let keys: Vec<String> = at
+                .versions
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            self.push(
+                self.error_in(
+                    at.modules_file,
+                    0,
+                    &field,
+                    format!("`versions` has no key `{key}`"),
+                )
+                .with_help(suggest::help_for(
+                    key,
+                    keys.iter().map(String::as_str),
+                    "keys of versions",
+                )),
+            );
+        }
+        let (Some(repo), Some(chart), Some(version)) = (&spec.repo, &spec.chart, &version) else {
+            let missing = [
+                ("repo", spec.repo.is_none()),
+                ("chart", spec.chart.is_none()),
+                ("version", version.is_none()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+            self.push(
+                self.setting_error(at.tree, chart_field, format!("the chart of release `{}` has no {missing}", entry.name))
+                    .with_help("set `repo`, `chart` and `version` (or `versionFrom` in modules.yaml), or `path` to a local chart"),
+            );
+            return None;
+        };
+        if !["https://", "http://", "oci://"]
+            .iter()
+            .any(|scheme| repo.starts_with(scheme))
+        {
+            self.push(
+                self.setting_error(
+                    at.tree,
+                    &format!("{chart_field}.repo"),
+                    format!("`{repo}` is not a repository URL"),
+                )
+                .with_help("write an https://, http:// or oci:// URL"),
+            );
+        }
+        Some(ChartSource::Repo {
+            repo: repo.clone(),
+            chart: chart.clone(),
+            version: version.clone(),
+            sha256: spec.sha256.clone(),
+        })
+    }
+
+    /// `charts.<release>.sha256`, when set, is a sha256 digest.
+    fn check_chart_sha256(&mut self, tree: &Node, chart_field: &str, spec: &ChartSpec) {
+        if let Some(sha) = &spec.sha256
+            && let Err(why) = validate::sha256_hex(sha)
+        {
+            self.push(
+                self.setting_error(
+                    tree,
+                    &format!("{chart_field}.sha256"),
+                    format!("invalid sha256: {why}"),
+                )
+                .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
+            );
+        }
+    }
+
+    /// Every `charts.<name>` names a release of `modules.yaml`.
+    fn check_chart_names(&mut self, settings: &Settings, tree: &Node, declared: &BTreeSet<String>) {
         for name in settings.charts.keys() {
             if !declared.contains(name) {
                 let names: Vec<&str> = declared.iter().map(String::as_str).collect();
@@ -855,7 +949,6 @@ impl Loader<'_> {
                 );
             }
         }
-        releases
     }
 
     /// A chart name and version reach helm as arguments: they may not look like flags.
@@ -980,147 +1073,180 @@ impl Loader<'_> {
         })
     }
 
+    /// Every manifest of `modules.yaml`, module by module in registry order: objects to
+    /// apply, and the GeneratedSecrets among them.
     fn load_manifests(
         &mut self,
         modules: &ModulesFile,
         modules_file: &SourceFile,
         env_json: &Value,
     ) -> (Vec<Document>, Vec<GeneratedSecret>) {
-        let mut manifests = Vec::new();
-        let mut secrets = Vec::new();
-        let mut seen: HashMap<(String, String, String, String), Location> = HashMap::new();
+        let mut loaded = Manifests::default();
         for module in self.modules.iter().map(|m| m.name()) {
             for (i, rel) in modules.module(module).manifests.iter().enumerate() {
                 let field = format!("{module}.manifests[{i}]");
-                let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) else {
-                    continue;
-                };
-                for (index, doc) in file.docs.iter().enumerate() {
-                    if doc.is_null() {
-                        continue;
-                    }
-                    let Some(doc) = self.check_object(&file, doc) else {
-                        continue;
-                    };
-                    let doc = self.substitute(&file, doc, "", env_json);
-                    let api_version = doc
-                        .get("apiVersion")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let kind = doc
-                        .get("kind")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let meta = doc.get("metadata");
-                    let name_node = meta.and_then(|m| m.get("name"));
-                    let name = name_node
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let namespace = meta
-                        .and_then(|m| m.get("namespace"))
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let group = api_version
-                        .rsplit_once('/')
-                        .map(|(g, _)| g)
-                        .unwrap_or("")
-                        .to_string();
-                    let key = (group, kind.clone(), namespace.clone(), name.clone());
-                    let here = name_node
-                        .map(Node::location)
-                        .unwrap_or_else(|| doc.location());
-                    if let Some(first) = seen.get(&key) {
-                        let what = if namespace.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{namespace}/{name}")
-                        };
-                        self.push(
-                            ConfigError::new(
-                                here.clone(),
-                                "metadata.name",
-                                format!("duplicate object: {kind} {what} is already declared"),
-                            )
-                            .with_help(format!(
-                                "it is first declared at {}:{}:{}; remove one of them or rename it",
-                                first.file.display(),
-                                first.line,
-                                first.column
-                            )),
-                        );
-                        continue;
-                    }
-                    seen.insert(key, here);
-                    if api_version == "envctl.dev/v1" && kind == "GeneratedSecret" {
-                        match from_node::<GeneratedSecretDoc>(&doc, "") {
-                            Ok(secret) => {
-                                for (key, gen_key) in &secret.generate {
-                                    if !(1..=1024).contains(&gen_key.bytes) {
-                                        let field = format!("generate.{key}.bytes");
-                                        self.push(
-                                            self.error_in(&file, index, &field, format!("{} random bytes is out of range", gen_key.bytes))
-                                                .with_help("use 16, 24 or 32 (OAuth2 Proxy's cookie secret needs one of these)"),
-                                        );
-                                    }
-                                }
-                                secrets.push(GeneratedSecret {
-                                    module: module.to_string(),
-                                    name: secret.metadata.name,
-                                    namespace: secret.metadata.namespace,
-                                    plain: secret.data,
-                                    generated: secret
-                                        .generate
-                                        .into_iter()
-                                        .map(|(k, g)| {
-                                            (
-                                                k,
-                                                GeneratedKey {
-                                                    bytes: g.bytes,
-                                                    encoding: g.encoding,
-                                                },
-                                            )
-                                        })
-                                        .collect(),
-                                    file: file.path.to_path_buf(),
-                                    index_in_file: index,
-                                });
-                            }
-                            Err(e) => self.push(e),
-                        }
-                        continue;
-                    }
-                    if let Some(e) = self.literal_secrets_in_manifest(&file, &doc, &kind) {
-                        self.push(e);
-                        continue;
-                    }
-                    let mut value = doc.to_json();
-                    let ownership = take_ownership(&mut value);
-                    let ownership = match ownership {
-                        Ok(o) => o,
-                        Err(text) => {
-                            let field = format!("metadata.annotations[\"{OWNERSHIP_ANNOTATION}\"]");
-                            self.push(
-                                self.error_in(&file, index, &field, format!("unknown ownership `{text}`"))
-                                    .with_help("write `fields` (envctl owns only the fields written here), or remove the annotation"),
-                            );
-                            Ownership::Object
-                        }
-                    };
-                    manifests.push(Document {
-                        file: file.path.to_path_buf(),
-                        index_in_file: index,
-                        module: module.to_string(),
-                        ownership,
-                        value,
-                    });
+                if let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) {
+                    self.load_manifest_file(&file, module, env_json, &mut loaded);
                 }
             }
         }
-        (manifests, secrets)
+        (loaded.objects, loaded.secrets)
+    }
+
+    /// The documents of one manifest file (empty ones skipped).
+    fn load_manifest_file(
+        &mut self,
+        file: &SourceFile,
+        module: &str,
+        env_json: &Value,
+        loaded: &mut Manifests,
+    ) {
+        for (index, doc) in file.docs.iter().enumerate() {
+            if doc.is_null() {
+                continue;
+            }
+            let Some(doc) = self.check_object(file, doc) else {
+                continue;
+            };
+            let doc = self.substitute(file, doc, "", env_json);
+            if !self.first_declaration(&doc, &mut loaded.seen) {
+                continue;
+            }
+            let at = (file, index);
+            if is_generated_secret(&doc) {
+                loaded
+                    .secrets
+                    .extend(self.generated_secret(at, &doc, module));
+            } else if let Some(e) = self.literal_secrets_in_manifest(file, &doc, kind_of(&doc)) {
+                self.push(e);
+            } else {
+                loaded
+                    .objects
+                    .push(self.manifest_document(at, &doc, module));
+            }
+        }
+    }
+
+    /// `false` (error recorded) when an object of the same group, kind, namespace and name is
+    /// already declared.
+    fn first_declaration(&mut self, doc: &Node, seen: &mut HashMap<ObjectKey, Location>) -> bool {
+        let text =
+            |node: Option<&Node>| node.and_then(Node::as_str).unwrap_or_default().to_string();
+        let api_version = text(doc.get("apiVersion"));
+        let kind = text(doc.get("kind"));
+        let meta = doc.get("metadata");
+        let name_node = meta.and_then(|m| m.get("name"));
+        let name = text(name_node);
+        let namespace = text(meta.and_then(|m| m.get("namespace")));
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let key = (
+            group.to_string(),
+            kind.clone(),
+            namespace.clone(),
+            name.clone(),
+        );
+        let here = name_node.map_or_else(|| doc.location(), Node::location);
+        let Some(first) = seen.get(&key) else {
+            seen.insert(key, here);
+            return true;
+        };
+        let what = if namespace.is_empty() {
+            name
+        } else {
+            format!("{namespace}/{name}")
+        };
+        self.push(
+            ConfigError::new(
+                here,
+                "metadata.name",
+                format!("duplicate object: {kind} {what} is already declared"),
+            )
+            .with_help(format!(
+                "it is first declared at {}:{}:{}; remove one of them or rename it",
+                first.file.display(),
+                first.line,
+                first.column
+            )),
+        );
+        false
+    }
+
+    /// A GeneratedSecret document (`apiVersion: envctl.dev/v1`); `None` (error recorded) when
+    /// it cannot be read.
+    fn generated_secret(
+        &mut self,
+        (file, index): (&SourceFile, usize),
+        doc: &Node,
+        module: &str,
+    ) -> Option<GeneratedSecret> {
+        let secret = match from_node::<GeneratedSecretDoc>(doc, "") {
+            Ok(secret) => secret,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+        for (key, gen_key) in &secret.generate {
+            if !(1..=1024).contains(&gen_key.bytes) {
+                let field = format!("generate.{key}.bytes");
+                self.push(
+                    self.error_in(
+                        file,
+                        index,
+                        &field,
+                        format!("{} random bytes is out of range", gen_key.bytes),
+                    )
+                    .with_help(
+                        "use 16, 24 or 32 (OAuth2 Proxy's cookie secret needs one of these)",
+                    ),
+                );
+            }
+        }
+        let generated = secret
+            .generate
+            .into_iter()
+            .map(|(k, g)| {
+                let key = GeneratedKey {
+                    bytes: g.bytes,
+                    encoding: g.encoding,
+                };
+                (k, key)
+            })
+            .collect();
+        Some(GeneratedSecret {
+            module: module.to_string(),
+            name: secret.metadata.name,
+            namespace: secret.metadata.namespace,
+            plain: secret.data,
+            generated,
+            file: file.path.to_path_buf(),
+            index_in_file: index,
+        })
+    }
+
+    /// An object to apply, with its ownership annotation taken out.
+    fn manifest_document(
+        &mut self,
+        (file, index): (&SourceFile, usize),
+        doc: &Node,
+        module: &str,
+    ) -> Document {
+        let mut value = doc.to_json();
+        let ownership = take_ownership(&mut value).unwrap_or_else(|text| {
+            let field = format!("metadata.annotations[\"{OWNERSHIP_ANNOTATION}\"]");
+            self.push(
+                self.error_in(file, index, &field, format!("unknown ownership `{text}`"))
+                    .with_help("write `fields` (envctl owns only the fields written here), or remove the annotation"),
+            );
+            Ownership::Object
+        });
+        Document {
+            file: file.path.to_path_buf(),
+            index_in_file: index,
+            module: module.to_string(),
+            ownership,
+            value,
+        }
     }
 
     /// A `Secret` with data, or a literal secret under a secret-like key: the first one found
