@@ -31,7 +31,7 @@ impl Infra {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("infra");
         copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
             &root,
         );
         Infra { _dir: dir, root }
@@ -653,7 +653,7 @@ fn several_errors_are_reported_together() {
 #[test]
 fn walkthrough_secrets_are_not_in_infra() {
     let walkthrough = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed/gateway-api-istio-oauth2-proxy.md");
+        .join("../../shared/seed/gateway-api-istio-oauth2-proxy.md");
     let text = fs::read_to_string(&walkthrough).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (the seed lies beside the clone)",
@@ -687,7 +687,7 @@ fn walkthrough_secrets_are_not_in_infra() {
     }
     let mut found = Vec::new();
     walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
         &literals,
         &mut found,
     );

@@ -32,7 +32,7 @@ impl Infra {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("infra");
         copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
             &root,
         );
         Infra { _dir: dir, root }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use config::{ChartSource, Ownership, Provider};
 
 fn infra() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra")
 }
 
 fn load(env: Option<&str>) -> config::Environment {
