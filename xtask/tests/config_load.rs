@@ -20,11 +20,11 @@ fn default_environment_loads() {
     assert_eq!(s.cluster.provider, Provider::Kind);
     assert_eq!(s.nginx_fqdn(), "nginx.example.com");
     assert_eq!(s.versions.istio, "1.30.3");
-    assert_eq!(env.pins.version, "v1.5.1");
-    assert_eq!(env.pins.files.len(), 9);
+    let pins = gateway::pinned_files(&env).unwrap();
+    assert_eq!(pins.version, "v1.5.1");
+    assert_eq!(pins.files.len(), 9);
     assert!(
-        env.pins
-            .files
+        pins.files
             .iter()
             .any(|f| f.name.contains("vap_safeupgrades"))
     );

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
 use crate::module::{Registry, Section, VersionCheck, known_outputs};
-use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
+use crate::pins::Pins;
 use crate::placeholder::{Placeholder, placeholders};
 use crate::settings::{ChartSpec, Provider, Settings};
 use crate::yaml::{
@@ -291,10 +291,10 @@ impl Loader<'_> {
 
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
-        let gateway_pins = match &pins {
-            Some(pins) => self.check_versions(&mut settings, &tree, pins)?,
-            None => return None,
-        };
+        let pins = pins?;
+        if !self.check_versions(&mut settings, &tree, &pins) {
+            return None;
+        }
         self.check_port_clashes(&settings, &tree, env);
 
         let env_json = env_context(&settings, &sections);
@@ -312,7 +312,7 @@ impl Loader<'_> {
             infra_dir: self.infra_dir.clone(),
             settings,
             sections,
-            pins: gateway_pins,
+            pins,
             releases,
             manifests,
             generated_secrets,
@@ -419,10 +419,10 @@ impl Loader<'_> {
         )
     }
 
-    fn read_pins(&mut self) -> Option<PinsFile> {
+    fn read_pins(&mut self) -> Option<Pins> {
         let file = self.read(PINS_FILE, "the pins file", (Path::new(""), ""))?;
         let doc = single_doc(&file)?;
-        match from_node::<PinsFile>(&doc, "") {
+        match from_node::<Pins>(&doc, "") {
             Ok(pins) => {
                 for (version, release) in &pins.releases {
                     for (i, entry) in release.files.iter().enumerate() {
@@ -561,18 +561,13 @@ impl Loader<'_> {
         }
     }
 
-    /// The Gateway API files pinned for `versions.gatewayApi`, then each module's
-    /// cross-version rules ([`crate::ModuleDef::check_versions`]).
-    fn check_versions(
-        &mut self,
-        settings: &mut Settings,
-        tree: &Node,
-        pins: &PinsFile,
-    ) -> Option<GatewayApiPins> {
-        let gateway_pins = self.gateway_api_pins(&settings.versions.gateway_api, tree, pins)?;
+    /// Each module's cross-version rules ([`crate::ModuleDef::check_versions`]), in registry
+    /// order until one stops; `false` when one did (the versions cannot be used).
+    fn check_versions(&mut self, settings: &mut Settings, tree: &Node, pins: &Pins) -> bool {
         let mut check = VersionCheck {
             settings,
             compatibility: &pins.compatibility,
+            pins,
             pins_file: PINS_FILE,
             tree,
             errors: Vec::new(),
@@ -580,6 +575,9 @@ impl Loader<'_> {
         };
         for module in self.modules {
             module.check_versions(&mut check);
+            if check.stopped {
+                break;
+            }
         }
         let VersionCheck {
             errors, stopped, ..
@@ -587,48 +585,7 @@ impl Loader<'_> {
         for e in errors {
             self.push(e);
         }
-        (!stopped).then_some(gateway_pins)
-    }
-
-    /// The pinned files of Gateway API `version`, with their URLs.
-    fn gateway_api_pins(
-        &mut self,
-        version: &str,
-        tree: &Node,
-        pins: &PinsFile,
-    ) -> Option<GatewayApiPins> {
-        let Some(release) = pins.releases.get(version) else {
-            let known: Vec<&str> = pins.releases.keys().map(String::as_str).collect();
-            self.push(
-                self.setting_error(
-                    tree,
-                    "versions.gatewayApi",
-                    format!("no pinned files for Gateway API `{version}` in {PINS_FILE}"),
-                )
-                .with_help(format!(
-                    "{}; or add `releases.{version}` to {PINS_FILE}",
-                    suggest::help_for(version, known.iter().copied(), "pinned releases")
-                )),
-            );
-            return None;
-        };
-        let files = release
-            .files
-            .iter()
-            .map(|f| PinnedFile {
-                name: f.name.clone(),
-                url: pins
-                    .base_url
-                    .replace("{version}", version)
-                    .replace("{file}", &f.name),
-                sha256: f.sha256.clone(),
-                objects: f.objects.clone(),
-            })
-            .collect();
-        Some(GatewayApiPins {
-            version: version.to_owned(),
-            files,
-        })
+        !stopped
     }
 
     /// Two kind environments cannot both bind the same host port.

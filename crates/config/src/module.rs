@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::de::from_node;
 use crate::error::Location;
 use crate::yaml::{Node, locate_in_tree};
-use crate::{Compatibility, ConfigError, Environment, Settings};
+use crate::{Compatibility, ConfigError, Environment, Pins, Settings};
 
 /// One module of the environment: a crate under `crates/` that exports one value implementing
 /// this, listed once in xtask's registry.
@@ -88,6 +88,8 @@ pub struct VersionCheck<'a> {
     pub settings: &'a mut Settings,
     /// The rows of the compatibility table, as written.
     pub compatibility: &'a [Compatibility],
+    /// The whole pins file, as written (the pinned files per release).
+    pub pins: &'a Pins,
     /// The file the table is in (for help texts), relative to the infra directory.
     pub pins_file: &'static str,
     pub(crate) tree: &'a Node,
@@ -114,8 +116,8 @@ impl VersionCheck<'_> {
         self.errors.push(error);
     }
 
-    /// Records an error after which the versions cannot be used: loading stops after the
-    /// version checks.
+    /// Records an error after which the versions cannot be used: the modules after this one
+    /// are not checked, and loading stops after the version checks.
     pub fn stop(&mut self, error: ConfigError) {
         self.errors.push(error);
         self.stopped = true;

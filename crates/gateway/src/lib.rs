@@ -2,7 +2,7 @@
 //! its NodePort declared through `spec.infrastructure.parametersRef`, and the nginx demo app
 //! behind an HTTPRoute, in a namespace labelled for sidecar injection.
 
-use config::{ConfigError, Environment, PinnedFile};
+use config::{ConfigError, Environment, PinnedObject, Pins, VersionCheck};
 use engine::{Module, Output, OutputRef, Ownership, Resource, ResourceSpec};
 use serde_json::{Value, json};
 
@@ -34,6 +34,96 @@ impl config::ModuleDef for Gateway {
     fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
         declare(env)
     }
+
+    fn check_versions(&self, check: &mut VersionCheck<'_>) {
+        check_pins(check);
+    }
+}
+
+/// The setting that chooses the Gateway API release.
+const VERSION_FIELD: &str = "versions.gatewayApi";
+
+/// The Gateway API files to apply for the chosen release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayApiPins {
+    /// e.g. `v1.5.1`.
+    pub version: String,
+    /// In the pins file's order.
+    pub files: Vec<PinnedFile>,
+}
+
+/// One upstream file of the chosen release, with its expected digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedFile {
+    /// File name, e.g. `gateway.networking.k8s.io_httproutes.yaml`.
+    pub name: String,
+    /// Where to fetch it (`https://raw.githubusercontent.com/...`); an offline mirror holds it at
+    /// `<mirror>/<host>/<path>`.
+    pub url: String,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    /// The objects the file holds (named before the file is fetched).
+    pub objects: Vec<PinnedObject>,
+}
+
+/// The pinned files of Gateway API `version`, with their URLs; `None` when the pins file has
+/// no such release.
+pub fn pinned_release(pins: &Pins, version: &str) -> Option<GatewayApiPins> {
+    let release = pins.releases.get(version)?;
+    let files = release
+        .files
+        .iter()
+        .map(|f| PinnedFile {
+            name: f.name.clone(),
+            url: pins
+                .base_url
+                .replace("{version}", version)
+                .replace("{file}", &f.name),
+            sha256: f.sha256.clone(),
+            objects: f.objects.clone(),
+        })
+        .collect();
+    Some(GatewayApiPins {
+        version: version.to_owned(),
+        files,
+    })
+}
+
+/// The Gateway API files of the environment (`versions.gatewayApi`).
+pub fn pinned_files(env: &Environment) -> Result<GatewayApiPins, ConfigError> {
+    let version = &env.settings.versions.gateway_api;
+    pinned_release(&env.pins, version).ok_or_else(|| {
+        env.error_at(
+            &env.infra_dir.join("environment.yaml"),
+            VERSION_FIELD,
+            format!("no pinned files for Gateway API `{version}`"),
+        )
+    })
+}
+
+/// `versions.gatewayApi` must have pinned files: without them nothing can be declared, so the
+/// version checks stop here.
+fn check_pins(check: &mut VersionCheck<'_>) {
+    let version = check.settings.versions.gateway_api.clone();
+    if check.pins.releases.contains_key(&version) {
+        return;
+    }
+    let pins_file = check.pins_file;
+    let help = format!(
+        "{}; or add `releases.{version}` to {pins_file}",
+        config::help_for(
+            &version,
+            check.pins.releases.keys().map(String::as_str),
+            "pinned releases"
+        )
+    );
+    let error = check
+        .error(
+            VERSION_FIELD,
+            format!("no pinned files for Gateway API `{version}` in {pins_file}"),
+        )
+        .with_help(help);
+    check.stop(error);
 }
 
 use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
@@ -41,8 +131,9 @@ use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 /// What the gateway module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let mut module = Module::new(NAME);
+    let pins = pinned_files(env)?;
     let mut gateways_crd = None;
-    for file in &env.pins.files {
+    for file in &pins.files {
         for object in pinned_objects(file) {
             let resource = Resource::object(NAME, object, Ownership::Owned).map_err(|e| {
                 env.error_at(
@@ -63,7 +154,7 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
         module = module.with_output(Output::known(
             OutputRef::new(NAME, "gateway_api_crds"),
             crd,
-            Value::String(env.pins.version.clone()),
+            Value::String(pins.version.clone()),
         ));
     }
     module.resources.extend(env.declared_resources(NAME)?);
