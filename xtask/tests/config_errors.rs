@@ -460,6 +460,41 @@ fn gateway_api_without_pins() {
     );
 }
 
+/// `versions:` holds the keys the modules declare (`ModuleDef::versions`): a misspelt one is
+/// refused at its key, with the closest declared key.
+#[test]
+fn unknown_version_key_names_the_closest_declared_one() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "oauth2Proxy: 10.7.0", "oauth2proxy: 10.7.0");
+    let e = infra.expect(
+        None,
+        "unknown key `oauth2proxy`",
+        ENV,
+        infra.pos(ENV, "versions:", "oauth2proxy"),
+        "versions.oauth2proxy",
+    );
+    assert!(
+        e.help.unwrap().contains("did you mean `oauth2Proxy`?"),
+        "the sso module declares oauth2Proxy"
+    );
+}
+
+/// A version a module requires (sso's `dex`) must be written; an optional one (mesh's
+/// `istio`) may be left out.
+#[test]
+fn missing_required_version_key() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: 0.24.0\n", "");
+    let e = infra.expect(
+        None,
+        "missing key `dex`",
+        ENV,
+        infra.pos(ENV, "versions:", "gatewayApi"),
+        "versions",
+    );
+    assert_eq!(e.help.as_deref(), Some("add `dex:` here"));
+}
+
 #[test]
 fn invalid_bcrypt_hash() {
     let infra = Infra::copy();

@@ -19,7 +19,7 @@ fn default_environment_loads() {
     assert_eq!(s.name, "default");
     assert_eq!(s.cluster.provider, Provider::Kind);
     assert_eq!(s.nginx_fqdn(), "nginx.example.com");
-    assert_eq!(s.versions.istio, "1.30.3");
+    assert_eq!(s.version("istio"), Some("1.30.3"));
     let pins = gateway::pinned_files(&env).unwrap();
     assert_eq!(pins.version, "v1.5.1");
     assert_eq!(pins.files.len(), 9);

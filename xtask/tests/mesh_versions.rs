@@ -117,7 +117,7 @@ fn gateway_api_v1_3_0_is_one_line_away() {
     let infra = Infra::copy();
     infra.edit("gatewayApi: v1.5.1", "gatewayApi: v1.3.0");
     let env = config::load(&infra.root, None, &xtask::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(env.settings.versions.istio, "1.27.9");
+    assert_eq!(env.settings.version("istio"), Some("1.27.9"));
     let pins = gateway::pinned_files(&env).unwrap();
     assert_eq!(pins.files.len(), 5);
     assert!(pins.files[0].url.starts_with(

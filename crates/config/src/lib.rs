@@ -47,7 +47,7 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, Section, VersionCheck};
+pub use module::{ModuleDef, Registry, Section, VersionCheck, VersionKey};
 pub use pins::{Compatibility, PinnedEntry, PinnedObject, PinnedRelease, Pins};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{

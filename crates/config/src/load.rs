@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::module::{Registry, Section, VersionCheck, known_outputs};
+use crate::module::{Registry, Section, VersionCheck, VersionKey, known_outputs};
 use crate::pins::Pins;
 use crate::placeholder::{Placeholder, placeholders};
 use crate::settings::{ChartSpec, Provider, Settings};
@@ -289,6 +289,9 @@ impl Loader<'_> {
             settings.name = name.to_string();
         }
 
+        if !self.check_version_keys(&tree) {
+            return None;
+        }
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
         let pins = pins?;
@@ -559,6 +562,62 @@ impl Loader<'_> {
         for e in errors {
             self.push(e);
         }
+    }
+
+    /// The keys of `versions:` are those the modules declare ([`crate::ModuleDef::versions`]):
+    /// an unknown key is refused at its position, a missing required one at `versions`.
+    /// `false` (errors recorded) when one is wrong: the modules cannot read their versions.
+    fn check_version_keys(&mut self, tree: &Node) -> bool {
+        let Some(versions) = tree.get("versions") else {
+            return true; // a missing `versions:` is a missing key of the file
+        };
+        let declared: Vec<VersionKey> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.versions().iter().copied())
+            .collect();
+        let mut errors = Vec::new();
+        if let NodeValue::Map(entries) = &versions.value {
+            for entry in entries {
+                if declared.iter().any(|k| k.key == entry.key) {
+                    continue;
+                }
+                let location = Location {
+                    file: versions.file.to_path_buf(),
+                    line: entry.key_pos.line,
+                    column: entry.key_pos.column,
+                };
+                errors.push(
+                    ConfigError::new(
+                        location,
+                        format!("versions.{}", entry.key),
+                        format!("unknown key `{}`", entry.key),
+                    )
+                    .with_help(suggest::help_for(
+                        &entry.key,
+                        declared.iter().map(|k| k.key),
+                        "valid keys here (the versions the modules read)",
+                    )),
+                );
+            }
+        }
+        for key in declared.iter().filter(|k| k.required) {
+            if versions.get(key.key).is_none() {
+                errors.push(
+                    ConfigError::new(
+                        versions.location(),
+                        "versions",
+                        format!("missing key `{}`", key.key),
+                    )
+                    .with_help(format!("add `{}:` here", key.key)),
+                );
+            }
+        }
+        let ok = errors.is_empty();
+        for e in errors {
+            self.push(e);
+        }
+        ok
     }
 
     /// Each module's cross-version rules ([`crate::ModuleDef::check_versions`]), in registry

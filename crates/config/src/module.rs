@@ -22,6 +22,12 @@ pub trait ModuleDef: Sync {
     /// module's [`ModuleDef::declare`] must produce exactly these.
     fn outputs(&self) -> &'static [&'static str];
 
+    /// The keys of `versions:` in the environment file that the module reads (`gatewayApi`).
+    /// `config` refuses a key that no module declares and a missing required one.
+    fn versions(&self) -> &'static [VersionKey] {
+        &[]
+    }
+
     /// What the module wants: its resources, outputs and explicit dependencies.
     fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError>;
 
@@ -44,6 +50,33 @@ pub trait ModuleDef: Sync {
     /// the versions it installs against the pinned compatibility table, before anything else
     /// is read from them. Errors go to [`VersionCheck::push`] or [`VersionCheck::stop`].
     fn check_versions(&self, _check: &mut VersionCheck<'_>) {}
+}
+
+/// A key of `versions:` that a module reads ([`ModuleDef::versions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionKey {
+    /// The key as written (`gatewayApi`).
+    pub key: &'static str,
+    /// Whether the file must set it (else the module's version check may fill it in).
+    pub required: bool,
+}
+
+impl VersionKey {
+    /// A key the file must set.
+    pub const fn required(key: &'static str) -> VersionKey {
+        VersionKey {
+            key,
+            required: true,
+        }
+    }
+
+    /// A key the file may leave out.
+    pub const fn optional(key: &'static str) -> VersionKey {
+        VersionKey {
+            key,
+            required: false,
+        }
+    }
 }
 
 /// A module's section of the environment file (merged with the overlay), as written: the

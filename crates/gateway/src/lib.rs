@@ -2,7 +2,7 @@
 //! its NodePort declared through `spec.infrastructure.parametersRef`, and the nginx demo app
 //! behind an HTTPRoute, in a namespace labelled for sidecar injection.
 
-use config::{ConfigError, Environment, PinnedObject, Pins, VersionCheck};
+use config::{ConfigError, Environment, PinnedObject, Pins, VersionCheck, VersionKey};
 use engine::{Module, Output, OutputRef, Ownership, Resource, ResourceSpec};
 use serde_json::{Value, json};
 
@@ -22,6 +22,9 @@ impl live::session::ModuleCommands for Gateway {
     }
 }
 
+/// The keys of `versions:` this module reads.
+const VERSIONS: &[VersionKey] = &[VersionKey::required(VERSION_KEY)];
+
 impl config::ModuleDef for Gateway {
     fn name(&self) -> &'static str {
         NAME
@@ -35,12 +38,18 @@ impl config::ModuleDef for Gateway {
         declare(env)
     }
 
+    fn versions(&self) -> &'static [VersionKey] {
+        VERSIONS
+    }
+
     fn check_versions(&self, check: &mut VersionCheck<'_>) {
         check_pins(check);
     }
 }
 
-/// The setting that chooses the Gateway API release.
+/// The key of `versions:` that chooses the Gateway API release (of the pins file).
+const VERSION_KEY: &str = "gatewayApi";
+/// The same as a field path of the environment file.
 const VERSION_FIELD: &str = "versions.gatewayApi";
 
 /// The Gateway API files to apply for the chosen release.
@@ -91,7 +100,7 @@ pub fn pinned_release(pins: &Pins, version: &str) -> Option<GatewayApiPins> {
 
 /// The Gateway API files of the environment (`versions.gatewayApi`).
 pub fn pinned_files(env: &Environment) -> Result<GatewayApiPins, ConfigError> {
-    let version = &env.settings.versions.gateway_api;
+    let version = env.settings.version(VERSION_KEY).unwrap_or_default();
     pinned_release(&env.pins, version).ok_or_else(|| {
         env.error_at(
             &env.infra_dir.join("environment.yaml"),
@@ -104,7 +113,11 @@ pub fn pinned_files(env: &Environment) -> Result<GatewayApiPins, ConfigError> {
 /// `versions.gatewayApi` must have pinned files: without them nothing can be declared, so the
 /// version checks stop here.
 fn check_pins(check: &mut VersionCheck<'_>) {
-    let version = check.settings.versions.gateway_api.clone();
+    let version = check
+        .settings
+        .version(VERSION_KEY)
+        .unwrap_or_default()
+        .to_owned();
     if check.pins.releases.contains_key(&version) {
         return;
     }

@@ -5,7 +5,7 @@
 //! Dex's ClusterIP: an output known only after Dex is installed, so OAuth2 Proxy (which runs
 //! OIDC discovery at start) always comes after Dex.
 
-use config::{ConfigError, Environment, Section, validate};
+use config::{ConfigError, Environment, Section, VersionKey, validate};
 use engine::{Address, LiveField, Module, Output, OutputRef, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +26,12 @@ impl live::session::ModuleCommands for Sso {
     }
 }
 
+/// The keys of `versions:` this module reads.
+const VERSIONS: &[VersionKey] = &[
+    VersionKey::required("dex"),
+    VersionKey::required("oauth2Proxy"),
+];
+
 impl config::ModuleDef for Sso {
     fn name(&self) -> &'static str {
         NAME
@@ -41,6 +47,11 @@ impl config::ModuleDef for Sso {
 
     fn has_settings(&self) -> bool {
         true
+    }
+
+    /// The chart versions of its releases (`versionFrom` in `modules.yaml`).
+    fn versions(&self) -> &'static [VersionKey] {
+        VERSIONS
     }
 
     fn check_settings(&self, section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
