@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use engine::FieldPath;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use crate::fields::{self, FieldPath};
+use crate::fields;
 use crate::{Cluster, LiveError, TypeInfo};
 
 /// Label selecting everything this project owns.
@@ -494,7 +495,11 @@ pub fn attribute(before: &Value, after: &Value, live: &Value) -> Vec<Drift> {
 
 /// Our own bookkeeping annotation changes with every configuration change; it is not drift.
 fn is_bookkeeping(path: &FieldPath) -> bool {
-    path.to_string().contains(CONFIG_HASH_ANNOTATION)
+    let annotation = FieldPath::root()
+        .key("metadata")
+        .key("annotations")
+        .key(CONFIG_HASH_ANNOTATION);
+    path.segments.starts_with(&annotation.segments)
 }
 
 fn hash_matches(desired: &DesiredObject, live: &Value) -> bool {

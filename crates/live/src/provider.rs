@@ -17,10 +17,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use engine::{Address, ClusterProvider, ClusterSpec};
+use engine::{Address, ClusterProvider, ClusterSpec, PathSegment};
 use serde_json::{Value, json};
 
-use crate::fields::{self, FieldPath, Step};
+use crate::fields;
 use crate::{Cluster, LiveError};
 
 /// Name of the ConfigMap that records the cluster's spec.
@@ -363,8 +363,8 @@ pub fn replace_decision(recorded: Option<&Value>, desired: &Value) -> Option<Str
     let image_changed = old_image != new_image;
     let mut reasons = Vec::new();
     for path in fields::changed_paths(recorded, desired) {
-        let old = get(recorded, &path);
-        let new = get(desired, &path);
+        let old = path.get(recorded);
+        let new = path.get(desired);
         let text = path.to_string();
         if text == "provider.node_image" {
             reasons.push(format!("node image {} -> {}", show(old), show(new)));
@@ -372,20 +372,13 @@ pub fn replace_decision(recorded: Option<&Value>, desired: &Value) -> Option<Str
         }
         // The config's node image repeats the spec's: say it once.
         let is_config_image = text.starts_with("provider.config.")
-            && matches!(path.0.last(), Some(Step::Key(k)) if k == "image");
+            && matches!(path.segments.last(), Some(PathSegment::Key(k)) if k == "image");
         if image_changed && is_config_image && old == old_image && new == new_image {
             continue;
         }
         reasons.push(format!("{text} {} -> {}", show(old), show(new)));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
-}
-
-fn get<'a>(doc: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    path.0.iter().try_fold(doc, |at, step| match step {
-        Step::Key(k) => at.get(k),
-        Step::Index(i) => at.get(i),
-    })
 }
 
 fn show(value: Option<&Value>) -> String {
