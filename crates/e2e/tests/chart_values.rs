@@ -134,11 +134,14 @@ fn template_with(
 /// (any key, read or not) that the chart renders "for debugging purposes ... modifying these
 /// values has no effect": compared with it, every key would look read.
 fn without_values_dump(rendered: &str) -> String {
-    rendered
-        .split("\n---\n")
-        .filter(|doc| !doc.contains("# Source: istiod/templates/configmap-values.yaml"))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+    engine::split_documents(rendered)
+        .into_iter()
+        .filter(|doc| {
+            !doc.text
+                .contains("# Source: istiod/templates/configmap-values.yaml")
+        })
+        .map(|doc| format!("---\n{}", doc.text))
+        .collect()
 }
 
 /// The chart's declared top-level values keys (Istio's: also those of its internal defaults).

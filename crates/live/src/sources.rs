@@ -79,11 +79,19 @@ fn fetch(url: &str) -> Result<Vec<u8>, LiveError> {
     Ok(output.stdout)
 }
 
-/// Every non-empty YAML document of a multi-document file.
+/// Every non-empty YAML document of a multi-document file (split by
+/// [`engine::split_documents`], so that an error names the line its document starts on).
 pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    let mut docs = Vec::new();
+    for doc in engine::split_documents(text) {
+        let value: Value = serde_saphyr::from_str(&doc.text)
+            .map_err(|e| format!("the document at line {}: {e}", doc.line))?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
 }
 
 #[cfg(test)]
@@ -153,5 +161,7 @@ mod tests {
             docs,
             vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]
         );
+        let err = parse_documents(b"a: 1\n---\n# bad\nb: [\n").unwrap_err();
+        assert!(err.starts_with("the document at line 3: "), "{err}");
     }
 }
