@@ -90,7 +90,7 @@ pub use desired::{Desired, helm_release_document, with_ownership};
 pub use documents::{YamlDocument, split_documents};
 pub use graph::{DesiredError, Edge, EdgeReason, Graph, GraphError};
 pub use hash::{canonical_hash, canonical_json, sha256_hex};
-pub use path::{FieldPath, PathError, PathSegment};
+pub use path::{FieldPath, PathError, PathSegment, changed_paths};
 pub use plan::{
     Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,
 };

@@ -131,6 +131,42 @@ fn collect_matches(
     }
 }
 
+/// The paths at which `before` and `after` differ, in document order (`before`'s keys, then
+/// keys only `after` has). Maps are compared key by key, lists index by index; an element or
+/// key present on one side only is one path. The one field diff of the project: a Helm
+/// release's object changes, drift attribution and a cluster's replacement reasons use it.
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
+    let mut out = Vec::new();
+    walk_changes(&FieldPath::root(), before, after, &mut out);
+    out
+}
+
+fn walk_changes(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, bv) in b {
+                match a.get(key) {
+                    Some(av) => walk_changes(&at.key(key), bv, av, out),
+                    None => out.push(at.key(key)),
+                }
+            }
+            for key in a.keys().filter(|k| !b.contains_key(*k)) {
+                out.push(at.key(key));
+            }
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            for i in 0..b.len().max(a.len()) {
+                match (b.get(i), a.get(i)) {
+                    (Some(bv), Some(av)) => walk_changes(&at.index(i), bv, av, out),
+                    _ => out.push(at.index(i)),
+                }
+            }
+        }
+        _ if before == after => {}
+        _ => out.push(at.clone()),
+    }
+}
+
 /// Whether a key is printed in brackets as a JSON string. `/` is included so that Kubernetes
 /// label and annotation keys (`app.kubernetes.io/name`, `envctl.dev/module`) always read as one
 /// key, even those without a dot.
@@ -451,6 +487,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Moved from live::fields, whose own copy (sorted keys, lists of another length as one
+    /// change) is gone: drift, release diffs and cluster replacement share this one.
+    #[test]
+    fn changed_paths_descend_into_maps_and_lists_in_document_order() {
+        let before = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx:1.27"}]}}}, "metadata": {"labels": {"a": "1"}}});
+        let after = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx:1.28"}]}}}, "metadata": {"labels": {"a": "1", "b": "2"}}});
+        let paths: Vec<String> = changed_paths(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.replicas",
+                "spec.template.spec.containers[0].image",
+                "metadata.labels.b"
+            ]
+        );
+        assert!(changed_paths(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn changed_paths_name_each_added_or_removed_element_and_key() {
+        let paths = changed_paths(
+            &json!({"l": [1, 2], "gone": 1}),
+            &json!({"l": [1, 3, 4], "new": {"x": 1}}),
+        );
+        assert_eq!(
+            paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["l[1]", "l[2]", "gone", "new"]
+        );
+        let retyped = changed_paths(&json!({"a": [1]}), &json!({"a": {"0": 1}}));
+        assert_eq!(retyped, [FieldPath::root().key("a")]);
+        let root = changed_paths(&json!(1), &json!("1"));
+        assert_eq!(root, [FieldPath::root()]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::path::FieldPath;
+use crate::path::changed_paths;
 use crate::redact::{SENSITIVE, redact};
 
 /// Shorter sensitive strings are not scrubbed from object documents (they would blank out
@@ -54,7 +54,7 @@ impl ObjectAction {
 /// One changed field of an updated object. Values are redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
-    /// The field, as a [`FieldPath`] (`spec.ports[0].port`).
+    /// The field, as a [`crate::FieldPath`] (`spec.ports[0].port`).
     pub path: String,
     /// Its value before; `None` when the field is added.
     pub before: Option<Value>,
@@ -218,41 +218,6 @@ fn inline(value: &Value) -> String {
     match value {
         Value::String(s) if !s.is_empty() && s.trim() == s && !s.contains('\n') => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// The paths at which `before` and `after` differ, in document order (`before`'s keys, then
-/// keys only `after` has). Maps are compared key by key, lists index by index; an element or
-/// key present on one side only is one path.
-pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
-    let mut out = Vec::new();
-    walk(&FieldPath::root(), before, after, &mut out);
-    out
-}
-
-fn walk(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            for (key, bv) in b {
-                match a.get(key) {
-                    Some(av) => walk(&at.key(key), bv, av, out),
-                    None => out.push(at.key(key)),
-                }
-            }
-            for key in a.keys().filter(|k| !b.contains_key(*k)) {
-                out.push(at.key(key));
-            }
-        }
-        (Value::Array(b), Value::Array(a)) => {
-            for i in 0..b.len().max(a.len()) {
-                match (b.get(i), a.get(i)) {
-                    (Some(bv), Some(av)) => walk(&at.index(i), bv, av, out),
-                    _ => out.push(at.index(i)),
-                }
-            }
-        }
-        _ if before == after => {}
-        _ => out.push(at.clone()),
     }
 }
 

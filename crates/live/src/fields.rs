@@ -1,6 +1,6 @@
-//! Pure helpers over Kubernetes object JSON: removing server noise, finding the fields that
-//! differ between two versions of an object, and attributing a field to the manager that last
-//! wrote it (from `metadata.managedFields`).
+//! Pure helpers over Kubernetes object JSON: removing server noise and attributing a field to
+//! the manager that last wrote it (from `metadata.managedFields`). The fields that differ
+//! between two versions of an object are [`engine::changed_paths`].
 //!
 //! Nothing here talks to a cluster; it is unit-tested on literal objects.
 
@@ -77,41 +77,6 @@ pub fn align_order(value: &Value, like: &Value) -> Value {
             })
             .collect(),
         _ => value.clone(),
-    }
-}
-
-/// The paths at which `before` and `after` differ, as deep as both sides are objects.
-///
-/// Lists are compared element by element when they have the same length and atomically
-/// otherwise (a changed length is reported at the list itself).
-pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
-    let mut out = Vec::new();
-    walk_changes(&FieldPath::root(), before, after, &mut out);
-    out
-}
-
-fn walk_changes(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for key in keys {
-                let path = at.key(key);
-                match (b.get(key), a.get(key)) {
-                    (Some(bv), Some(av)) => walk_changes(&path, bv, av, out),
-                    (None, None) => {}
-                    _ => out.push(path),
-                }
-            }
-        }
-        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
-            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
-                walk_changes(&at.index(i), bv, av, out);
-            }
-        }
-        _ if before == after => {}
-        _ => out.push(at.clone()),
     }
 }
 
@@ -326,59 +291,6 @@ mod tests {
         );
         assert!(stripped.get("status").is_none());
         assert_eq!(stripped["spec"]["replicas"], 5);
-    }
-
-    #[test]
-    fn changed_paths_descends_into_maps_and_equal_length_lists() {
-        let before = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "nginx", "image": "nginx:1.27"}]}}}, "metadata": {"labels": {"a": "1"}}});
-        let after = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
-            {"name": "nginx", "image": "nginx:1.28"}]}}}, "metadata": {"labels": {"a": "1", "b": "2"}}});
-        let paths: Vec<String> = changed_paths(&before, &after)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "metadata.labels.b",
-                "spec.replicas",
-                "spec.template.spec.containers[0].image"
-            ]
-        );
-    }
-
-    #[test]
-    fn changed_paths_reports_a_list_of_other_length_as_one_change() {
-        let paths = changed_paths(&json!({"l": [1, 2]}), &json!({"l": [1, 2, 3]}));
-        assert_eq!(
-            paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["l"]
-        );
-    }
-
-    #[test]
-    fn drift_paths_print_in_the_engine_syntax_and_parse_back() {
-        let before = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "envctl"},
-                                         "annotations": {"a/b": "1", "say \"hi\"": "x"}},
-                            "data": {"config.yaml": "a"}});
-        let after = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "someone"},
-                                        "annotations": {"a/b": "2", "say \"hi\"": "y"}},
-                           "data": {"config.yaml": "b"}});
-        let paths = changed_paths(&before, &after);
-        let printed: Vec<String> = paths.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            printed,
-            [
-                "data[\"config.yaml\"]",
-                "metadata.annotations[\"a/b\"]",
-                "metadata.annotations[\"say \\\"hi\\\"\"]",
-                "metadata.labels[\"app.kubernetes.io/managed-by\"]",
-            ]
-        );
-        for (path, text) in paths.iter().zip(&printed) {
-            assert_eq!(&text.parse::<FieldPath>().unwrap(), path);
-        }
     }
 
     #[test]

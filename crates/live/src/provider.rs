@@ -20,7 +20,6 @@ use std::time::Duration;
 use engine::{Address, ClusterProvider, ClusterSpec, PathSegment};
 use serde_json::{Value, json};
 
-use crate::fields;
 use crate::{Cluster, LiveError};
 
 /// Name of the ConfigMap that records the cluster's spec.
@@ -324,7 +323,7 @@ pub fn replace_decision(recorded: Option<&Value>, desired: &Value) -> Option<Str
     let new_image = desired.pointer("/provider/node_image");
     let image_changed = old_image != new_image;
     let mut reasons = Vec::new();
-    for path in fields::changed_paths(recorded, desired) {
+    for path in engine::changed_paths(recorded, desired) {
         let old = path.get(recorded);
         let new = path.get(desired);
         let text = path.to_string();
