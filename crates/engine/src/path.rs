@@ -5,10 +5,11 @@
 //! and sensitive paths are parsed from it. The syntax:
 //! - keys separated by `.`: `config.staticClients`;
 //! - array indices in brackets: `hostAliases[0].ip`;
-//! - a key that is empty or contains `.`, `[`, `]`, `"`, `*`, `\`, `/` or whitespace is written
-//!   in brackets as a JSON string (with JSON escapes: `\"`, `\\`, `\n`):
+//! - a key that is empty or contains `.`, `[`, `]`, `"`, `*`, `\`, whitespace or a control
+//!   character is written in brackets as a JSON string (with JSON escapes: `\"`, `\\`, `\n`):
 //!   `metadata.annotations["envctl.dev/module"]`, `metadata.labels["app.kubernetes.io/name"]`,
-//!   `data["config.yaml"]`, `["a \"quoted\" key"]`;
+//!   `data["config.yaml"]`, `["a \"quoted\" key"]`; a `/` alone does not need it
+//!   (`annotations.checksum/config`), and a bracketed key that needs no brackets is read too;
 //! - wildcards (only in patterns such as sensitive paths): `*` matches any key, `[*]` any index.
 //!
 //! The empty path `""` is the whole document. Printing then parsing gives back the same path
@@ -167,15 +168,12 @@ fn walk_changes(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<Fie
     }
 }
 
-/// Whether a key is printed in brackets as a JSON string. `/` is included so that Kubernetes
-/// label and annotation keys (`app.kubernetes.io/name`, `envctl.dev/module`) always read as one
-/// key, even those without a dot.
+/// Whether a key is printed in brackets as a JSON string. A `/` alone does not need it
+/// (`annotations.checksum/config`): only `.` and brackets separate keys.
 fn needs_quotes(key: &str) -> bool {
     key.is_empty()
         || key.chars().any(|c| {
-            matches!(c, '.' | '[' | ']' | '"' | '*' | '\\' | '/')
-                || c.is_whitespace()
-                || c.is_control()
+            matches!(c, '.' | '[' | ']' | '"' | '*' | '\\') || c.is_whitespace() || c.is_control()
         })
 }
 
@@ -456,14 +454,17 @@ mod tests {
                 FieldPath::root().key("data").key("config.yaml"),
                 "data[\"config.yaml\"]",
             ),
-            (FieldPath::root().key("a/b"), "[\"a/b\"]"),
+            (
+                FieldPath::root().key("annotations").key("checksum/config"),
+                "annotations.checksum/config",
+            ),
             (FieldPath::root().key("say \"hi\""), "[\"say \\\"hi\\\"\"]"),
         ] {
             assert_eq!(path.to_string(), printed);
         }
-        // Unquoted input with a slash is accepted and means the same key.
+        // Quoted input of a key that needs no quotes is accepted and means the same key.
         assert_eq!(
-            "metadata.labels.a/b".parse::<FieldPath>().unwrap(),
+            "metadata.labels[\"a/b\"]".parse::<FieldPath>().unwrap(),
             FieldPath::root().key("metadata").key("labels").key("a/b")
         );
     }

@@ -550,7 +550,7 @@ mod tests {
             printed,
             [
                 "metadata.labels[\"app.kubernetes.io/managed-by\"]",
-                "metadata.annotations[\"a/b\"]",
+                "metadata.annotations.a/b",
                 "metadata.annotations[\"say \\\"hi\\\"\"]",
                 "data[\"config.yaml\"]",
                 "args[2]",
