@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::path::changed_paths;
+use crate::path::{FieldPath, PathSegment, changed_paths};
 use crate::redact::{SENSITIVE, redact};
 
 /// Shorter sensitive strings are not scrubbed from object documents (they would blank out
@@ -54,7 +54,7 @@ impl ObjectAction {
 /// One changed field of an updated object. Values are redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
-    /// The field, as a [`crate::FieldPath`] (`spec.ports[0].port`).
+    /// The field, as a [`FieldPath`] (`spec.ports[0].port`).
     pub path: String,
     /// Its value before; `None` when the field is added.
     pub before: Option<Value>,
@@ -157,7 +157,7 @@ impl ObjectChange {
         out.after = out.after.map(|d| redact(&d, &[]));
         if self.kind == "Secret" {
             for field in &mut out.fields {
-                if field.path.starts_with("data") || field.path.starts_with("stringData") {
+                if is_secret_value(&field.path) {
                     field.before = field.before.take().map(|v| keys_only(&v));
                     field.after = field.after.take().map(|v| keys_only(&v));
                 }
@@ -206,6 +206,14 @@ fn keys_only(value: &Value) -> Value {
         ),
         _ => Value::String(SENSITIVE.to_owned()),
     }
+}
+
+/// True if a field of a Secret holds its values (is at or under `data` or `stringData`); a path
+/// that does not parse is taken to hold them.
+fn is_secret_value(path: &str) -> bool {
+    path.parse::<FieldPath>().map_or(true, |p| {
+        matches!(p.segments.first(), Some(PathSegment::Key(k)) if k == "data" || k == "stringData")
+    })
 }
 
 fn is_sensitive(value: &Value) -> bool {
@@ -319,6 +327,21 @@ mod tests {
                 "    + spec.ports[2]: {\"name\":\"grpc\",\"port\":5557}",
             ]
         );
+    }
+
+    #[test]
+    fn secret_values_are_found_by_the_path_not_its_text() {
+        for (path, holds_values) in [
+            ("data", true),
+            ("data[\"config.yaml\"]", true),
+            ("stringData.password", true),
+            ("metadata.labels.data", false),
+            ("dataset", false),
+            ("type", false),
+            ("data[", true),
+        ] {
+            assert_eq!(is_secret_value(path), holds_values, "{path}");
+        }
     }
 
     #[test]

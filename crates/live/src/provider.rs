@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use engine::{Address, ClusterProvider, ClusterSpec, PathSegment};
+use engine::{Address, ClusterProvider, ClusterSpec, FieldPath, PathSegment};
 use serde_json::{Value, json};
 
 use crate::{Cluster, LiveError};
@@ -322,22 +322,23 @@ pub fn replace_decision(recorded: Option<&Value>, desired: &Value) -> Option<Str
     let old_image = recorded.pointer("/provider/node_image");
     let new_image = desired.pointer("/provider/node_image");
     let image_changed = old_image != new_image;
+    let node_image = FieldPath::root().key("provider").key("node_image");
+    let config = FieldPath::root().key("provider").key("config");
     let mut reasons = Vec::new();
     for path in engine::changed_paths(recorded, desired) {
         let old = path.get(recorded);
         let new = path.get(desired);
-        let text = path.to_string();
-        if text == "provider.node_image" {
+        if path == node_image {
             reasons.push(format!("node image {} -> {}", show(old), show(new)));
             continue;
         }
         // The config's node image repeats the spec's: say it once.
-        let is_config_image = text.starts_with("provider.config.")
+        let is_config_image = path.segments.starts_with(&config.segments)
             && matches!(path.segments.last(), Some(PathSegment::Key(k)) if k == "image");
         if image_changed && is_config_image && old == old_image && new == new_image {
             continue;
         }
-        reasons.push(format!("{text} {} -> {}", show(old), show(new)));
+        reasons.push(format!("{path} {} -> {}", show(old), show(new)));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
