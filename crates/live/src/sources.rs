@@ -154,6 +154,45 @@ mod tests {
         );
     }
 
+    /// The document splitter reads every pinned upstream file of the shared mirror as the YAML
+    /// library's own multi-document reader does.
+    #[test]
+    fn split_documents_agree_with_the_yaml_library_on_every_pinned_file() {
+        fn yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    yaml_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "yaml") {
+                    out.push(path);
+                }
+            }
+        }
+        let mirror = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/mirror/raw.githubusercontent.com");
+        let mut files = Vec::new();
+        yaml_files(&mirror, &mut files);
+        assert!(
+            files.len() >= 10,
+            "the shared mirror's pinned files: {files:?}"
+        );
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let library: Vec<Value> = serde_saphyr::from_multiple::<Value>(text)
+                .unwrap()
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .collect();
+            assert_eq!(
+                parse_documents(&bytes).unwrap(),
+                library,
+                "{}",
+                file.display()
+            );
+        }
+    }
+
     #[test]
     fn multi_document_files_skip_empty_documents() {
         let docs = parse_documents(b"---\na: 1\n---\n---\nb: 2\n").unwrap();
