@@ -992,3 +992,32 @@ fn literal_secret_in_an_overlays_chart_values_is_refused_unprinted() {
         "config.clientSecret",
     );
 }
+
+/// Config errors name their field in the one path syntax of `engine::FieldPath` (the syntax of
+/// drift reports and sensitive paths): a Kubernetes label key is one bracketed key, and the
+/// printed field parses back to the path of the offending value.
+#[test]
+fn fields_with_dots_and_slashes_are_named_in_the_engine_path_syntax() {
+    let infra = Infra::copy();
+    infra.edit(
+        "gateway/nginx.yaml",
+        "    app: nginx\nspec:\n  replicas: 1\n",
+        "    app: nginx\n    app.kubernetes.io/part-of: yes\nspec:\n  replicas: 1\n",
+    );
+    let field = "metadata.labels[\"app.kubernetes.io/part-of\"]";
+    infra.expect(
+        None,
+        "`yes` is a string to envctl (YAML 1.2) but the boolean true",
+        "gateway/nginx.yaml",
+        infra.pos("gateway/nginx.yaml", "part-of", "yes"),
+        field,
+    );
+    let parsed: engine::FieldPath = field.parse().unwrap();
+    assert_eq!(
+        parsed,
+        engine::FieldPath::root()
+            .key("metadata")
+            .key("labels")
+            .key("app.kubernetes.io/part-of")
+    );
+}

@@ -14,8 +14,10 @@ fn load(env: Option<&str>) -> config::Environment {
 
 mod cluster_declares {
     use super::load;
-    use ::cluster::declare;
+    use ::cluster::{declare, kind_config};
+    use config::Environment;
     use engine::{ClusterProvider, ResourceSpec};
+    use serde_json::{Value, json};
 
     #[test]
     fn kind_cluster_maps_the_gateway_node_port_to_the_host() {
@@ -33,6 +35,63 @@ mod cluster_declares {
         let mapping = &config["nodes"][0]["extraPortMappings"][0];
         assert_eq!(mapping["containerPort"], 30080);
         assert_eq!(mapping["hostPort"], 80);
+    }
+
+    /// The shipped kind config (moved here from `live::provider`, whose unused builder of the
+    /// same document is gone): exactly one control-plane node of the pinned image with the
+    /// gateway's nodePort on the host, written as YAML that reads back as the same document.
+    #[test]
+    fn kind_config_publishes_the_gateway_node_port_on_the_host() {
+        let env = load(None);
+        let config = kind_config(&env);
+        assert_eq!(
+            config,
+            json!({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "istio",
+                "nodes": [{"role": "control-plane", "image": "kindest/node:v1.36.1",
+                "extraPortMappings": [{"containerPort": 30080, "hostPort": 80,
+                    "listenAddress": "127.0.0.1", "protocol": "TCP"}]}]})
+        );
+        let yaml = live::provider::kind_config_yaml(&config).unwrap();
+        let back: Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(
+            back, config,
+            "the YAML reads back as the same document:\n{yaml}"
+        );
+        assert!(
+            yaml.contains("apiVersion: kind.x-k8s.io/v1alpha4"),
+            "{yaml}"
+        );
+    }
+
+    /// A recorded cluster built by this module is replaced for a change of its config, and a
+    /// new node image (which the config repeats) is named once.
+    #[test]
+    fn shipped_config_changes_decide_a_replacement() {
+        let env = load(None);
+        let document = |env: &Environment| {
+            let module = declare(env).unwrap();
+            let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
+                panic!("a cluster")
+            };
+            live::provider::cluster_document(spec)
+        };
+        let recorded = document(&env);
+        assert_eq!(
+            live::provider::replace_decision(Some(&recorded), &recorded),
+            None
+        );
+        let mut moved = env.clone();
+        moved.settings.cluster.kind.host_port = 8080;
+        assert_eq!(
+            live::provider::replace_decision(Some(&recorded), &document(&moved)).as_deref(),
+            Some("provider.config.nodes[0].extraPortMappings[0].hostPort 80 -> 8080")
+        );
+        let mut newer = env.clone();
+        newer.settings.cluster.kind.node_image = "kindest/node:v1.37.0".into();
+        assert_eq!(
+            live::provider::replace_decision(Some(&recorded), &document(&newer)).as_deref(),
+            Some("node image kindest/node:v1.36.1 -> kindest/node:v1.37.0")
+        );
     }
 
     #[test]

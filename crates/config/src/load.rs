@@ -16,7 +16,7 @@ use crate::placeholder::{Placeholder, placeholders};
 use crate::settings::{ChartSpec, KindSettings, Provider, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
-    locate_in_tree, parse_path,
+    locate_in_tree,
 };
 use crate::{
     ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, Ownership, ReleaseConfig,
@@ -920,7 +920,7 @@ impl Loader<'_> {
     /// release's values file. `None` when not set (or not a mapping: error recorded).
     fn overlay_values(&mut self, tree: &Node, release: &str, env_json: &Value) -> Option<Node> {
         let field = format!("{}.values", join_key("charts", release));
-        let (node, _) = tree.walk(&parse_path(&field)?)?;
+        let (node, _) = tree.walk(&field.parse().ok()?)?;
         if !matches!(node.value, NodeValue::Map(_)) {
             self.push(
                 ConfigError::new(

@@ -109,7 +109,14 @@ impl Section {
     /// its overlay writes it, at the section when not written.
     pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
         let location = locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location());
-        ConfigError::new(location, format!("{}.{field}", self.name), message)
+        // The section's name before the field, in the one path syntax (`sso["a.b"]`).
+        let full = match field.parse::<engine::FieldPath>() {
+            Ok(path) => path
+                .prefixed(&engine::FieldPath::root().key(&self.name))
+                .to_string(),
+            Err(_) => format!("{}.{field}", self.name),
+        };
+        ConfigError::new(location, full, message)
     }
 }
 
@@ -166,4 +173,27 @@ pub(crate) fn known_outputs(modules: Registry<'_>) -> Vec<String> {
         .iter()
         .flat_map(|m| m.outputs().iter().map(|o| format!("{}.{o}", m.name())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::SourceFile;
+
+    /// A section's errors name the field in engine::FieldPath's syntax, the section first.
+    #[test]
+    fn section_errors_prefix_the_field_path_with_the_section() {
+        let (file, errors) = SourceFile::parse(
+            std::path::Path::new("environment.yaml"),
+            "sso:\n  a.b: 1\n  c:\n    d: 2\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let section = Section::new("sso", file.docs[0].get("sso").unwrap().clone());
+        let quoted = section.error("[\"a.b\"]", "m");
+        assert_eq!(quoted.field, "sso[\"a.b\"]");
+        assert_eq!(quoted.line, 2);
+        let nested = section.error("c.d", "m");
+        assert_eq!((nested.field.as_str(), nested.line), ("sso.c.d", 4));
+        assert_eq!(section.error("", "m").field, "sso");
+    }
 }
