@@ -18,7 +18,6 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sources;
-pub mod verify;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
