@@ -64,7 +64,7 @@ impl Runner<'_> {
                     Ok((resource, desired)) => {
                         in_flight.push(self.apply_change(change, resource, desired));
                     }
-                    Err(e) => failures.push(e.to_string()),
+                    Err(e) => failures.push(failure(&change.address, &e)),
                 }
             }
             let Some((change, result)) = in_flight.next().await else {
@@ -80,7 +80,7 @@ impl Runner<'_> {
                     bindings.outputs.extend(outputs);
                     done.insert(change.address.clone());
                 }
-                Err(e) => failures.push(e.to_string()),
+                Err(e) => failures.push(failure(&change.address, &e)),
             }
         }
         if !failures.is_empty() {
@@ -219,8 +219,11 @@ impl Runner<'_> {
                 start.elapsed().as_secs_f64()
             )),
             Err(e) => self.progress(&format!(
-                "{address}: failed after {:.1}s: {e}",
-                start.elapsed().as_secs_f64()
+                "{address}: failed after {:.1}s: {}",
+                start.elapsed().as_secs_f64(),
+                failure(address, e)
+                    .strip_prefix(&format!("{address}: "))
+                    .unwrap_or_default()
             )),
         }
         (change, result)
@@ -458,5 +461,23 @@ impl Runner<'_> {
                 })
         });
         Ok(accepted)
+    }
+}
+
+/// One failed change as the apply error reports it: its address first (every failure of a
+/// parallel apply is listed, so each must say which resource it is), and a refusal of the
+/// API server by its message alone.
+fn failure(address: &Address, error: &LiveError) -> String {
+    let text = match error {
+        LiveError::Api(kube::Error::Api(status)) => {
+            format!("the API server refused it: {}", status.message)
+        }
+        other => other.to_string(),
+    };
+    let prefix = format!("{address}: ");
+    if text.starts_with(&prefix) {
+        text
+    } else {
+        format!("{prefix}{text}")
     }
 }
