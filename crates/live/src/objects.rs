@@ -381,6 +381,11 @@ async fn plan_one(
     {
         return Ok((ObjectState::InSync { live }, requests));
     }
+    // Fields envctl only patches onto an object it does not own (no configuration hash):
+    // unchanged when their values are live and envctl's apply entry holds just them.
+    if !desired.owned && fields::apply_is_noop(&desired.manifest, &live, crate::FIELD_MANAGER) {
+        return Ok((ObjectState::InSync { live }, requests));
+    }
 
     // Owned objects are ours: a field someone else overwrote is drift that apply takes back.
     // For objects we only patch, another manager's field is a conflict the user must settle.
