@@ -143,7 +143,7 @@ fn session_options(
 }
 
 fn progress(line: &str) {
-    eprintln!("{line}");
+    crate::live_line::progress(line);
 }
 
 fn show_plan(plan: &Plan) {
