@@ -389,13 +389,14 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let again = counter.take();
         let writes: usize = again
             .iter()
-            .filter(|(v, _)| proxy::is_write(v))
+            .filter(|(v, _)| proxy::is_write(v) && !proxy::is_lock(v))
             .map(|(_, n)| n)
             .sum();
         push_row(
             &mut rows,
             [
-                "apply right after apply: writes sent (all requests)".into(),
+                "apply right after apply: writes sent, besides the lock's Lease (all requests)"
+                    .into(),
                 format!("{writes} ({})", verbs(&again)),
                 String::new(),
                 String::new(),
