@@ -108,6 +108,11 @@ impl Runner<'_> {
             .into_iter()
             .collect::<Result<_, _>>()?;
         let mut pending: BTreeSet<Address> = BTreeSet::new();
+        // What each object's apply sends, by address (one lookup per object, not a scan).
+        let sent_by_address: BTreeMap<&str, &Value> = desired_objects
+            .iter()
+            .map(|d| (d.address.as_str(), &d.manifest))
+            .collect();
         for address in self.graph.order() {
             if !self.selected(address) {
                 continue;
@@ -120,10 +125,9 @@ impl Runner<'_> {
                         .states
                         .get(&address.to_string())
                         .expect("a state per desired object");
-                    let sent = desired_objects
-                        .iter()
-                        .find(|d| d.address == address.to_string())
-                        .map(|d| d.manifest.clone());
+                    let sent = sent_by_address
+                        .get(address.to_string().as_str())
+                        .map(|m| (*m).clone());
                     self.object_change(address, desired, sent, state, &pending)?
                 }
                 _ => other_changes.remove(address).expect("planned above"),
