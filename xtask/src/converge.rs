@@ -126,19 +126,36 @@ fn session_options(
     command: &str,
     interrupt: Interrupt,
 ) -> anyhow::Result<SessionOptions> {
-    environment::check_module(args.module.as_deref())?;
     Ok(SessionOptions {
         kubeconfig: kubeconfig(loaded, args),
         concurrency: args.concurrency,
         parallelism: args.parallelism,
         mirror: mirror(loaded, args),
         adopt: args.adopt.iter().cloned().collect(),
-        module: args.module.clone(),
         lock: true,
         command: command.to_owned(),
         envctl_version: env!("CARGO_PKG_VERSION").to_owned(),
         interrupt,
         ..SessionOptions::default()
+    })
+}
+
+/// The module `--module` names: the command runs through its own plan, apply or destroy.
+fn module(args: &LiveArgs) -> anyhow::Result<Option<&'static dyn xtask::Module>> {
+    args.module
+        .as_deref()
+        .map(environment::find_module)
+        .transpose()
+}
+
+/// `plan` of the whole environment, or of the module `--module` names.
+async fn plan_of(
+    module: Option<&dyn xtask::Module>,
+    session: &Session<'_>,
+) -> anyhow::Result<live::session::Planned> {
+    Ok(match module {
+        Some(m) => m.plan(session).await?,
+        None => session.plan().await?,
     })
 }
 
@@ -221,13 +238,16 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         show_plan: &show_nothing,
         confirm: &never_asked,
     };
+    let module = module(&args.live)?;
     let options = |i| {
         Ok(SessionOptions {
             lock: args.lock,
             ..session_options(&loaded, &args.live, "plan", i)?
         })
     };
-    let planned = with_session(&loaded, options, false, ui, async |s| Ok(s.plan().await?))?;
+    let planned = with_session(&loaded, options, false, ui, async |s| {
+        plan_of(module, s).await
+    })?;
     if let Some(out) = &args.out {
         std::fs::write(out, &planned.saved)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
@@ -249,9 +269,13 @@ pub fn render_as_applied(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         show_plan: &show_nothing,
         confirm: &never_asked,
     };
+    let module = module(&args.live)?;
     let options = |i| session_options(&loaded, &args.live, "render", i);
     let items = with_session(&loaded, options, false, ui, async |s| {
-        Ok(s.sent_objects().await?)
+        Ok(match module {
+            Some(m) => s.restricted_to(m.module_name()).sent_objects().await?,
+            None => s.sent_objects().await?,
+        })
     })?;
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
     println!("{}", serde_json::to_string_pretty(&list)?);
@@ -267,13 +291,16 @@ pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
         show_plan: &show_nothing,
         confirm: &never_asked,
     };
+    let module = module(&args.live)?;
     let options = |i| {
         Ok(SessionOptions {
             lock: false,
             ..session_options(&loaded, &args.live, "drift", i)?
         })
     };
-    let planned = with_session(&loaded, options, false, ui, async |s| Ok(s.plan().await?))?;
+    let planned = with_session(&loaded, options, false, ui, async |s| {
+        plan_of(module, s).await
+    })?;
     print_plan(&planned.plan, args.output)?;
     if planned.plan.has_changes() {
         if args.output == OutputFormat::Text {
@@ -344,8 +371,12 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             ..session_options(&loaded, &args.live, "apply", i)?
         })
     };
+    let module = module(&args.live)?;
     let outcome = with_session(&loaded, options, true, ui, async |s| {
-        Ok(s.apply(saved.as_ref()).await?)
+        Ok(match module {
+            Some(m) => m.apply(s, saved.as_ref()).await?,
+            None => s.apply(saved.as_ref()).await?,
+        })
     })?;
     if let Some(code) = stopped(&outcome, "apply") {
         return Ok(code);
@@ -383,9 +414,13 @@ pub fn destroy(args: &DestroyArgs) -> anyhow::Result<ExitCode> {
         show_plan: &show_plan,
         confirm: &ask,
     };
+    let module = module(&args.live)?;
     let options = |i| session_options(&loaded, &args.live, "destroy", i);
     let outcome = with_session(&loaded, options, true, ui, async |s| {
-        Ok(s.destroy().await?)
+        Ok(match module {
+            Some(m) => m.destroy(s).await?,
+            None => s.destroy().await?,
+        })
     })?;
     if let Some(code) = stopped(&outcome, "destroy") {
         return Ok(code);

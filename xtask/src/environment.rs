@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::{Address, Graph, GraphError, Module};
+use xtask::REGISTRY;
 
 /// Flags shared by every command that reads `infra/`.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,40 +46,34 @@ impl Loaded {
     }
 }
 
-/// Every module, in the order of [`config::MODULES`].
+/// Every module's declaration, in registry order ([`xtask::MODULES`]).
 pub fn declare_all(env: &config::Environment) -> Result<Vec<Module>, config::ConfigError> {
-    Ok(vec![
-        cluster::declare(env)?,
-        gateway::declare(env)?,
-        mesh::declare(env)?,
-        sso::declare(env)?,
-        policy::declare(env)?,
-    ])
+    REGISTRY.iter().map(|m| m.declare(env)).collect()
 }
 
 /// Loads `infra/` and builds the graph. Errors are ready to print: they name the file, line,
 /// column and field where the configuration can say so.
 pub fn load(args: &EnvArgs) -> anyhow::Result<Loaded> {
     let infra = args.infra_dir();
-    let env =
-        config::load(&infra, args.env.as_deref()).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let env = config::load(&infra, args.env.as_deref(), &REGISTRY)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let modules = declare_all(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let graph =
         Graph::build(modules).map_err(|e| anyhow::anyhow!("{}", locate_graph_error(&env, &e)))?;
     Ok(Loaded { env, graph })
 }
 
-/// Restricts to one module's resources (`--module`), checking the name.
+/// The module `--module` names, from the registry.
+pub fn find_module(name: &str) -> anyhow::Result<&'static dyn xtask::Module> {
+    xtask::module(name).ok_or_else(|| {
+        let names: Vec<&str> = REGISTRY.iter().map(|m| m.name()).collect();
+        anyhow::anyhow!("unknown module `{name}`; modules are: {}", names.join(", "))
+    })
+}
+
+/// Checks the name `--module` gives, if any.
 pub fn check_module(module: Option<&str>) -> anyhow::Result<()> {
-    match module {
-        Some(m) if !config::MODULES.contains(&m) => {
-            anyhow::bail!(
-                "unknown module `{m}`; modules are: {}",
-                config::MODULES.join(", ")
-            )
-        }
-        _ => Ok(()),
-    }
+    module.map_or(Ok(()), |m| find_module(m).map(|_| ()))
 }
 
 /// A graph error, with the file position of the placeholder or declaration at fault when the
@@ -145,23 +140,30 @@ fn source_file(env: &config::Environment, address: &Address) -> Option<PathBuf> 
 mod tests {
     use super::*;
 
-    /// Tidy: the outputs the modules declare are exactly the contract (docs/dev/contract.md),
-    /// which config checks `${output...}` names against.
+    /// Tidy: the outputs each module declares are the ones it lists (which config checks
+    /// `${output...}` names against), and the contract documents them (docs/dev/contract.md).
     #[test]
     fn declared_outputs_are_the_documented_contract() {
-        let env = config::load(&repo_root().join("infra"), None).expect("infra/ loads");
-        let mut declared: Vec<String> = declare_all(&env)
-            .expect("modules declare")
-            .iter()
-            .flat_map(|m| m.outputs.iter().map(|o| o.r#ref.to_string()))
-            .collect();
-        declared.sort();
-        let mut known: Vec<String> = config::KNOWN_OUTPUTS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        known.sort();
-        assert_eq!(declared, known);
+        let env = config::load(&repo_root().join("infra"), None, &REGISTRY).expect("infra/ loads");
+        let mut known = Vec::new();
+        for module in REGISTRY.iter() {
+            let mut declared: Vec<String> = module
+                .declare(&env)
+                .expect("modules declare")
+                .outputs
+                .iter()
+                .map(|o| o.r#ref.to_string())
+                .collect();
+            declared.sort();
+            let mut listed: Vec<String> = module
+                .outputs()
+                .iter()
+                .map(|o| format!("{}.{o}", module.name()))
+                .collect();
+            listed.sort();
+            assert_eq!(declared, listed, "module `{}`", module.name());
+            known.extend(listed);
+        }
         let contract = std::fs::read_to_string(repo_root().join("docs/dev/contract.md")).unwrap();
         for output in &known {
             assert!(

@@ -77,7 +77,7 @@ pub fn main(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         username: args
             .user
             .clone()
-            .unwrap_or_else(|| settings.sso.static_user.email.clone()),
+            .unwrap_or(sso::settings(&loaded.env)?.static_user.email),
         password,
         request_timeout: Duration::from_secs(args.timeout.max(1)),
     };

@@ -14,6 +14,33 @@ use serde_json::{Value, json};
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "cluster";
 
+/// The module, as xtask's registry lists it.
+pub static MODULE: Cluster = Cluster;
+
+/// Module `cluster`: the Kubernetes cluster itself.
+pub struct Cluster;
+
+/// `plan`, `apply` and `destroy` of this module's part (`--module cluster`).
+impl live::session::ModuleCommands for Cluster {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl config::ModuleDef for Cluster {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["context"]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+}
+
 /// What the cluster module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let cluster = &env.settings.cluster;
@@ -88,7 +115,7 @@ mod tests {
 
     #[test]
     fn kind_cluster_maps_the_gateway_node_port_to_the_host() {
-        let env = config::load(&infra(), None).expect("infra/ loads");
+        let env = config::load(&infra(), None, &xtask::REGISTRY).expect("infra/ loads");
         let module = declare(&env).unwrap();
         assert_eq!(module.resources.len(), 1);
         let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
@@ -106,7 +133,8 @@ mod tests {
 
     #[test]
     fn kwok_environment_uses_the_kwokctl_context() {
-        let env = config::load(&infra(), Some("kwok")).expect("infra/ loads for kwok");
+        let env =
+            config::load(&infra(), Some("kwok"), &xtask::REGISTRY).expect("infra/ loads for kwok");
         let module = declare(&env).unwrap();
         let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
             panic!("a cluster")

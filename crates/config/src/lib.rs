@@ -2,7 +2,8 @@
 //! name the file, line, column and field.
 //!
 //! ```no_run
-//! let env = config::load(std::path::Path::new("infra"), Some("kwok")).unwrap_or_else(|errors| {
+//! # let modules: config::Registry = &[]; // xtask's registry of module crates
+//! let env = config::load(std::path::Path::new("infra"), Some("kwok"), modules).unwrap_or_else(|errors| {
 //!     eprintln!("{errors}");
 //!     std::process::exit(1);
 //! });
@@ -12,7 +13,8 @@
 //! ```
 //!
 //! What is read (see `docs/changing-the-environment.md` for the user's side):
-//! - `environment.yaml`, deep-merged with `envs/<name>.yaml` -> [`Settings`];
+//! - `environment.yaml`, deep-merged with `envs/<name>.yaml` -> [`Settings`], and the sections
+//!   modules own (`sso:`) -> [`Section`]s, which each module reads and checks itself;
 //! - `pins/gateway-api.yaml` -> [`GatewayApiPins`] for the chosen Gateway API release, and the
 //!   Istio / Gateway API / Kubernetes compatibility table;
 //! - `modules.yaml`: which values files and manifests belong to which module ->
@@ -29,11 +31,12 @@ mod declare;
 mod error;
 mod literal_secrets;
 mod load;
+mod module;
 mod pins;
 mod placeholder;
 mod settings;
 mod suggest;
-mod validate;
+pub mod validate;
 mod yaml;
 mod yaml11;
 
@@ -44,15 +47,12 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
+pub use module::{ModuleDef, Registry, Section, VersionCheck};
 pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
-pub use placeholder::{KNOWN_OUTPUTS, Placeholder, PlaceholderError, placeholders};
+pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{
-    ChartSpec, ClusterSettings, ExtAuthz, Hosts, KindSettings, Provider, Settings, SsoSettings,
-    StaticUser, Versions,
+    ChartSpec, ClusterSettings, Hosts, KindSettings, Provider, Settings, Versions, parse_minor,
 };
-
-/// The modules, in the order of `modules.yaml`'s schema (one crate each).
-pub const MODULES: [&str; 5] = ["cluster", "gateway", "mesh", "sso", "policy"];
 
 /// The whole environment as typed data: what the modules declare their resources from.
 #[derive(Clone, Debug)]
@@ -61,10 +61,10 @@ pub struct Environment {
     pub infra_dir: PathBuf,
     /// The environment file, merged and resolved.
     pub settings: Settings,
+    /// The sections of the environment file that modules own (`sso:`), by module name.
+    pub sections: BTreeMap<String, Section>,
     /// The Gateway API CRD files to apply, for `settings.versions.gatewayApi`.
     pub pins: GatewayApiPins,
-    /// The compatibility row that matched the Istio / Gateway API pair.
-    pub compatibility: Compatibility,
     /// Helm releases in `modules.yaml` order (module by module, in install order within one).
     pub releases: Vec<ReleaseConfig>,
     /// Kubernetes objects to apply, in file order, each tagged with its module.
@@ -240,6 +240,11 @@ impl Environment {
             what.to_string()
         };
         ConfigError::new(location, field, message)
+    }
+
+    /// The section of the environment file that module `name` owns.
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.get(name)
     }
 
     /// The release named `name`.

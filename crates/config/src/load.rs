@@ -10,16 +10,17 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::pins::{Compatibility, GatewayApiPins, PinnedFile, PinsFile};
-use crate::placeholder::{KNOWN_OUTPUTS, Placeholder, placeholders};
-use crate::settings::{Provider, Settings, parse_minor};
+use crate::module::{Registry, Section, VersionCheck, known_outputs};
+use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
+use crate::placeholder::{Placeholder, placeholders};
+use crate::settings::{ChartSpec, Provider, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
     locate_in_tree, parse_path,
 };
 use crate::{
-    ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, MODULES, Ownership,
-    ReleaseConfig, SecretEncoding, literal_secrets, suggest, validate,
+    ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, Ownership, ReleaseConfig,
+    SecretEncoding, literal_secrets, suggest, validate,
 };
 
 /// File names inside the infra directory.
@@ -58,14 +59,21 @@ const CLUSTER_SCOPED: [&str; 12] = [
 
 /// Loads the environment from `infra_dir`: `environment.yaml`, merged with
 /// `envs/<env>.yaml` when `env` is given, then the pins, `modules.yaml` and every values file
-/// and manifest it lists.
+/// and manifest it lists. `modules` are the module crates (xtask's registry): their names are
+/// the sections of `modules.yaml`, their outputs the names `${output.*}` may use.
 ///
 /// # Errors
 /// Every problem found, each with file, line, column and field path (loading goes on after
 /// most errors; it stops early only when the environment file itself cannot be read).
-pub fn load(infra_dir: &Path, env: Option<&str>) -> Result<Environment, Errors> {
+pub fn load(
+    infra_dir: &Path,
+    env: Option<&str>,
+    modules: Registry<'_>,
+) -> Result<Environment, Errors> {
     let mut loader = Loader {
         infra_dir: infra_dir.to_path_buf(),
+        modules,
+        known_outputs: known_outputs(modules),
         errors: Errors::default(),
         sources: SourceMap::default(),
         secret_refs: Vec::new(),
@@ -77,39 +85,29 @@ pub fn load(infra_dir: &Path, env: Option<&str>) -> Result<Environment, Errors> 
     }
 }
 
-struct Loader {
+struct Loader<'m> {
     infra_dir: PathBuf,
+    /// The module crates, in registry order.
+    modules: Registry<'m>,
+    /// `<module>.<output>` of every module.
+    known_outputs: Vec<String>,
     errors: Errors,
     sources: SourceMap,
     /// `${secret.*}` seen in values and manifests, checked once every secret is known.
     secret_refs: Vec<(String, String, Location, String)>,
 }
 
-/// modules.yaml as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModulesFile {
-    #[serde(default)]
-    cluster: ModuleFiles,
-    #[serde(default)]
-    gateway: ModuleFiles,
-    #[serde(default)]
-    mesh: ModuleFiles,
-    #[serde(default)]
-    sso: ModuleFiles,
-    #[serde(default)]
-    policy: ModuleFiles,
-}
+/// modules.yaml as written: the files of each module, by module name.
+#[derive(Debug, Default)]
+struct ModulesFile(BTreeMap<String, ModuleFiles>);
 
 impl ModulesFile {
     fn module(&self, name: &str) -> &ModuleFiles {
-        match name {
-            "cluster" => &self.cluster,
-            "gateway" => &self.gateway,
-            "mesh" => &self.mesh,
-            "sso" => &self.sso,
-            _ => &self.policy,
-        }
+        static NONE: ModuleFiles = ModuleFiles {
+            releases: Vec::new(),
+            manifests: Vec::new(),
+        };
+        self.0.get(name).unwrap_or(&NONE)
     }
 }
 
@@ -130,6 +128,38 @@ struct ReleaseEntry {
     values: String,
     #[serde(default)]
     version_from: Option<String>,
+}
+
+/// The manifests read so far.
+#[derive(Default)]
+struct Manifests {
+    objects: Vec<Document>,
+    secrets: Vec<GeneratedSecret>,
+    /// Where each object (group, kind, namespace, name) is first declared.
+    seen: HashMap<ObjectKey, Location>,
+}
+
+/// An object's group, kind, namespace and name.
+type ObjectKey = (String, String, String, String);
+
+fn kind_of(doc: &Node) -> &str {
+    doc.get("kind").and_then(Node::as_str).unwrap_or_default()
+}
+
+fn is_generated_secret(doc: &Node) -> bool {
+    doc.get("apiVersion").and_then(Node::as_str) == Some("envctl.dev/v1")
+        && kind_of(doc) == "GeneratedSecret"
+}
+
+/// What every release of `modules.yaml` is read against.
+struct ReleaseContext<'a> {
+    modules_file: &'a SourceFile,
+    settings: &'a Settings,
+    /// The merged environment file, for error positions.
+    tree: &'a Node,
+    env_json: &'a Value,
+    /// `settings.versions` with the file's key names (what `versionFrom` names).
+    versions: Value,
 }
 
 /// A GeneratedSecret document as written.
@@ -160,7 +190,7 @@ struct GeneratedKeyDoc {
     encoding: SecretEncoding,
 }
 
-impl Loader {
+impl Loader<'_> {
     fn path(&self, rel: &str) -> PathBuf {
         self.infra_dir.join(rel)
     }
@@ -241,38 +271,36 @@ impl Loader {
             }
             tree.merge(overlay_tree);
         }
+        self.sources.settings = Some(Arc::new(tree.clone()));
+        let sections = self.module_sections(&mut tree);
+        let unreadable_section = sections.is_none();
         let tree = Arc::new(tree);
-        self.sources.settings = Some(tree.clone());
 
         let mut settings: Settings = match from_node(&tree, "") {
-            Ok(s) => s,
+            Ok(s) if !unreadable_section => s,
+            Ok(_) => return None,
             Err(e) => {
                 self.push(e);
                 return None;
             }
         };
+        let sections = sections?;
         if let (Some(name), false) = (env, overlay_names_itself) {
             settings.name = name.to_string();
         }
 
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
-        let (gateway_pins, compatibility) = match &pins {
+        let gateway_pins = match &pins {
             Some(pins) => self.check_versions(&mut settings, &tree, pins)?,
             None => return None,
         };
         self.check_port_clashes(&settings, &tree, env);
 
-        let env_json = env_context(&settings);
+        let env_json = env_context(&settings, &sections);
         let modules_file = self.read(MODULES_FILE, "the module index", no_field)?;
         let modules_doc = single_doc(&modules_file)?;
-        let modules: ModulesFile = match from_node(&modules_doc, "") {
-            Ok(m) => m,
-            Err(e) => {
-                self.push(e);
-                return None;
-            }
-        };
+        let modules = self.read_module_index(&modules_doc)?;
 
         let releases = self.load_releases(&modules, &modules_file, &settings, &tree, &env_json);
         let (manifests, generated_secrets) =
@@ -283,13 +311,80 @@ impl Loader {
         Some(Environment {
             infra_dir: self.infra_dir.clone(),
             settings,
+            sections,
             pins: gateway_pins,
-            compatibility,
             releases,
             manifests,
             generated_secrets,
             sources: std::mem::take(&mut self.sources),
         })
+    }
+
+    /// Takes the sections that modules own out of the environment file's tree (the rest is
+    /// [`Settings`]) and has each module check its own. A missing section is an error; `None`
+    /// when a section is missing or cannot be read (errors recorded).
+    fn module_sections(&mut self, tree: &mut Node) -> Option<BTreeMap<String, Section>> {
+        let mut sections = BTreeMap::new();
+        let mut readable = true;
+        let owners: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|m| m.has_settings())
+            .map(|m| m.name())
+            .collect();
+        let mut taken = take_sections(tree, &owners);
+        for module in self.modules.iter().filter(|m| m.has_settings()) {
+            let name = module.name();
+            let Some(node) = taken.remove(name) else {
+                self.push(
+                    ConfigError::new(tree.location(), name, format!("missing key `{name}`"))
+                        .with_help(format!(
+                            "add `{name}:` here (the settings of module `{name}`)"
+                        )),
+                );
+                readable = false;
+                continue;
+            };
+            let section = Section::new(name, node);
+            match module.check_settings(&section) {
+                Ok(errors) => errors.into_iter().for_each(|e| self.push(e)),
+                Err(e) => {
+                    self.push(e);
+                    readable = false;
+                }
+            }
+            sections.insert(name.to_owned(), section);
+        }
+        readable.then_some(sections)
+    }
+
+    /// `modules.yaml`: one section per module of the registry (others are refused).
+    fn read_module_index(&mut self, doc: &Node) -> Option<ModulesFile> {
+        let files: BTreeMap<String, ModuleFiles> = match from_node(doc, "") {
+            Ok(m) => m,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+        let names: Vec<&str> = self.modules.iter().map(|m| m.name()).collect();
+        for name in files.keys() {
+            if !names.contains(&name.as_str()) {
+                let at = doc.entry(name).map_or_else(
+                    || doc.location(),
+                    |e| Location {
+                        file: doc.file.to_path_buf(),
+                        line: e.key_pos.line,
+                        column: e.key_pos.column,
+                    },
+                );
+                self.push(
+                    ConfigError::new(at, name, format!("unknown module `{name}`"))
+                        .with_help(suggest::help_for(name, names.iter().copied(), "modules")),
+                );
+            }
+        }
+        Some(ModulesFile(files))
     }
 
     fn read_overlay(&mut self, name: &str) -> Option<Arc<SourceFile>> {
@@ -461,186 +556,62 @@ impl Loader {
             ),
             _ => {}
         }
-        let sso = &s.sso;
-        check(
-            "sso.clientId",
-            validate::dns_subdomain(&sso.client_id),
-            &format!("invalid client id `{}`", sso.client_id),
-            "use lowercase letters, digits and `-`, e.g. `oauth2-proxy`",
-        );
-        check(
-            "sso.staticUser.email",
-            validate::email(&sso.static_user.email),
-            &format!("invalid email `{}`", sso.static_user.email),
-            "write an address like admin@example.com (it is the login name at Dex)",
-        );
-        check(
-            "sso.staticUser.hash",
-            validate::bcrypt_hash(&sso.static_user.hash),
-            "invalid bcrypt hash",
-            "write the bcrypt hash of the password, not the password: \
-             htpasswd -bnBC 10 \"\" 'password' | tr -d ':\\n' | sed 's/$2y/$2a/' \
-             (and quote it in YAML)",
-        );
-        for (field, value) in [
-            ("sso.staticUser.username", &sso.static_user.username),
-            ("sso.staticUser.userID", &sso.static_user.user_id),
-            ("sso.extAuthz.provider", &sso.ext_authz.provider),
-        ] {
-            if value.trim().is_empty() {
-                check(
-                    field,
-                    Err("it is empty".into()),
-                    "missing value",
-                    "write a value",
-                );
-            }
-        }
         for e in errors {
             self.push(e);
         }
     }
 
-    /// Gateway API pins and the Istio / Gateway API / Kubernetes pairing; fills in
-    /// `versions.istio` when left out.
+    /// The Gateway API files pinned for `versions.gatewayApi`, then each module's
+    /// cross-version rules ([`crate::ModuleDef::check_versions`]).
     fn check_versions(
         &mut self,
         settings: &mut Settings,
         tree: &Node,
         pins: &PinsFile,
-    ) -> Option<(GatewayApiPins, Compatibility)> {
-        let gateway_api = settings.versions.gateway_api.clone();
-        let Some(release) = pins.releases.get(&gateway_api) else {
+    ) -> Option<GatewayApiPins> {
+        let gateway_pins = self.gateway_api_pins(&settings.versions.gateway_api, tree, pins)?;
+        let mut check = VersionCheck {
+            settings,
+            compatibility: &pins.compatibility,
+            pins_file: PINS_FILE,
+            tree,
+            errors: Vec::new(),
+            stopped: false,
+        };
+        for module in self.modules {
+            module.check_versions(&mut check);
+        }
+        let VersionCheck {
+            errors, stopped, ..
+        } = check;
+        for e in errors {
+            self.push(e);
+        }
+        (!stopped).then_some(gateway_pins)
+    }
+
+    /// The pinned files of Gateway API `version`, with their URLs.
+    fn gateway_api_pins(
+        &mut self,
+        version: &str,
+        tree: &Node,
+        pins: &PinsFile,
+    ) -> Option<GatewayApiPins> {
+        let Some(release) = pins.releases.get(version) else {
             let known: Vec<&str> = pins.releases.keys().map(String::as_str).collect();
             self.push(
                 self.setting_error(
                     tree,
                     "versions.gatewayApi",
-                    format!("no pinned files for Gateway API `{gateway_api}` in {PINS_FILE}"),
+                    format!("no pinned files for Gateway API `{version}` in {PINS_FILE}"),
                 )
                 .with_help(format!(
-                    "{}; or add `releases.{gateway_api}` to {PINS_FILE}",
-                    suggest::help_for(&gateway_api, known.iter().copied(), "pinned releases")
+                    "{}; or add `releases.{version}` to {PINS_FILE}",
+                    suggest::help_for(version, known.iter().copied(), "pinned releases")
                 )),
             );
             return None;
         };
-        let for_gateway_api: Vec<&Compatibility> = pins
-            .compatibility
-            .iter()
-            .filter(|row| row.gateway_api == gateway_api)
-            .collect();
-        if settings.versions.istio.is_empty() {
-            match for_gateway_api
-                .iter()
-                .rev()
-                .find_map(|row| row.istio.clone())
-            {
-                Some(istio) => settings.versions.istio = istio,
-                None => {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            "versions.gatewayApi",
-                            format!(
-                                "no default Istio release for Gateway API `{gateway_api}` in the compatibility table"
-                            ),
-                        )
-                        .with_help("set `versions.istio` to a release of a matching Istio minor"),
-                    );
-                    return None;
-                }
-            }
-        }
-        let istio = settings.versions.istio.clone();
-        let istio_field = if locate_in_tree(tree, "versions.istio").is_some() {
-            "versions.istio"
-        } else {
-            "versions.gatewayApi"
-        };
-        let Some((major, minor)) = parse_minor(&istio) else {
-            self.push(
-                self.setting_error(
-                    tree,
-                    istio_field,
-                    format!("invalid Istio version `{istio}`"),
-                )
-                .with_help("write a release like 1.30.3"),
-            );
-            return None;
-        };
-        let istio_minor = format!("{major}.{minor}");
-        let Some(row) = pins
-            .compatibility
-            .iter()
-            .find(|row| row.istio_minor == istio_minor)
-        else {
-            let known: Vec<&str> = pins
-                .compatibility
-                .iter()
-                .map(|r| r.istio_minor.as_str())
-                .collect();
-            self.push(
-                self.setting_error(
-                    tree,
-                    istio_field,
-                    format!("Istio {istio} is not in the compatibility table"),
-                )
-                .with_help(format!(
-                    "use one of the Istio minors {}, or add a row to `compatibility` in {PINS_FILE}",
-                    suggest::list(known.iter().copied())
-                )),
-            );
-            return None;
-        };
-        if row.gateway_api != gateway_api {
-            let pairs: Vec<String> = for_gateway_api
-                .iter()
-                .map(|r| format!("{}.x", r.istio_minor))
-                .collect();
-            let other = if pairs.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", or keep {gateway_api} with Istio {} (set versions.istio, or remove it to take the table's default)",
-                    pairs.join(" / ")
-                )
-            };
-            self.push(
-                self.setting_error(
-                    tree,
-                    "versions.gatewayApi",
-                    format!(
-                        "Gateway API {gateway_api} does not pair with Istio {istio}: Istio {istio_minor} pairs with Gateway API {}",
-                        row.gateway_api
-                    ),
-                )
-                .with_help(format!("set versions.gatewayApi: {}{other}", row.gateway_api)),
-            );
-            return None;
-        }
-        if settings.cluster.provider == Provider::Kind
-            && let (Some(have), Some(need)) = (
-                settings.cluster.kind.kubernetes_version(),
-                parse_minor(&row.min_kubernetes),
-            )
-            && have < need
-        {
-            self.push(
-                self.setting_error(
-                    tree,
-                    "cluster.kind.nodeImage",
-                    format!(
-                        "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
-                        have.0, have.1, settings.cluster.kind.node_image, row.min_kubernetes
-                    ),
-                )
-                .with_help(format!(
-                    "use a kindest/node image of Kubernetes {} or newer, e.g. kindest/node:v1.36.1",
-                    row.min_kubernetes
-                )),
-            );
-        }
         let files = release
             .files
             .iter()
@@ -648,19 +619,16 @@ impl Loader {
                 name: f.name.clone(),
                 url: pins
                     .base_url
-                    .replace("{version}", &gateway_api)
+                    .replace("{version}", version)
                     .replace("{file}", &f.name),
                 sha256: f.sha256.clone(),
                 objects: f.objects.clone(),
             })
             .collect();
-        Some((
-            GatewayApiPins {
-                version: gateway_api,
-                files,
-            },
-            row.clone(),
-        ))
+        Some(GatewayApiPins {
+            version: version.to_owned(),
+            files,
+        })
     }
 
     /// Two kind environments cannot both bind the same host port.
@@ -676,8 +644,14 @@ impl Loader {
         if env.is_some() {
             others.push(None);
         }
+        let owners: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|m| m.has_settings())
+            .map(|m| m.name())
+            .collect();
         for other in others {
-            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref()) else {
+            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref(), &owners) else {
                 continue;
             };
             let (a, b) = (&settings.cluster.kind, &theirs.cluster.kind);
@@ -705,6 +679,8 @@ impl Loader {
         }
     }
 
+    /// Every release of `modules.yaml`, module by module in registry order; then every
+    /// `charts.<name>` that names no release is an error.
     fn load_releases(
         &mut self,
         modules: &ModulesFile,
@@ -713,189 +689,249 @@ impl Loader {
         tree: &Node,
         env_json: &Value,
     ) -> Vec<ReleaseConfig> {
+        let at = ReleaseContext {
+            modules_file,
+            settings,
+            tree,
+            env_json,
+            versions: serde_json::to_value(&settings.versions).unwrap_or(Value::Null),
+        };
         let mut releases = Vec::new();
         let mut declared = BTreeSet::new();
-        let versions = serde_json::to_value(&settings.versions).unwrap_or(Value::Null);
-        for module in MODULES {
+        for module in self.modules.iter().map(|m| m.name()) {
             for (i, entry) in modules.module(module).releases.iter().enumerate() {
-                let base = format!("{module}.releases[{i}]");
                 declared.insert(entry.name.clone());
-                if let Err(why) = validate::dns_label(&entry.namespace) {
-                    let field = format!("{base}.namespace");
-                    self.push(
-                        self.error_in(
-                            modules_file,
-                            0,
-                            &field,
-                            format!("invalid namespace `{}`: {why}", entry.namespace),
-                        )
-                        .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
-                    );
-                }
-                if let Err(why) = validate::release_name(&entry.name) {
-                    let field = format!("{base}.name");
-                    self.push(
-                        self.error_in(
-                            modules_file,
-                            0,
-                            &field,
-                            format!("invalid release name `{}`: {why}", entry.name),
-                        )
-                        .with_help(
-                            "a release name is lowercase letters, digits and `-`, starting \
-                             with a letter or digit, at most 53 characters",
-                        ),
-                    );
-                    continue;
-                }
-                let values_field = format!("{base}.values");
-                let overlay = self.overlay_values(tree, &entry.name, env_json);
-                let values = self.load_values(
-                    module,
-                    &entry.values,
-                    modules_file,
-                    &values_field,
-                    env_json,
-                    overlay,
-                );
-                let Some(spec) = settings.charts.get(&entry.name) else {
-                    self.push(
-                        self.setting_error(tree, "charts", format!("no chart source for release `{}`", entry.name))
-                            .with_help(format!(
-                                "add `charts.{}: {{repo: <url>, chart: <name>}}` (or `path:`) to environment.yaml",
-                                entry.name
-                            )),
-                    );
-                    continue;
-                };
-                let chart_field = join_key("charts", &entry.name);
-                if let Some(key) = &entry.version_from
-                    && let Some(version) = versions.get(key).and_then(Value::as_str)
-                    && let Err(why) = validate::chart_version(version)
-                {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            &format!("versions.{key}"),
-                            format!("invalid chart version `{version}`: {why}"),
-                        )
-                        .with_help("write a version such as 0.24.0"),
-                    );
-                }
-                let words_ok = self.check_chart_words(
-                    tree,
-                    &chart_field,
-                    spec.chart.as_deref(),
-                    spec.version.as_deref(),
-                );
-                let chart = if let Some(path) = &spec.path {
-                    let dir = self.infra_dir.join(path);
-                    if !dir.join("Chart.yaml").is_file() {
-                        let why = if dir.is_dir() {
-                            "has no Chart.yaml"
-                        } else {
-                            "does not exist"
-                        };
-                        self.push(
-                            self.setting_error(tree, &format!("{chart_field}.path"), format!("chart directory `{}` {why}", dir.display()))
-                                .with_help(format!(
-                                    "the path is relative to {}; create the chart there, or remove `path:` to use the repository",
-                                    self.infra_dir.display()
-                                )),
-                        );
-                    }
-                    Some(ChartSource::Local { path: dir })
-                } else {
-                    let version = spec.version.clone().or_else(|| {
-                        let key = entry.version_from.as_deref()?;
-                        versions.get(key)?.as_str().map(str::to_string)
-                    });
-                    if let Some(key) = &entry.version_from
-                        && versions.get(key).is_none()
-                    {
-                        let field = format!("{base}.versionFrom");
-                        let keys: Vec<String> = versions
-                            .as_object()
-                            .map(|o| o.keys().cloned().collect())
-                            .unwrap_or_default();
-                        self.push(
-                            self.error_in(
-                                modules_file,
-                                0,
-                                &field,
-                                format!("`versions` has no key `{key}`"),
-                            )
-                            .with_help(suggest::help_for(
-                                key,
-                                keys.iter().map(String::as_str),
-                                "keys of versions",
-                            )),
-                        );
-                    }
-                    match (&spec.repo, &spec.chart, version) {
-                        (Some(repo), Some(chart), Some(version)) => {
-                            if !(repo.starts_with("https://")
-                                || repo.starts_with("http://")
-                                || repo.starts_with("oci://"))
-                            {
-                                self.push(
-                                    self.setting_error(
-                                        tree,
-                                        &format!("{chart_field}.repo"),
-                                        format!("`{repo}` is not a repository URL"),
-                                    )
-                                    .with_help("write an https://, http:// or oci:// URL"),
-                                );
-                            }
-                            Some(ChartSource::Repo {
-                                repo: repo.clone(),
-                                chart: chart.clone(),
-                                version,
-                                sha256: spec.sha256.clone(),
-                            })
-                        }
-                        (repo, chart, version) => {
-                            let missing = [
-                                ("repo", repo.is_none()),
-                                ("chart", chart.is_none()),
-                                ("version", version.is_none()),
-                            ]
-                            .iter()
-                            .filter(|(_, m)| *m)
-                            .map(|(k, _)| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                            self.push(
-                                self.setting_error(tree, &chart_field, format!("the chart of release `{}` has no {missing}", entry.name))
-                                    .with_help("set `repo`, `chart` and `version` (or `versionFrom` in modules.yaml), or `path` to a local chart"),
-                            );
-                            None
-                        }
-                    }
-                };
-                if let Some(sha) = &spec.sha256
-                    && let Err(why) = validate::sha256_hex(sha)
-                {
-                    self.push(
-                        self.setting_error(
-                            tree,
-                            &format!("{chart_field}.sha256"),
-                            format!("invalid sha256: {why}"),
-                        )
-                        .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
-                    );
-                }
-                if let (Some(chart), Some(values), true) = (chart, values, words_ok) {
-                    releases.push(ReleaseConfig {
-                        name: entry.name.clone(),
-                        module: module.to_string(),
-                        namespace: entry.namespace.clone(),
-                        chart,
-                        values,
-                    });
-                }
+                let base = format!("{module}.releases[{i}]");
+                releases.extend(self.load_release(&at, module, &base, entry));
             }
         }
+        self.check_chart_names(settings, tree, &declared);
+        releases
+    }
+
+    /// One release: its names, its values (file and overlay), its chart source.
+    fn load_release(
+        &mut self,
+        at: &ReleaseContext<'_>,
+        module: &str,
+        base: &str,
+        entry: &ReleaseEntry,
+    ) -> Option<ReleaseConfig> {
+        if !self.check_release_entry(at.modules_file, base, entry) {
+            return None;
+        }
+        let overlay = self.overlay_values(at.tree, &entry.name, at.env_json);
+        let values_field = format!("{base}.values");
+        let values = self.load_values(
+            module,
+            &entry.values,
+            at.modules_file,
+            &values_field,
+            at.env_json,
+            overlay,
+        );
+        let Some(spec) = at.settings.charts.get(&entry.name) else {
+            self.push(
+                self.setting_error(at.tree, "charts", format!("no chart source for release `{}`", entry.name))
+                    .with_help(format!(
+                        "add `charts.{}: {{repo: <url>, chart: <name>}}` (or `path:`) to environment.yaml",
+                        entry.name
+                    )),
+            );
+            return None;
+        };
+        let chart_field = join_key("charts", &entry.name);
+        self.check_version_from(at, entry);
+        let words_ok = self.check_chart_words(
+            at.tree,
+            &chart_field,
+            spec.chart.as_deref(),
+            spec.version.as_deref(),
+        );
+        let chart = match &spec.path {
+            Some(path) => Some(self.local_chart(at.tree, &chart_field, path)),
+            None => self.repo_chart(at, base, entry, spec, &chart_field),
+        };
+        self.check_chart_sha256(at.tree, &chart_field, spec);
+        Some(ReleaseConfig {
+            name: entry.name.clone(),
+            module: module.to_string(),
+            namespace: entry.namespace.clone(),
+            chart: chart?,
+            values: values?,
+        })
+        .filter(|_| words_ok)
+    }
+
+    /// The namespace and release name of a `modules.yaml` entry; `false` when the name is
+    /// unusable (the release is skipped).
+    fn check_release_entry(
+        &mut self,
+        modules_file: &SourceFile,
+        base: &str,
+        entry: &ReleaseEntry,
+    ) -> bool {
+        if let Err(why) = validate::dns_label(&entry.namespace) {
+            let field = format!("{base}.namespace");
+            self.push(
+                self.error_in(
+                    modules_file,
+                    0,
+                    &field,
+                    format!("invalid namespace `{}`: {why}", entry.namespace),
+                )
+                .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
+            );
+        }
+        if let Err(why) = validate::release_name(&entry.name) {
+            let field = format!("{base}.name");
+            self.push(
+                self.error_in(
+                    modules_file,
+                    0,
+                    &field,
+                    format!("invalid release name `{}`: {why}", entry.name),
+                )
+                .with_help(
+                    "a release name is lowercase letters, digits and `-`, starting \
+                     with a letter or digit, at most 53 characters",
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// The chart version `versionFrom` names must be a version.
+    fn check_version_from(&mut self, at: &ReleaseContext<'_>, entry: &ReleaseEntry) {
+        if let Some(key) = &entry.version_from
+            && let Some(version) = at.versions.get(key).and_then(Value::as_str)
+            && let Err(why) = validate::chart_version(version)
+        {
+            self.push(
+                self.setting_error(
+                    at.tree,
+                    &format!("versions.{key}"),
+                    format!("invalid chart version `{version}`: {why}"),
+                )
+                .with_help("write a version such as 0.24.0"),
+            );
+        }
+    }
+
+    /// `charts.<release>.path`: a chart directory with a `Chart.yaml` (error recorded if not).
+    fn local_chart(&mut self, tree: &Node, chart_field: &str, path: &str) -> ChartSource {
+        let dir = self.infra_dir.join(path);
+        if !dir.join("Chart.yaml").is_file() {
+            let why = if dir.is_dir() {
+                "has no Chart.yaml"
+            } else {
+                "does not exist"
+            };
+            self.push(
+                self.setting_error(tree, &format!("{chart_field}.path"), format!("chart directory `{}` {why}", dir.display()))
+                    .with_help(format!(
+                        "the path is relative to {}; create the chart there, or remove `path:` to use the repository",
+                        self.infra_dir.display()
+                    )),
+            );
+        }
+        ChartSource::Local { path: dir }
+    }
+
+    /// A repository chart: `repo`, `chart` and a version (`version`, or the `versions` key
+    /// `versionFrom` names). `None` (error recorded) when one is missing.
+    fn repo_chart(
+        &mut self,
+        at: &ReleaseContext<'_>,
+        base: &str,
+        entry: &ReleaseEntry,
+        spec: &ChartSpec,
+        chart_field: &str,
+    ) -> Option<ChartSource> {
+        let version = spec.version.clone().or_else(|| {
+            let key = entry.version_from.as_deref()?;
+            at.versions.get(key)?.as_str().map(str::to_string)
+        });
+        if let Some(key) = &entry.version_from
+            && at.versions.get(key).is_none()
+        {
+            let field = format!("{base}.versionFrom");
+            let keys: Vec<String> = at
+                .versions
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            self.push(
+                self.error_in(
+                    at.modules_file,
+                    0,
+                    &field,
+                    format!("`versions` has no key `{key}`"),
+                )
+                .with_help(suggest::help_for(
+                    key,
+                    keys.iter().map(String::as_str),
+                    "keys of versions",
+                )),
+            );
+        }
+        let (Some(repo), Some(chart), Some(version)) = (&spec.repo, &spec.chart, &version) else {
+            let missing = [
+                ("repo", spec.repo.is_none()),
+                ("chart", spec.chart.is_none()),
+                ("version", version.is_none()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+            self.push(
+                self.setting_error(at.tree, chart_field, format!("the chart of release `{}` has no {missing}", entry.name))
+                    .with_help("set `repo`, `chart` and `version` (or `versionFrom` in modules.yaml), or `path` to a local chart"),
+            );
+            return None;
+        };
+        if !["https://", "http://", "oci://"]
+            .iter()
+            .any(|scheme| repo.starts_with(scheme))
+        {
+            self.push(
+                self.setting_error(
+                    at.tree,
+                    &format!("{chart_field}.repo"),
+                    format!("`{repo}` is not a repository URL"),
+                )
+                .with_help("write an https://, http:// or oci:// URL"),
+            );
+        }
+        Some(ChartSource::Repo {
+            repo: repo.clone(),
+            chart: chart.clone(),
+            version: version.clone(),
+            sha256: spec.sha256.clone(),
+        })
+    }
+
+    /// `charts.<release>.sha256`, when set, is a sha256 digest.
+    fn check_chart_sha256(&mut self, tree: &Node, chart_field: &str, spec: &ChartSpec) {
+        if let Some(sha) = &spec.sha256
+            && let Err(why) = validate::sha256_hex(sha)
+        {
+            self.push(
+                self.setting_error(
+                    tree,
+                    &format!("{chart_field}.sha256"),
+                    format!("invalid sha256: {why}"),
+                )
+                .with_help("write the sha256sum of the chart's .tgz, or remove the line"),
+            );
+        }
+    }
+
+    /// Every `charts.<name>` names a release of `modules.yaml`.
+    fn check_chart_names(&mut self, settings: &Settings, tree: &Node, declared: &BTreeSet<String>) {
         for name in settings.charts.keys() {
             if !declared.contains(name) {
                 let names: Vec<&str> = declared.iter().map(String::as_str).collect();
@@ -913,7 +949,6 @@ impl Loader {
                 );
             }
         }
-        releases
     }
 
     /// A chart name and version reach helm as arguments: they may not look like flags.
@@ -1038,147 +1073,180 @@ impl Loader {
         })
     }
 
+    /// Every manifest of `modules.yaml`, module by module in registry order: objects to
+    /// apply, and the GeneratedSecrets among them.
     fn load_manifests(
         &mut self,
         modules: &ModulesFile,
         modules_file: &SourceFile,
         env_json: &Value,
     ) -> (Vec<Document>, Vec<GeneratedSecret>) {
-        let mut manifests = Vec::new();
-        let mut secrets = Vec::new();
-        let mut seen: HashMap<(String, String, String, String), Location> = HashMap::new();
-        for module in MODULES {
+        let mut loaded = Manifests::default();
+        for module in self.modules.iter().map(|m| m.name()) {
             for (i, rel) in modules.module(module).manifests.iter().enumerate() {
                 let field = format!("{module}.manifests[{i}]");
-                let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) else {
-                    continue;
-                };
-                for (index, doc) in file.docs.iter().enumerate() {
-                    if doc.is_null() {
-                        continue;
-                    }
-                    let Some(doc) = self.check_object(&file, doc) else {
-                        continue;
-                    };
-                    let doc = self.substitute(&file, doc, "", env_json);
-                    let api_version = doc
-                        .get("apiVersion")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let kind = doc
-                        .get("kind")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let meta = doc.get("metadata");
-                    let name_node = meta.and_then(|m| m.get("name"));
-                    let name = name_node
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let namespace = meta
-                        .and_then(|m| m.get("namespace"))
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let group = api_version
-                        .rsplit_once('/')
-                        .map(|(g, _)| g)
-                        .unwrap_or("")
-                        .to_string();
-                    let key = (group, kind.clone(), namespace.clone(), name.clone());
-                    let here = name_node
-                        .map(Node::location)
-                        .unwrap_or_else(|| doc.location());
-                    if let Some(first) = seen.get(&key) {
-                        let what = if namespace.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{namespace}/{name}")
-                        };
-                        self.push(
-                            ConfigError::new(
-                                here.clone(),
-                                "metadata.name",
-                                format!("duplicate object: {kind} {what} is already declared"),
-                            )
-                            .with_help(format!(
-                                "it is first declared at {}:{}:{}; remove one of them or rename it",
-                                first.file.display(),
-                                first.line,
-                                first.column
-                            )),
-                        );
-                        continue;
-                    }
-                    seen.insert(key, here);
-                    if api_version == "envctl.dev/v1" && kind == "GeneratedSecret" {
-                        match from_node::<GeneratedSecretDoc>(&doc, "") {
-                            Ok(secret) => {
-                                for (key, gen_key) in &secret.generate {
-                                    if !(1..=1024).contains(&gen_key.bytes) {
-                                        let field = format!("generate.{key}.bytes");
-                                        self.push(
-                                            self.error_in(&file, index, &field, format!("{} random bytes is out of range", gen_key.bytes))
-                                                .with_help("use 16, 24 or 32 (OAuth2 Proxy's cookie secret needs one of these)"),
-                                        );
-                                    }
-                                }
-                                secrets.push(GeneratedSecret {
-                                    module: module.to_string(),
-                                    name: secret.metadata.name,
-                                    namespace: secret.metadata.namespace,
-                                    plain: secret.data,
-                                    generated: secret
-                                        .generate
-                                        .into_iter()
-                                        .map(|(k, g)| {
-                                            (
-                                                k,
-                                                GeneratedKey {
-                                                    bytes: g.bytes,
-                                                    encoding: g.encoding,
-                                                },
-                                            )
-                                        })
-                                        .collect(),
-                                    file: file.path.to_path_buf(),
-                                    index_in_file: index,
-                                });
-                            }
-                            Err(e) => self.push(e),
-                        }
-                        continue;
-                    }
-                    if let Some(e) = self.literal_secrets_in_manifest(&file, &doc, &kind) {
-                        self.push(e);
-                        continue;
-                    }
-                    let mut value = doc.to_json();
-                    let ownership = take_ownership(&mut value);
-                    let ownership = match ownership {
-                        Ok(o) => o,
-                        Err(text) => {
-                            let field = format!("metadata.annotations[\"{OWNERSHIP_ANNOTATION}\"]");
-                            self.push(
-                                self.error_in(&file, index, &field, format!("unknown ownership `{text}`"))
-                                    .with_help("write `fields` (envctl owns only the fields written here), or remove the annotation"),
-                            );
-                            Ownership::Object
-                        }
-                    };
-                    manifests.push(Document {
-                        file: file.path.to_path_buf(),
-                        index_in_file: index,
-                        module: module.to_string(),
-                        ownership,
-                        value,
-                    });
+                if let Some(file) = self.read(rel, "manifest", (&modules_file.path, &field)) {
+                    self.load_manifest_file(&file, module, env_json, &mut loaded);
                 }
             }
         }
-        (manifests, secrets)
+        (loaded.objects, loaded.secrets)
+    }
+
+    /// The documents of one manifest file (empty ones skipped).
+    fn load_manifest_file(
+        &mut self,
+        file: &SourceFile,
+        module: &str,
+        env_json: &Value,
+        loaded: &mut Manifests,
+    ) {
+        for (index, doc) in file.docs.iter().enumerate() {
+            if doc.is_null() {
+                continue;
+            }
+            let Some(doc) = self.check_object(file, doc) else {
+                continue;
+            };
+            let doc = self.substitute(file, doc, "", env_json);
+            if !self.first_declaration(&doc, &mut loaded.seen) {
+                continue;
+            }
+            let at = (file, index);
+            if is_generated_secret(&doc) {
+                loaded
+                    .secrets
+                    .extend(self.generated_secret(at, &doc, module));
+            } else if let Some(e) = self.literal_secrets_in_manifest(file, &doc, kind_of(&doc)) {
+                self.push(e);
+            } else {
+                loaded
+                    .objects
+                    .push(self.manifest_document(at, &doc, module));
+            }
+        }
+    }
+
+    /// `false` (error recorded) when an object of the same group, kind, namespace and name is
+    /// already declared.
+    fn first_declaration(&mut self, doc: &Node, seen: &mut HashMap<ObjectKey, Location>) -> bool {
+        let text =
+            |node: Option<&Node>| node.and_then(Node::as_str).unwrap_or_default().to_string();
+        let api_version = text(doc.get("apiVersion"));
+        let kind = text(doc.get("kind"));
+        let meta = doc.get("metadata");
+        let name_node = meta.and_then(|m| m.get("name"));
+        let name = text(name_node);
+        let namespace = text(meta.and_then(|m| m.get("namespace")));
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let key = (
+            group.to_string(),
+            kind.clone(),
+            namespace.clone(),
+            name.clone(),
+        );
+        let here = name_node.map_or_else(|| doc.location(), Node::location);
+        let Some(first) = seen.get(&key) else {
+            seen.insert(key, here);
+            return true;
+        };
+        let what = if namespace.is_empty() {
+            name
+        } else {
+            format!("{namespace}/{name}")
+        };
+        self.push(
+            ConfigError::new(
+                here,
+                "metadata.name",
+                format!("duplicate object: {kind} {what} is already declared"),
+            )
+            .with_help(format!(
+                "it is first declared at {}:{}:{}; remove one of them or rename it",
+                first.file.display(),
+                first.line,
+                first.column
+            )),
+        );
+        false
+    }
+
+    /// A GeneratedSecret document (`apiVersion: envctl.dev/v1`); `None` (error recorded) when
+    /// it cannot be read.
+    fn generated_secret(
+        &mut self,
+        (file, index): (&SourceFile, usize),
+        doc: &Node,
+        module: &str,
+    ) -> Option<GeneratedSecret> {
+        let secret = match from_node::<GeneratedSecretDoc>(doc, "") {
+            Ok(secret) => secret,
+            Err(e) => {
+                self.push(e);
+                return None;
+            }
+        };
+        for (key, gen_key) in &secret.generate {
+            if !(1..=1024).contains(&gen_key.bytes) {
+                let field = format!("generate.{key}.bytes");
+                self.push(
+                    self.error_in(
+                        file,
+                        index,
+                        &field,
+                        format!("{} random bytes is out of range", gen_key.bytes),
+                    )
+                    .with_help(
+                        "use 16, 24 or 32 (OAuth2 Proxy's cookie secret needs one of these)",
+                    ),
+                );
+            }
+        }
+        let generated = secret
+            .generate
+            .into_iter()
+            .map(|(k, g)| {
+                let key = GeneratedKey {
+                    bytes: g.bytes,
+                    encoding: g.encoding,
+                };
+                (k, key)
+            })
+            .collect();
+        Some(GeneratedSecret {
+            module: module.to_string(),
+            name: secret.metadata.name,
+            namespace: secret.metadata.namespace,
+            plain: secret.data,
+            generated,
+            file: file.path.to_path_buf(),
+            index_in_file: index,
+        })
+    }
+
+    /// An object to apply, with its ownership annotation taken out.
+    fn manifest_document(
+        &mut self,
+        (file, index): (&SourceFile, usize),
+        doc: &Node,
+        module: &str,
+    ) -> Document {
+        let mut value = doc.to_json();
+        let ownership = take_ownership(&mut value).unwrap_or_else(|text| {
+            let field = format!("metadata.annotations[\"{OWNERSHIP_ANNOTATION}\"]");
+            self.push(
+                self.error_in(file, index, &field, format!("unknown ownership `{text}`"))
+                    .with_help("write `fields` (envctl owns only the fields written here), or remove the annotation"),
+            );
+            Ownership::Object
+        });
+        Document {
+            file: file.path.to_path_buf(),
+            index_in_file: index,
+            module: module.to_string(),
+            ownership,
+            value,
+        }
     }
 
     /// A `Secret` with data, or a literal secret under a secret-like key: the first one found
@@ -1350,7 +1418,7 @@ impl Loader {
 
     /// Every `*.yaml` in a module's directory must be listed in modules.yaml.
     fn check_unlisted_files(&mut self, modules: &ModulesFile) {
-        for module in MODULES {
+        for module in self.modules.iter().map(|m| m.name()) {
             let dir = self.path(module);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -1536,7 +1604,7 @@ impl Loader {
                         },
                         Placeholder::Output { module, name } => {
                             let full = format!("{module}.{name}");
-                            if !KNOWN_OUTPUTS.contains(&full.as_str()) {
+                            if !self.known_outputs.contains(&full) {
                                 self.push(
                                     ConfigError::new(
                                         at(raw),
@@ -1546,7 +1614,7 @@ impl Loader {
                                     .with_help(
                                         suggest::help_for(
                                             &full,
-                                            KNOWN_OUTPUTS,
+                                            self.known_outputs.iter().map(String::as_str),
                                             "outputs (docs/dev/contract.md)",
                                         ),
                                     ),
@@ -1666,7 +1734,7 @@ fn available_envs(dir: &Path) -> Vec<String> {
 }
 
 /// Another environment's settings, for cross-environment checks; `None` if it does not load.
-fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
+fn quiet_settings(infra_dir: &Path, env: Option<&str>, owners: &[&str]) -> Option<Settings> {
     let read = |rel: &str| {
         let path = infra_dir.join(rel);
         let text = std::fs::read_to_string(&path).ok()?;
@@ -1677,13 +1745,30 @@ fn quiet_settings(infra_dir: &Path, env: Option<&str>) -> Option<Settings> {
     if let Some(name) = env {
         tree.merge(read(&format!("{ENVS_DIR}/{name}.yaml"))?);
     }
+    take_sections(&mut tree, owners);
     from_node(&tree, "").ok()
 }
 
-/// What `${env.*}` reads: the settings with the file's key names, plus `fqdn` and `url`.
-fn env_context(settings: &Settings) -> Value {
+/// The entries `owners` (module names) of a mapping, taken out of it.
+fn take_sections(tree: &mut Node, owners: &[&str]) -> BTreeMap<String, Node> {
+    let NodeValue::Map(entries) = &mut tree.value else {
+        return BTreeMap::new();
+    };
+    let (taken, kept) = std::mem::take(entries)
+        .into_iter()
+        .partition(|e| owners.contains(&e.key.as_str()));
+    *entries = kept;
+    taken.into_iter().map(|e: Entry| (e.key, e.value)).collect()
+}
+
+/// What `${env.*}` reads: the settings and the modules' sections with the file's key names,
+/// plus `fqdn` and `url`.
+fn env_context(settings: &Settings, sections: &BTreeMap<String, Section>) -> Value {
     let mut value = serde_json::to_value(settings).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
+        for (name, section) in sections {
+            map.insert(name.clone(), section.value.clone());
+        }
         let strings = |m: BTreeMap<String, String>| {
             Value::Object(m.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
         };

@@ -3,21 +3,6 @@
 use std::fmt;
 use std::ops::Range;
 
-/// The module outputs of the contract (docs/dev/contract.md), as `<module>.<name>`.
-/// `${output.X.Y}` naming anything else is refused when loading.
-pub const KNOWN_OUTPUTS: [&str; 10] = [
-    "cluster.context",
-    "gateway.gateway_api_crds",
-    "gateway.gateway_name",
-    "gateway.gateway_namespace",
-    "mesh.gateway_class",
-    "mesh.ext_authz_provider",
-    "mesh.injection_ready",
-    "mesh.proxy_config_hash",
-    "sso.dex_cluster_ip",
-    "sso.ext_authz_service",
-];
-
 /// One placeholder found in a string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Placeholder {

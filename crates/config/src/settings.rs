@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything in the environment file, after the overlay is merged and defaults are resolved.
+/// The environment file, after the overlay is merged and defaults are resolved, without the
+/// sections modules own (see [`crate::Section`]).
 ///
 /// `${env.<path>}` placeholders read this structure serialized with the file's key names
 /// (e.g. `${env.cluster.kind.nodePort}`), plus the computed `fqdn` and `url` maps (see
@@ -21,7 +22,6 @@ pub struct Settings {
     pub domain: String,
     pub hosts: Hosts,
     pub versions: Versions,
-    pub sso: SsoSettings,
     /// Chart source per Helm release name, as written; see [`crate::ReleaseConfig::chart`] for
     /// the resolved source.
     pub charts: BTreeMap<String, ChartSpec>,
@@ -129,7 +129,7 @@ impl KindSettings {
 }
 
 /// `1.36.1` / `v1.36` / `1.36` -> (1, 36).
-pub(crate) fn parse_minor(version: &str) -> Option<(u32, u32)> {
+pub fn parse_minor(version: &str) -> Option<(u32, u32)> {
     let version = version.strip_prefix('v').unwrap_or(version);
     let mut parts = version.split('.');
     let major = parts.next()?.parse().ok()?;
@@ -160,34 +160,6 @@ pub struct Versions {
     pub dex: String,
     /// OAuth2 Proxy chart version.
     pub oauth2_proxy: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SsoSettings {
-    /// OIDC client id of OAuth2 Proxy at Dex.
-    pub client_id: String,
-    pub static_user: StaticUser,
-    pub ext_authz: ExtAuthz,
-}
-
-/// Dex's static password-DB user. Field names are Dex's own (`staticPasswords[]`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticUser {
-    pub email: String,
-    pub username: String,
-    #[serde(rename = "userID")]
-    pub user_id: String,
-    /// bcrypt hash (`$2a$10$...`) of the password.
-    pub hash: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExtAuthz {
-    /// Name of the Istio extension provider used by the CUSTOM AuthorizationPolicy.
-    pub provider: String,
 }
 
 /// One entry of `charts:` as written (all optional; see [`crate::ChartSource`] for the result).

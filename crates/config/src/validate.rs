@@ -1,7 +1,7 @@
 //! Checks of single values: DNS names, bcrypt hashes, e-mail addresses, digests.
 
 /// RFC 1123 label: 1-63 of `a-z0-9-`, starting and ending alphanumeric.
-pub(crate) fn dns_label(s: &str) -> Result<(), String> {
+pub fn dns_label(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("it is empty".into());
     }
@@ -62,7 +62,7 @@ fn word(s: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
 }
 
 /// RFC 1123 subdomain: labels joined by `.`, at most 253 characters.
-pub(crate) fn dns_subdomain(s: &str) -> Result<(), String> {
+pub fn dns_subdomain(s: &str) -> Result<(), String> {
     if s.len() > 253 {
         return Err(format!("it is {} characters long (at most 253)", s.len()));
     }
@@ -76,7 +76,7 @@ pub(crate) fn dns_subdomain(s: &str) -> Result<(), String> {
 }
 
 /// A bcrypt hash in modular crypt format: `$2a$10$` + 53 characters of bcrypt's base64.
-pub(crate) fn bcrypt_hash(s: &str) -> Result<(), String> {
+pub fn bcrypt_hash(s: &str) -> Result<(), String> {
     let parts: Vec<&str> = s.split('$').collect();
     let [empty, version, cost, rest] = parts.as_slice() else {
         return Err("it is not of the form $2a$<cost>$<53 characters>".into());
@@ -106,7 +106,7 @@ pub(crate) fn bcrypt_hash(s: &str) -> Result<(), String> {
 }
 
 /// A plain e-mail address: `local@domain.tld`, no spaces.
-pub(crate) fn email(s: &str) -> Result<(), String> {
+pub fn email(s: &str) -> Result<(), String> {
     let Some((local, domain)) = s.split_once('@') else {
         return Err("it has no `@`".into());
     };

@@ -9,7 +9,7 @@ fn infra() -> PathBuf {
 }
 
 fn load(env: Option<&str>) -> config::Environment {
-    config::load(&infra(), env).unwrap_or_else(|errors| panic!("{errors}"))
+    config::load(&infra(), env, &xtask::REGISTRY).unwrap_or_else(|errors| panic!("{errors}"))
 }
 
 #[test]

@@ -107,7 +107,7 @@ pub fn kubectl_binary() -> PathBuf {
 /// (`istio-base`, `istio-cni`, `istiod`, `dex`, `oauth2-proxy`), at the version and from the
 /// repository `infra/` configures: `<mirror>/charts/<repo without scheme>/<chart>-<version>/`.
 pub fn chart(release: &str) -> PathBuf {
-    let env = config::load(&workspace_root().join("infra"), None)
+    let env = config::load(&workspace_root().join("infra"), None, &xtask::REGISTRY)
         .unwrap_or_else(|e| panic!("infra/ does not load: {e}"));
     let release_config = env
         .release(release)

@@ -202,7 +202,7 @@ fn every_values_leaf_in_infra_changes_what_the_real_chart_renders() {
     let mut seen = BTreeSet::new();
     let mut rendered = 0;
     for env_name in environments() {
-        let env = config::load(&infra, env_name.as_deref())
+        let env = config::load(&infra, env_name.as_deref(), &xtask::REGISTRY)
             .unwrap_or_else(|e| panic!("infra/ ({env_name:?}) does not load: {e}"));
         for release in &env.releases {
             let chart = e2e::chart(&release.name);
@@ -341,7 +341,7 @@ fn the_tidy_check_catches_an_ignored_and_a_legacy_key() {
 
 /// The objects the real chart of `release` renders with the values of environment `env`.
 fn rendered(env: Option<&str>, release: &str) -> Vec<Value> {
-    let loaded = config::load(&e2e::workspace_root().join("infra"), env).unwrap();
+    let loaded = config::load(&e2e::workspace_root().join("infra"), env, &xtask::REGISTRY).unwrap();
     let config = loaded.release(release).unwrap();
     let mut values = config.values.value.clone();
     resolve_placeholders(&mut values);
@@ -413,7 +413,8 @@ fn the_default_environment_gets_istiods_injector_and_kwok_leaves_it_out() {
         ("istio-base", "istiod-default-validator"),
     ] {
         for (env, expected) in [(None, Value::Null), (Some("kwok"), Value::from("Ignore"))] {
-            let loaded = config::load(&e2e::workspace_root().join("infra"), env).unwrap();
+            let loaded =
+                config::load(&e2e::workspace_root().join("infra"), env, &xtask::REGISTRY).unwrap();
             let config = loaded.release(release).unwrap();
             let out = template_with(
                 &e2e::chart(release),

@@ -547,7 +547,7 @@ async fn the_real_charts_in_the_shared_mirror_pass_its_checksums() {
         charts: ChartStore::new(Some(mirror), None),
         ..helm()
     };
-    let env = config::load(&e2e::workspace_root().join("infra"), None).unwrap();
+    let env = config::load(&e2e::workspace_root().join("infra"), None, &xtask::REGISTRY).unwrap();
     for release in &env.releases {
         let config::ChartSource::Repo {
             repo,

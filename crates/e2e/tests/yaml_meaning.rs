@@ -179,7 +179,7 @@ fn envctl_reading(text: &str) -> Result<serde_json::Map<String, Value>, Vec<(usi
     let infra = InfraCopy::new();
     infra.write("sso/dex.values.yaml", text);
     let file = infra.path().join("sso/dex.values.yaml");
-    match config::load(&infra.path(), Some("kwok")) {
+    match config::load(&infra.path(), Some("kwok"), &xtask::REGISTRY) {
         Ok(env) => Ok(env
             .release("dex")
             .expect("release dex")

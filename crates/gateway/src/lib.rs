@@ -9,6 +9,33 @@ use serde_json::{Value, json};
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "gateway";
 
+/// The module, as xtask's registry lists it.
+pub static MODULE: Gateway = Gateway;
+
+/// Module `gateway`: the Gateway API CRDs, the Gateway and the demo app.
+pub struct Gateway;
+
+/// `plan`, `apply` and `destroy` of this module's part (`--module gateway`).
+impl live::session::ModuleCommands for Gateway {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl config::ModuleDef for Gateway {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["gateway_api_crds", "gateway_name", "gateway_namespace"]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+}
+
 use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 
 /// What the gateway module wants.
@@ -116,6 +143,7 @@ mod tests {
         config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads")
     }
@@ -175,6 +203,3 @@ mod tests {
         )));
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();

@@ -5,12 +5,191 @@
 //! istiod waits for the Gateway API CRDs (it creates the `istio` GatewayClass) and carries the
 //! ext-authz provider in its mesh config before the CUSTOM policy exists.
 
-use config::{ConfigError, Environment};
+use config::{ConfigError, Environment, Provider, VersionCheck};
 use engine::{Address, Dependency, Module, Output, OutputRef, ResourceKind};
 use serde_json::Value;
 
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "mesh";
+
+/// The module, as xtask's registry lists it.
+pub static MODULE: Mesh = Mesh;
+
+/// Module `mesh`: Istio via Helm.
+pub struct Mesh;
+
+/// `plan`, `apply` and `destroy` of this module's part (`--module mesh`).
+impl live::session::ModuleCommands for Mesh {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl config::ModuleDef for Mesh {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &[
+            "gateway_class",
+            "ext_authz_provider",
+            "injection_ready",
+            "proxy_config_hash",
+        ]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+
+    fn check_versions(&self, check: &mut VersionCheck<'_>) {
+        check_istio_version(check);
+    }
+}
+
+/// Istio with Gateway API and Kubernetes: `versions.istio` (filled from the compatibility row
+/// of `versions.gatewayApi` when left out) must be a release whose minor is in the table and
+/// pairs with the chosen Gateway API; a kind node image must be a Kubernetes that Istio minor
+/// supports.
+pub fn check_istio_version(check: &mut VersionCheck<'_>) {
+    let Some(istio) = istio_release(check) else {
+        return;
+    };
+    let gateway_api = check.settings.versions.gateway_api.clone();
+    let pins_file = check.pins_file;
+    let istio_field = if check.is_written("versions.istio") {
+        "versions.istio"
+    } else {
+        "versions.gatewayApi"
+    };
+    let Some((major, minor)) = config::parse_minor(&istio) else {
+        let error = check
+            .error(istio_field, format!("invalid Istio version `{istio}`"))
+            .with_help("write a release like 1.30.3");
+        return check.stop(error);
+    };
+    let istio_minor = format!("{major}.{minor}");
+    let Some(row) = check
+        .compatibility
+        .iter()
+        .find(|row| row.istio_minor == istio_minor)
+        .cloned()
+    else {
+        let known: Vec<String> = check
+            .compatibility
+            .iter()
+            .map(|r| format!("`{}`", r.istio_minor))
+            .collect();
+        let error = check
+            .error(
+                istio_field,
+                format!("Istio {istio} is not in the compatibility table"),
+            )
+            .with_help(format!(
+                "use one of the Istio minors {}, or add a row to `compatibility` in {pins_file}",
+                known.join(", ")
+            ));
+        return check.stop(error);
+    };
+    if row.gateway_api != gateway_api {
+        let error = unpaired(check, &istio, &istio_minor, &row);
+        return check.stop(error);
+    }
+    check_kubernetes(check, &istio_minor, &row);
+}
+
+/// `versions.istio`, or the table's default Istio release for `versions.gatewayApi` (written
+/// into the settings). `None` (error recorded) when there is neither.
+fn istio_release(check: &mut VersionCheck<'_>) -> Option<String> {
+    if check.settings.versions.istio.is_empty() {
+        let gateway_api = &check.settings.versions.gateway_api;
+        let default = check
+            .compatibility
+            .iter()
+            .rev()
+            .filter(|row| &row.gateway_api == gateway_api)
+            .find_map(|row| row.istio.clone());
+        match default {
+            Some(istio) => check.settings.versions.istio = istio,
+            None => {
+                let error = check
+                    .error(
+                        "versions.gatewayApi",
+                        format!(
+                            "no default Istio release for Gateway API `{gateway_api}` in the compatibility table"
+                        ),
+                    )
+                    .with_help("set `versions.istio` to a release of a matching Istio minor");
+                check.stop(error);
+                return None;
+            }
+        }
+    }
+    Some(check.settings.versions.istio.clone())
+}
+
+/// The error for an Istio release whose row names another Gateway API release.
+fn unpaired(
+    check: &VersionCheck<'_>,
+    istio: &str,
+    istio_minor: &str,
+    row: &config::Compatibility,
+) -> ConfigError {
+    let gateway_api = &check.settings.versions.gateway_api;
+    let pairs: Vec<String> = check
+        .compatibility
+        .iter()
+        .filter(|r| &r.gateway_api == gateway_api)
+        .map(|r| format!("{}.x", r.istio_minor))
+        .collect();
+    let other = if pairs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", or keep {gateway_api} with Istio {} (set versions.istio, or remove it to take the table's default)",
+            pairs.join(" / ")
+        )
+    };
+    check
+        .error(
+            "versions.gatewayApi",
+            format!(
+                "Gateway API {gateway_api} does not pair with Istio {istio}: Istio {istio_minor} pairs with Gateway API {}",
+                row.gateway_api
+            ),
+        )
+        .with_help(format!("set versions.gatewayApi: {}{other}", row.gateway_api))
+}
+
+/// A kind node image older than the oldest Kubernetes the Istio minor supports.
+fn check_kubernetes(check: &mut VersionCheck<'_>, istio_minor: &str, row: &config::Compatibility) {
+    let cluster = &check.settings.cluster;
+    if cluster.provider != Provider::Kind {
+        return;
+    }
+    let (Some(have), Some(need)) = (
+        cluster.kind.kubernetes_version(),
+        config::parse_minor(&row.min_kubernetes),
+    ) else {
+        return;
+    };
+    if have < need {
+        let error = check
+            .error(
+                "cluster.kind.nodeImage",
+                format!(
+                    "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
+                    have.0, have.1, cluster.kind.node_image, row.min_kubernetes
+                ),
+            )
+            .with_help(format!(
+                "use a kindest/node image of Kubernetes {} or newer, e.g. kindest/node:v1.36.1",
+                row.min_kubernetes
+            ));
+        check.push(error);
+    }
+}
 
 /// What the mesh module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
@@ -48,15 +227,38 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
         // istiod creates this GatewayClass when it starts.
         .with_output(known("gateway_class", "istio"))
         // The extension provider in istiod's meshConfig (infra/mesh/istiod.values.yaml).
-        .with_output(known(
-            "ext_authz_provider",
-            &env.settings.sso.ext_authz.provider,
-        ))
+        .with_output(known("ext_authz_provider", &ext_authz_provider(env)?))
         // The value of the `istio-injection` namespace label istiod's injector selects.
         .with_output(known("injection_ready", "enabled"))
         // What proxies read only at start: workloads carry it as a pod annotation, so that they
         // restart when (and only when) it changes.
         .with_output(known("proxy_config_hash", &proxy_config_hash(env))))
+}
+
+/// The name of istiod's ext-authz extension provider: the entry of
+/// `meshConfig.extensionProviders` with `envoyExtAuthzHttp`.
+pub fn ext_authz_provider(env: &Environment) -> Result<String, ConfigError> {
+    let istiod = env.release("istiod");
+    istiod
+        .and_then(|r| r.values.value.pointer("/meshConfig/extensionProviders"))
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("envoyExtAuthzHttp").is_some())
+        .and_then(|p| p.get("name")?.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            let file = istiod.map_or_else(
+                || env.infra_dir.join("modules.yaml"),
+                |r| r.values.file.clone(),
+            );
+            env.error_at(
+                &file,
+                "meshConfig.extensionProviders",
+                "istiod's meshConfig names no `envoyExtAuthzHttp` extension provider (the CUSTOM policy's)",
+            )
+            .with_help("add one with `name:` and `envoyExtAuthzHttp:` (see infra/mesh/istiod.values.yaml)")
+        })
 }
 
 /// A short hash of istiod's `meshConfig.defaultConfig` (the proxy bootstrap config).
@@ -77,6 +279,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
@@ -112,6 +315,3 @@ mod tests {
         );
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();

@@ -8,6 +8,33 @@ use engine::{Dependency, Module, OutputRef};
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "policy";
 
+/// The module, as xtask's registry lists it.
+pub static MODULE: Policy = Policy;
+
+/// Module `policy`: the CUSTOM AuthorizationPolicy.
+pub struct Policy;
+
+/// `plan`, `apply` and `destroy` of this module's part (`--module policy`).
+impl live::session::ModuleCommands for Policy {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl config::ModuleDef for Policy {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+}
+
 /// What the policy module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let mut module = Module::new(NAME);
@@ -32,6 +59,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
@@ -60,6 +88,3 @@ mod tests {
         );
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();

@@ -5,12 +5,140 @@
 //! Dex's ClusterIP: an output known only after Dex is installed, so OAuth2 Proxy (which runs
 //! OIDC discovery at start) always comes after Dex.
 
-use config::{ConfigError, Environment};
+use config::{ConfigError, Environment, Section, validate};
 use engine::{Address, LiveField, Module, Output, OutputRef, ResourceKind};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "sso";
+
+/// The module, as xtask's registry lists it.
+pub static MODULE: Sso = Sso;
+
+/// Module `sso`: Dex and OAuth2 Proxy.
+pub struct Sso;
+
+/// `plan`, `apply` and `destroy` of this module's part (`--module sso`).
+impl live::session::ModuleCommands for Sso {
+    fn module_name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl config::ModuleDef for Sso {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["dex_cluster_ip", "ext_authz_service"]
+    }
+
+    fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
+        declare(env)
+    }
+
+    fn has_settings(&self) -> bool {
+        true
+    }
+
+    fn check_settings(&self, section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
+        Ok(section.parse::<SsoSettings>()?.check(section))
+    }
+}
+
+/// The `sso:` section of the environment file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoSettings {
+    /// OIDC client id of OAuth2 Proxy at Dex.
+    pub client_id: String,
+    pub static_user: StaticUser,
+    pub ext_authz: ExtAuthz,
+}
+
+/// Dex's static password-DB user. Field names are Dex's own (`staticPasswords[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticUser {
+    pub email: String,
+    pub username: String,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    /// bcrypt hash (`$2a$10$...`) of the password.
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthz {
+    /// Name of the Istio extension provider used by the CUSTOM AuthorizationPolicy.
+    pub provider: String,
+}
+
+impl SsoSettings {
+    /// The values' rules, each error at its field of `section`.
+    fn check(&self, section: &Section) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |field: &str, result: Result<(), String>, what: &str, help: &str| {
+            if let Err(why) = result {
+                errors.push(
+                    section
+                        .error(field, format!("{what}: {why}"))
+                        .with_help(help.to_owned()),
+                );
+            }
+        };
+        check(
+            "clientId",
+            validate::dns_subdomain(&self.client_id),
+            &format!("invalid client id `{}`", self.client_id),
+            "use lowercase letters, digits and `-`, e.g. `oauth2-proxy`",
+        );
+        check(
+            "staticUser.email",
+            validate::email(&self.static_user.email),
+            &format!("invalid email `{}`", self.static_user.email),
+            "write an address like admin@example.com (it is the login name at Dex)",
+        );
+        check(
+            "staticUser.hash",
+            validate::bcrypt_hash(&self.static_user.hash),
+            "invalid bcrypt hash",
+            "write the bcrypt hash of the password, not the password: \
+             htpasswd -bnBC 10 \"\" 'password' | tr -d ':\\n' | sed 's/$2y/$2a/' \
+             (and quote it in YAML)",
+        );
+        for (field, value) in [
+            ("staticUser.username", &self.static_user.username),
+            ("staticUser.userID", &self.static_user.user_id),
+            ("extAuthz.provider", &self.ext_authz.provider),
+        ] {
+            if value.trim().is_empty() {
+                check(
+                    field,
+                    Err("it is empty".into()),
+                    "missing value",
+                    "write a value",
+                );
+            }
+        }
+        errors
+    }
+}
+
+/// The `sso:` section of `env` (checked when `env` was loaded).
+pub fn settings(env: &Environment) -> Result<SsoSettings, ConfigError> {
+    let section = env.section(NAME).ok_or_else(|| {
+        env.error_at(
+            &env.infra_dir.join("environment.yaml"),
+            NAME,
+            "the environment has no `sso:` section",
+        )
+    })?;
+    section.parse()
+}
 
 /// What the sso module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
@@ -55,6 +183,7 @@ mod tests {
         let env = config::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
             None,
+            &xtask::REGISTRY,
         )
         .expect("infra/ loads");
         let module = declare(&env).unwrap();
@@ -82,6 +211,3 @@ mod tests {
         );
     }
 }
-
-// `plan`, `apply` and `destroy` of this module's part of the environment.
-live::module_commands!();

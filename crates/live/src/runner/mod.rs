@@ -490,37 +490,6 @@ fn transitive_pending(
     out.into_iter().collect()
 }
 
-/// Defines a module crate's `plan`, `apply` and `destroy`: the runner restricted to the
-/// module named by the crate's `NAME` constant. The engine decides how; the module only says
-/// what (its `declare`).
-#[macro_export]
-macro_rules! module_commands {
-    () => {
-        /// This module's part of the plan against the live cluster.
-        pub async fn plan(
-            runner: &$crate::runner::Runner<'_>,
-        ) -> Result<engine::Plan, $crate::LiveError> {
-            runner.module(NAME).plan().await
-        }
-
-        /// Applies this module's part of a plan.
-        pub async fn apply(
-            runner: &$crate::runner::Runner<'_>,
-            plan: &engine::Plan,
-        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
-            runner.module(NAME).apply(plan).await
-        }
-
-        /// Destroys what this module owns.
-        pub async fn destroy(
-            runner: &$crate::runner::Runner<'_>,
-        ) -> Result<$crate::runner::ApplyReport, $crate::LiveError> {
-            let runner = runner.module(NAME);
-            runner.destroy(&runner.plan_destroy().await?).await
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

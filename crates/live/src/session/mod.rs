@@ -5,7 +5,8 @@
 //! process's signals ([`Interrupt`]). It gets back an [`Outcome`] to print and turn into an
 //! exit code.
 //!
-//! Knows no particular module: `--module M` restricts the runner to M's resources.
+//! Knows no particular module: `--module M` restricts the runner to M's resources, through
+//! the module's own commands ([`ModuleCommands`], [`Session::restricted_to`]).
 //!
 //! Invariants:
 //! - Every command that writes (apply, destroy, rotate-secret) holds the environment's lock
@@ -27,13 +28,16 @@ use crate::{Cluster, LiveError};
 
 pub mod interrupt;
 pub mod lock;
+mod module;
 pub mod saved;
 
 pub use interrupt::Interrupt;
 pub use lock::{Holder, Lock, LockError};
+pub use module::ModuleCommands;
 pub use saved::StalePlan;
 
 /// What the CLI hands in: how progress, plans and questions reach the user.
+#[derive(Clone, Copy)]
 pub struct Callbacks<'a> {
     /// A progress line (`address: Creating...`).
     pub progress: &'a crate::runner::Reporter,
@@ -59,7 +63,8 @@ pub struct SessionOptions {
     pub allow_replace: bool,
     /// Pinned upstream files and repository charts read from here instead of the network.
     pub mirror: Option<PathBuf>,
-    /// Only this module's resources.
+    /// Only this module's resources (set by [`Session::restricted_to`], what a module's
+    /// [`ModuleCommands`] run).
     pub module: Option<String>,
     /// Addresses of existing objects that are not envctl's, to take over (`--adopt`).
     pub adopt: BTreeSet<String>,
@@ -141,6 +146,20 @@ impl<'a> Session<'a> {
             ui,
             held: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The same session restricted to one module's resources: its plan, apply and destroy
+    /// touch nothing else (`--module M`, through [`ModuleCommands`]).
+    pub fn restricted_to(&self, module: &str) -> Session<'a> {
+        Session::new(
+            self.graph,
+            &self.environment,
+            SessionOptions {
+                module: Some(module.to_owned()),
+                ..self.options.clone()
+            },
+            self.ui,
+        )
     }
 
     /// After a second signal dropped the run: release the lock it held, if it can.

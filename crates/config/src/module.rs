@@ -1,0 +1,134 @@
+//! What the layers below the module crates know of a module: the interface each module crate
+//! implements once ([`ModuleDef`]), and the registry of them that the caller (xtask) hands to
+//! [`crate::load`]. Nothing here names a particular module.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::de::from_node;
+use crate::error::Location;
+use crate::yaml::{Node, locate_in_tree};
+use crate::{Compatibility, ConfigError, Environment, Settings};
+
+/// One module of the environment: a crate under `crates/` that exports one value implementing
+/// this, listed once in xtask's registry.
+pub trait ModuleDef: Sync {
+    /// The module's name: the first part of its addresses (`mesh.helm_release.istiod`), its
+    /// key in `modules.yaml` and its directory under `infra/`.
+    fn name(&self) -> &'static str;
+
+    /// The outputs the module declares, by name (`gateway_class` for
+    /// `${output.mesh.gateway_class}`). `config` refuses a placeholder naming any other; the
+    /// module's [`ModuleDef::declare`] must produce exactly these.
+    fn outputs(&self) -> &'static [&'static str];
+
+    /// What the module wants: its resources, outputs and explicit dependencies.
+    fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError>;
+
+    /// Whether the module has a section of the environment file, under its name (`sso:`).
+    /// `config` keeps the section as written ([`Section`]) and refuses a file without it;
+    /// the module reads and checks it ([`ModuleDef::check_settings`]).
+    fn has_settings(&self) -> bool {
+        false
+    }
+
+    /// Checks the module's section: `Err` when its typed form cannot be read
+    /// ([`Section::parse`]: unknown keys, wrong types; loading stops there, as for the rest of
+    /// the environment file), else the values that break its rules. Every error names the
+    /// file, line, column and field.
+    fn check_settings(&self, _section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
+        Ok(Vec::new())
+    }
+
+    /// The module's cross-version rules: checks (and may complete, e.g. a version left out)
+    /// the versions it installs against the pinned compatibility table, before anything else
+    /// is read from them. Errors go to [`VersionCheck::push`] or [`VersionCheck::stop`].
+    fn check_versions(&self, _check: &mut VersionCheck<'_>) {}
+}
+
+/// A module's section of the environment file (merged with the overlay), as written: the
+/// module reads its typed form with [`Section::parse`], `${env.<module>.*}` reads its values.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// The key (the module's name).
+    pub name: String,
+    /// The section's value, as JSON.
+    pub value: Value,
+    pub(crate) node: Node,
+}
+
+impl Section {
+    pub(crate) fn new(name: &str, node: Node) -> Section {
+        Section {
+            name: name.to_owned(),
+            value: node.to_json(),
+            node,
+        }
+    }
+
+    /// The section as `T` (a struct of the module, usually `deny_unknown_fields`); an error
+    /// names the file, line, column and field (`sso.clientId`).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        from_node(&self.node, &self.name)
+    }
+
+    /// An error at `field` of the section (`clientId`, `staticUser.email`): where the file or
+    /// its overlay writes it, at the section when not written.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let location = locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location());
+        ConfigError::new(location, format!("{}.{field}", self.name), message)
+    }
+}
+
+/// What a module's [`ModuleDef::check_versions`] sees: the settings of the environment file
+/// (merged with its overlay), the compatibility table of `pins/gateway-api.yaml`, and where
+/// each setting was written.
+pub struct VersionCheck<'a> {
+    /// The settings; a module may fill in a version the file leaves out.
+    pub settings: &'a mut Settings,
+    /// The rows of the compatibility table, as written.
+    pub compatibility: &'a [Compatibility],
+    /// The file the table is in (for help texts), relative to the infra directory.
+    pub pins_file: &'static str,
+    pub(crate) tree: &'a Node,
+    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) stopped: bool,
+}
+
+impl VersionCheck<'_> {
+    /// Whether the environment file (or its overlay) writes `field` (`versions.istio`).
+    pub fn is_written(&self, field: &str) -> bool {
+        locate_in_tree(self.tree, field).is_some()
+    }
+
+    /// An error at the setting `field` (where the file or overlay writes it; at the file's
+    /// top when it is not written).
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let location: Location =
+            locate_in_tree(self.tree, field).unwrap_or_else(|| self.tree.location());
+        ConfigError::new(location, field, message)
+    }
+
+    /// Records an error; loading goes on (more errors may be found).
+    pub fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    /// Records an error after which the versions cannot be used: loading stops after the
+    /// version checks.
+    pub fn stop(&mut self, error: ConfigError) {
+        self.errors.push(error);
+        self.stopped = true;
+    }
+}
+
+/// The modules of an environment, in the order their releases and manifests are read.
+pub type Registry<'a> = &'a [&'a dyn ModuleDef];
+
+/// `<module>.<output>` for every output of every module, in registry order.
+pub(crate) fn known_outputs(modules: Registry<'_>) -> Vec<String> {
+    modules
+        .iter()
+        .flat_map(|m| m.outputs().iter().map(|o| format!("{}.{o}", m.name())))
+        .collect()
+}
