@@ -8,7 +8,7 @@
 //! `TERM` is not `dumb`: a log (CI, a pipe, a file) gets the progress lines and nothing else.
 //! What it shows comes from the progress lines themselves ([`Tracker::observe`]): a change is
 //! in flight from its first `...` line to its `complete after`/`failed after`/`Fields removed
-//! after` line, and a `still waiting for`
+//! after`/`cancelled after` line, and a `still waiting for`
 //! line says what it waits for and why.
 
 use std::collections::BTreeMap;
@@ -50,6 +50,7 @@ impl Tracker {
         }
         if text.contains("complete after")
             || text.starts_with("failed after")
+            || text.starts_with("cancelled after")
             || text.starts_with("Fields removed after")
         {
             self.in_flight.remove(address);

@@ -10,7 +10,9 @@ impl Runner<'_> {
     /// [`RunOptions::parallelism`] at once. A document is resolved when its change starts, with
     /// every output known by then (its producers are among what it depends on), so values
     /// "known after apply" are filled in. A failure stops new starts; the changes in flight
-    /// finish, and every failure is reported. Deletions (prunes) come last, one at a time.
+    /// finish, and every failure is reported; once the API server is found unreachable, the
+    /// object changes in flight are cancelled instead (Helm releases still finish). Deletions
+    /// (prunes) come last, one at a time.
     pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
         let mut report = ApplyReport {
             total: plan
@@ -46,6 +48,10 @@ impl Runner<'_> {
         let mut in_flight = futures::stream::FuturesUnordered::new();
         let mut failures: Vec<String> = Vec::new();
         let parallelism = self.options.parallelism.max(1);
+        // Once a change finds the API server unreachable, the other object changes in flight
+        // are cancelled rather than each running out its own retries and wait (a Helm
+        // release in flight is left to finish: its helm process would outlive the run).
+        let (cancel, cancelled) = tokio::sync::watch::channel(false);
         loop {
             // Start what is ready, in plan order, while there is room, nothing failed and no
             // signal asked to stop (the changes in flight finish either way).
@@ -62,7 +68,26 @@ impl Runner<'_> {
                 let (change, _) = waiting.remove(i);
                 match self.start_change(change, &bindings) {
                     Ok((resource, desired)) => {
-                        in_flight.push(self.apply_change(change, resource, desired));
+                        let cancellable = !matches!(resource.spec, ResourceSpec::HelmRelease(_));
+                        let work = self.apply_change(change, resource, desired);
+                        let mut cancelled = cancelled.clone();
+                        let start = Instant::now();
+                        in_flight.push(async move {
+                            if !cancellable {
+                                return work.await;
+                            }
+                            tokio::select! {
+                                done = work => done,
+                                _ = cancelled.wait_for(|c| *c) => {
+                                    self.progress(&format!(
+                                        "{}: cancelled after {:.1}s: {CANCELLED}",
+                                        change.address,
+                                        start.elapsed().as_secs_f64()
+                                    ));
+                                    (change, Err(LiveError::Other(CANCELLED.into())))
+                                }
+                            }
+                        });
                     }
                     Err(e) => failures.push(failure(&change.address, &e)),
                 }
@@ -80,7 +105,14 @@ impl Runner<'_> {
                     bindings.outputs.extend(outputs);
                     done.insert(change.address.clone());
                 }
-                Err(e) => failures.push(failure(&change.address, &e)),
+                Err(e) => {
+                    if crate::retry::is_transient(&e)
+                        || e.to_string().contains(crate::retry::RUN_AGAIN)
+                    {
+                        let _ = cancel.send(true);
+                    }
+                    failures.push(failure(&change.address, &e));
+                }
             }
         }
         if !failures.is_empty() {
@@ -463,6 +495,9 @@ impl Runner<'_> {
         Ok(accepted)
     }
 }
+
+/// Why a change in flight was given up.
+const CANCELLED: &str = "cancelled: another change found the API server unreachable";
 
 /// One failed change as the apply error reports it: its address first (every failure of a
 /// parallel apply is listed, so each must say which resource it is), and a refusal of the
