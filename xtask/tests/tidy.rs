@@ -38,6 +38,17 @@ const IO_CRATES: [&str; 12] = [
 
 /// Package name -> names of its normal (non-dev, non-build) dependencies, from `cargo metadata`.
 fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
+    graph_of_kinds(|kind| kind.is_null())
+}
+
+/// Package name -> names of its dependencies of any kind (normal, dev, build).
+fn dependency_graph_with_dev() -> BTreeMap<String, BTreeSet<String>> {
+    graph_of_kinds(|_| true)
+}
+
+/// Package name -> names of its dependencies whose `dep_kinds` (`null` for normal, `"dev"`,
+/// `"build"`) include one that `kind` accepts, from `cargo metadata`.
+fn graph_of_kinds(kind: impl Fn(&Value) -> bool) -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // This machine's platform only: other platforms' crates may not be downloaded.
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -79,7 +90,7 @@ fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|k| k["kind"].is_null())
+                    .any(|k| kind(&k["kind"]))
             })
             .map(|d| names[d["pkg"].as_str().unwrap()].to_owned())
             .collect();
@@ -220,6 +231,28 @@ fn modules_do_not_depend_on_each_other() {
     assert!(
         wrong.is_empty(),
         "module crates depend on each other: {wrong:?}"
+    );
+}
+
+/// xtask is the composition root: no crate but the end-to-end tests (`e2e`) depends on it, not
+/// even for its tests (a dev-dependency on xtask would build a second copy of the crate under
+/// test and turn the layering xtask -> modules -> (live, config) -> engine into a cycle).
+#[test]
+fn nothing_but_e2e_depends_on_xtask() {
+    let graph = dependency_graph_with_dev();
+    assert!(
+        graph.contains_key("xtask"),
+        "no crate `xtask` in the workspace"
+    );
+    let dependents: Vec<&String> = graph
+        .iter()
+        .filter(|(name, deps)| name.as_str() != "e2e" && deps.contains("xtask"))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        dependents.is_empty(),
+        "crates depending on xtask (move their tests that need the whole registry to \
+         xtask/tests/): {dependents:?}"
     );
 }
 

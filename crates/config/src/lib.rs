@@ -47,12 +47,13 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, Section, VersionCheck};
-pub use pins::{Compatibility, GatewayApiPins, PinnedFile, PinnedObject};
+pub use module::{ModuleDef, Registry, Section, VersionCheck, VersionKey};
+pub use pins::{Compatibility, PinnedEntry, PinnedObject, PinnedRelease, Pins};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
 pub use settings::{
     ChartSpec, ClusterSettings, Hosts, KindSettings, Provider, Settings, Versions, parse_minor,
 };
+pub use suggest::help_for;
 
 /// The whole environment as typed data: what the modules declare their resources from.
 #[derive(Clone, Debug)]
@@ -63,8 +64,9 @@ pub struct Environment {
     pub settings: Settings,
     /// The sections of the environment file that modules own (`sso:`), by module name.
     pub sections: BTreeMap<String, Section>,
-    /// The Gateway API CRD files to apply, for `settings.versions.gatewayApi`.
-    pub pins: GatewayApiPins,
+    /// The pins file (`pins/gateway-api.yaml`) as written; the gateway module picks its
+    /// release's files.
+    pub pins: Pins,
     /// Helm releases in `modules.yaml` order (module by module, in install order within one).
     pub releases: Vec<ReleaseConfig>,
     /// Kubernetes objects to apply, in file order, each tagged with its module.

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::module::{Registry, Section, VersionCheck, known_outputs};
-use crate::pins::{GatewayApiPins, PinnedFile, PinsFile};
+use crate::module::{Registry, Section, VersionCheck, VersionKey, known_outputs};
+use crate::pins::Pins;
 use crate::placeholder::{Placeholder, placeholders};
-use crate::settings::{ChartSpec, Provider, Settings};
+use crate::settings::{ChartSpec, KindSettings, Provider, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
-    locate_in_tree, parse_path,
+    locate_in_tree,
 };
 use crate::{
     ChartSource, Document, Environment, GeneratedKey, GeneratedSecret, Ownership, ReleaseConfig,
@@ -289,12 +289,15 @@ impl Loader<'_> {
             settings.name = name.to_string();
         }
 
+        if !self.check_version_keys(&tree) {
+            return None;
+        }
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
-        let gateway_pins = match &pins {
-            Some(pins) => self.check_versions(&mut settings, &tree, pins)?,
-            None => return None,
-        };
+        let pins = pins?;
+        if !self.check_versions(&mut settings, &tree, &pins) {
+            return None;
+        }
         self.check_port_clashes(&settings, &tree, env);
 
         let env_json = env_context(&settings, &sections);
@@ -312,7 +315,7 @@ impl Loader<'_> {
             infra_dir: self.infra_dir.clone(),
             settings,
             sections,
-            pins: gateway_pins,
+            pins,
             releases,
             manifests,
             generated_secrets,
@@ -419,10 +422,10 @@ impl Loader<'_> {
         )
     }
 
-    fn read_pins(&mut self) -> Option<PinsFile> {
+    fn read_pins(&mut self) -> Option<Pins> {
         let file = self.read(PINS_FILE, "the pins file", (Path::new(""), ""))?;
         let doc = single_doc(&file)?;
-        match from_node::<PinsFile>(&doc, "") {
+        match from_node::<Pins>(&doc, "") {
             Ok(pins) => {
                 for (version, release) in &pins.releases {
                     for (i, entry) in release.files.iter().enumerate() {
@@ -460,119 +463,85 @@ impl Loader<'_> {
         ConfigError::new(location, field, message)
     }
 
+    /// The rules of the generic settings: names, hosts, the kind settings, the kube context.
     fn check_settings(&mut self, s: &Settings, tree: &Node) {
-        let mut errors = Vec::new();
-        let mut check = |field: &str, result: Result<(), String>, what: &str, help: &str| {
-            if let Err(why) = result {
-                errors.push(
-                    self.setting_error(tree, field, format!("{what}: {why}"))
-                        .with_help(help.to_string()),
-                );
-            }
-        };
-        check(
-            "name",
-            validate::dns_label(&s.name),
-            &format!("invalid environment name `{}`", s.name),
-            "use lowercase letters, digits and `-` (it becomes an annotation value and file name)",
-        );
-        check(
-            "cluster.name",
-            validate::dns_label(&s.cluster.name),
-            &format!("invalid cluster name `{}`", s.cluster.name),
-            "use lowercase letters, digits and `-`, e.g. `istio-staging`",
-        );
-        check(
-            "domain",
-            validate::dns_subdomain(&s.domain),
-            &format!("invalid domain `{}`", s.domain),
-            "use a DNS name such as `example.com` (lowercase, no scheme, no trailing dot)",
-        );
-        for (key, host) in [("nginx", &s.hosts.nginx), ("dex", &s.hosts.dex)] {
-            check(
-                &format!("hosts.{key}"),
-                validate::dns_label(host),
-                &format!("invalid host name `{host}`"),
-                "a host is one DNS label (lowercase letters, digits, `-`); the domain is added",
-            );
-        }
-        if s.hosts.nginx == s.hosts.dex {
-            check(
-                "hosts.dex",
-                Err(format!("`{}` is also the nginx host", s.hosts.dex)),
-                "hosts clash",
-                "Dex and the application need different host names",
-            );
-        }
-        let kind = &s.cluster.kind;
-        if kind.host_port == 0 {
-            check(
-                "cluster.kind.hostPort",
-                Err("0 is not a port".into()),
-                "hostPort must be between 1 and 65535",
-                "pick a free port on this machine, e.g. 80 or 8080",
-            );
-        }
-        if !(30000..=32767).contains(&kind.node_port) {
-            check(
-                "cluster.kind.nodePort",
-                Err(format!("{} is outside 30000-32767", kind.node_port)),
-                "nodePort must be in Kubernetes' NodePort range",
-                "pick a port from 30000 to 32767, e.g. 30080",
-            );
-        }
-        check(
-            "cluster.kind.listenAddress",
-            kind.listen_address
-                .parse::<IpAddr>()
-                .map(|_| ())
-                .map_err(|_| format!("`{}` is not an IP address", kind.listen_address)),
-            "invalid listenAddress",
-            "write an IP address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
-        );
-        check(
-            "cluster.kind.nodeImage",
-            kind.kubernetes_version()
-                .map(|_| ())
-                .ok_or_else(|| format!("`{}` has no version tag", kind.node_image)),
-            "invalid nodeImage",
-            "write the image with its Kubernetes version tag, e.g. kindest/node:v1.36.1",
-        );
-        match (s.cluster.provider, &s.cluster.context) {
-            (Provider::Existing, None) => check(
-                "cluster.provider",
-                Err("provider `existing` needs `cluster.context`".into()),
-                "missing kube context",
-                "add `context: <name>` under `cluster:` (see `kubectl config get-contexts`)",
-            ),
-            (Provider::Kind | Provider::Kwok, Some(_)) => check(
-                "cluster.context",
-                Err(format!(
-                    "provider `{}` picks its own context",
-                    s.cluster.provider.as_str()
-                )),
-                "`context` is only for provider `existing`",
-                "remove `context:`, or set `provider: existing`",
-            ),
-            _ => {}
-        }
-        for e in errors {
-            self.push(e);
+        let broken = [
+            naming_rules(s),
+            host_rules(s),
+            kind_rules(&s.cluster.kind),
+            context_rules(s),
+        ];
+        for rule in broken.into_iter().flatten() {
+            let error = self
+                .setting_error(tree, &rule.field, rule.message)
+                .with_help(rule.help);
+            self.push(error);
         }
     }
 
-    /// The Gateway API files pinned for `versions.gatewayApi`, then each module's
-    /// cross-version rules ([`crate::ModuleDef::check_versions`]).
-    fn check_versions(
-        &mut self,
-        settings: &mut Settings,
-        tree: &Node,
-        pins: &PinsFile,
-    ) -> Option<GatewayApiPins> {
-        let gateway_pins = self.gateway_api_pins(&settings.versions.gateway_api, tree, pins)?;
+    /// The keys of `versions:` are those the modules declare ([`crate::ModuleDef::versions`]):
+    /// an unknown key is refused at its position, a missing required one at `versions`.
+    /// `false` (errors recorded) when one is wrong: the modules cannot read their versions.
+    fn check_version_keys(&mut self, tree: &Node) -> bool {
+        let Some(versions) = tree.get("versions") else {
+            return true; // a missing `versions:` is a missing key of the file
+        };
+        let declared: Vec<VersionKey> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.versions().iter().copied())
+            .collect();
+        let mut errors = Vec::new();
+        if let NodeValue::Map(entries) = &versions.value {
+            for entry in entries {
+                if declared.iter().any(|k| k.key == entry.key) {
+                    continue;
+                }
+                let location = Location {
+                    file: versions.file.to_path_buf(),
+                    line: entry.key_pos.line,
+                    column: entry.key_pos.column,
+                };
+                errors.push(
+                    ConfigError::new(
+                        location,
+                        format!("versions.{}", entry.key),
+                        format!("unknown key `{}`", entry.key),
+                    )
+                    .with_help(suggest::help_for(
+                        &entry.key,
+                        declared.iter().map(|k| k.key),
+                        "valid keys here (the versions the modules read)",
+                    )),
+                );
+            }
+        }
+        for key in declared.iter().filter(|k| k.required) {
+            if versions.get(key.key).is_none() {
+                errors.push(
+                    ConfigError::new(
+                        versions.location(),
+                        "versions",
+                        format!("missing key `{}`", key.key),
+                    )
+                    .with_help(format!("add `{}:` here", key.key)),
+                );
+            }
+        }
+        let ok = errors.is_empty();
+        for e in errors {
+            self.push(e);
+        }
+        ok
+    }
+
+    /// Each module's cross-version rules ([`crate::ModuleDef::check_versions`]), in registry
+    /// order until one stops; `false` when one did (the versions cannot be used).
+    fn check_versions(&mut self, settings: &mut Settings, tree: &Node, pins: &Pins) -> bool {
         let mut check = VersionCheck {
             settings,
             compatibility: &pins.compatibility,
+            pins,
             pins_file: PINS_FILE,
             tree,
             errors: Vec::new(),
@@ -580,6 +549,9 @@ impl Loader<'_> {
         };
         for module in self.modules {
             module.check_versions(&mut check);
+            if check.stopped {
+                break;
+            }
         }
         let VersionCheck {
             errors, stopped, ..
@@ -587,48 +559,7 @@ impl Loader<'_> {
         for e in errors {
             self.push(e);
         }
-        (!stopped).then_some(gateway_pins)
-    }
-
-    /// The pinned files of Gateway API `version`, with their URLs.
-    fn gateway_api_pins(
-        &mut self,
-        version: &str,
-        tree: &Node,
-        pins: &PinsFile,
-    ) -> Option<GatewayApiPins> {
-        let Some(release) = pins.releases.get(version) else {
-            let known: Vec<&str> = pins.releases.keys().map(String::as_str).collect();
-            self.push(
-                self.setting_error(
-                    tree,
-                    "versions.gatewayApi",
-                    format!("no pinned files for Gateway API `{version}` in {PINS_FILE}"),
-                )
-                .with_help(format!(
-                    "{}; or add `releases.{version}` to {PINS_FILE}",
-                    suggest::help_for(version, known.iter().copied(), "pinned releases")
-                )),
-            );
-            return None;
-        };
-        let files = release
-            .files
-            .iter()
-            .map(|f| PinnedFile {
-                name: f.name.clone(),
-                url: pins
-                    .base_url
-                    .replace("{version}", version)
-                    .replace("{file}", &f.name),
-                sha256: f.sha256.clone(),
-                objects: f.objects.clone(),
-            })
-            .collect();
-        Some(GatewayApiPins {
-            version: version.to_owned(),
-            files,
-        })
+        !stopped
     }
 
     /// Two kind environments cannot both bind the same host port.
@@ -989,7 +920,7 @@ impl Loader<'_> {
     /// release's values file. `None` when not set (or not a mapping: error recorded).
     fn overlay_values(&mut self, tree: &Node, release: &str, env_json: &Value) -> Option<Node> {
         let field = format!("{}.values", join_key("charts", release));
-        let (node, _) = tree.walk(&parse_path(&field)?)?;
+        let (node, _) = tree.walk(&field.parse().ok()?)?;
         if !matches!(node.value, NodeValue::Map(_)) {
             self.push(
                 ConfigError::new(
@@ -1105,7 +1036,7 @@ impl Loader<'_> {
             if doc.is_null() {
                 continue;
             }
-            let Some(doc) = self.check_object(file, doc) else {
+            let Some(doc) = self.check_object(doc) else {
                 continue;
             };
             let doc = self.substitute(file, doc, "", env_json);
@@ -1284,7 +1215,7 @@ impl Loader<'_> {
 
     /// apiVersion, kind, metadata.name (and namespace for namespaced kinds) are present and
     /// valid; returns the document when it can be used.
-    fn check_object(&mut self, file: &SourceFile, doc: &Node) -> Option<Node> {
+    fn check_object(&mut self, doc: &Node) -> Option<Node> {
         if !matches!(doc.value, NodeValue::Map(_)) {
             self.push(
                 ConfigError::new(
@@ -1296,122 +1227,15 @@ impl Loader<'_> {
             );
             return None;
         }
+        let errors = type_errors(doc)
+            .into_iter()
+            .chain(name_error(doc))
+            .chain(namespace_error(doc))
+            .chain(port_errors(doc));
         let mut ok = true;
-        for key in ["apiVersion", "kind"] {
-            match doc.get(key) {
-                Some(node) if node.as_str().is_some_and(|s| !s.is_empty()) => {}
-                Some(node) => {
-                    self.push(
-                        ConfigError::new(
-                            node.location(),
-                            key,
-                            format!("`{key}` must be a non-empty string"),
-                        )
-                        .with_help(format!(
-                            "write e.g. `{key}: {}`",
-                            if key == "kind" { "ConfigMap" } else { "v1" }
-                        )),
-                    );
-                    ok = false;
-                }
-                None => {
-                    self.push(
-                        ConfigError::new(doc.location(), key, format!("the object has no `{key}`"))
-                            .with_help(format!(
-                                "add `{key}:` (e.g. `{key}: {}`)",
-                                if key == "kind" { "ConfigMap" } else { "v1" }
-                            )),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        let name = doc.get("metadata").and_then(|m| m.get("name"));
-        match name.map(|n| (n, n.as_str())) {
-            None => {
-                let at = doc.get("metadata").unwrap_or(doc);
-                self.push(
-                    ConfigError::new(
-                        at.location(),
-                        "metadata.name",
-                        "the object has no `metadata.name`",
-                    )
-                    .with_help("add `metadata: {name: <name>}`"),
-                );
-                ok = false;
-            }
-            Some((node, None)) => {
-                self.push(
-                    ConfigError::new(
-                        node.location(),
-                        "metadata.name",
-                        format!("`metadata.name` must be a string, not {}", node.describe()),
-                    )
-                    .with_help("write a name, e.g. `name: nginx`"),
-                );
-                ok = false;
-            }
-            Some((node, Some(text))) if placeholders(text).is_empty() => {
-                if let Err(why) = validate::dns_subdomain(text) {
-                    self.push(
-                        ConfigError::new(
-                            node.location(),
-                            "metadata.name",
-                            format!("invalid name `{text}`: {why}"),
-                        )
-                        .with_help("use lowercase letters, digits, `-` and `.`"),
-                    );
-                    ok = false;
-                }
-            }
-            Some(_) => {}
-        }
-        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
-        let namespace = doc.get("metadata").and_then(|m| m.get("namespace"));
-        match namespace.map(|n| (n, n.as_str())) {
-            None if !CLUSTER_SCOPED.contains(&kind) && !kind.is_empty() => {
-                let at = doc.get("metadata").unwrap_or(doc);
-                self.push(
-                    ConfigError::new(at.location(), "metadata.namespace", format!("{kind} is namespaced but has no `metadata.namespace`"))
-                        .with_help("add `namespace: <namespace>` under metadata (objects never land in a namespace by accident)"),
-                );
-                ok = false;
-            }
-            Some((node, Some(ns))) if placeholders(ns).is_empty() => {
-                if let Err(why) = validate::dns_label(ns) {
-                    self.push(
-                        ConfigError::new(
-                            node.location(),
-                            "metadata.namespace",
-                            format!("invalid namespace `{ns}`: {why}"),
-                        )
-                        .with_help("a namespace is one DNS label: lowercase letters, digits, `-`"),
-                    );
-                    ok = false;
-                }
-            }
-            _ => {}
-        }
-        let _ = file;
-        let mut bad_ports = Vec::new();
-        crate::yaml::visit_entries(doc, "", &mut |key, node, path| {
-            if PORT_KEYS.contains(&key)
-                && let NodeValue::Int(port) = node.value
-                && !(1..=65535).contains(&port)
-            {
-                bad_ports.push(
-                    ConfigError::new(
-                        node.location(),
-                        path,
-                        format!("`{key}: {port}` is not a port (1-65535)"),
-                    )
-                    .with_help("write a port number from 1 to 65535"),
-                );
-            }
-        });
-        ok &= bad_ports.is_empty();
-        for e in bad_ports {
+        for e in errors {
             self.push(e);
+            ok = false;
         }
         ok.then(|| doc.clone())
     }
@@ -1581,45 +1405,10 @@ impl Loader<'_> {
                                 node.value = json_to_node_value(value, &node);
                                 return node;
                             }
-                            Ok(Value::String(s)) => out.push_str(s),
-                            Ok(v @ (Value::Number(_) | Value::Bool(_))) => {
-                                out.push_str(&v.to_string())
-                            }
-                            Ok(v) => {
-                                self.push(
-                                    ConfigError::new(at(raw), path, format!("`{raw}` is {}, which cannot be part of a string", describe_json(v)))
-                                        .with_help("use the placeholder as the whole value, or point it at a single value"),
-                                );
-                            }
-                            Err((message, help)) => {
-                                self.push(
-                                    ConfigError::new(
-                                        at(raw),
-                                        path,
-                                        format!("unknown setting `{raw}`: {message}"),
-                                    )
-                                    .with_help(help),
-                                );
-                            }
+                            found => self.env_in_string(found, raw, path, &mut out, &at),
                         },
                         Placeholder::Output { module, name } => {
-                            let full = format!("{module}.{name}");
-                            if !self.known_outputs.contains(&full) {
-                                self.push(
-                                    ConfigError::new(
-                                        at(raw),
-                                        path,
-                                        format!("no module produces output `{full}`"),
-                                    )
-                                    .with_help(
-                                        suggest::help_for(
-                                            &full,
-                                            self.known_outputs.iter().map(String::as_str),
-                                            "outputs (docs/dev/contract.md)",
-                                        ),
-                                    ),
-                                );
-                            }
+                            self.check_output(module, name, raw, path, &at);
                             out.push_str(raw);
                         }
                         Placeholder::Secret { module, name } => {
@@ -1639,9 +1428,314 @@ impl Loader<'_> {
         node.value = NodeValue::Str(out);
         node
     }
+
+    /// An `${env.*}` placeholder inside a longer string: its value, written as text into
+    /// `out`; an error for a value that is no scalar or a setting that does not exist.
+    fn env_in_string(
+        &mut self,
+        found: Result<&Value, (String, String)>,
+        raw: &str,
+        path: &str,
+        out: &mut String,
+        at: &dyn Fn(&str) -> Location,
+    ) {
+        match found {
+            Ok(Value::String(s)) => out.push_str(s),
+            Ok(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+            Ok(v) => self.push(
+                ConfigError::new(
+                    at(raw),
+                    path,
+                    format!(
+                        "`{raw}` is {}, which cannot be part of a string",
+                        describe_json(v)
+                    ),
+                )
+                .with_help("use the placeholder as the whole value, or point it at a single value"),
+            ),
+            Err((message, help)) => self.push(
+                ConfigError::new(at(raw), path, format!("unknown setting `{raw}`: {message}"))
+                    .with_help(help),
+            ),
+        }
+    }
+
+    /// An `${output.<module>.<name>}` placeholder must name an output a module declares.
+    fn check_output(
+        &mut self,
+        module: &str,
+        name: &str,
+        raw: &str,
+        path: &str,
+        at: &dyn Fn(&str) -> Location,
+    ) {
+        let full = format!("{module}.{name}");
+        if self.known_outputs.contains(&full) {
+            return;
+        }
+        let help = suggest::help_for(
+            &full,
+            self.known_outputs.iter().map(String::as_str),
+            "outputs (docs/dev/contract.md)",
+        );
+        self.push(
+            ConfigError::new(at(raw), path, format!("no module produces output `{full}`"))
+                .with_help(help),
+        );
+    }
 }
 
 /// A file's text; `Ok(Err(_))` when it is too large or not UTF-8 (with where and why).
+/// An object's `apiVersion` and `kind` are non-empty strings.
+fn type_errors(doc: &Node) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for key in ["apiVersion", "kind"] {
+        let example = if key == "kind" { "ConfigMap" } else { "v1" };
+        match doc.get(key) {
+            Some(node) if node.as_str().is_some_and(|s| !s.is_empty()) => {}
+            Some(node) => errors.push(
+                ConfigError::new(
+                    node.location(),
+                    key,
+                    format!("`{key}` must be a non-empty string"),
+                )
+                .with_help(format!("write e.g. `{key}: {example}`")),
+            ),
+            None => errors.push(
+                ConfigError::new(doc.location(), key, format!("the object has no `{key}`"))
+                    .with_help(format!("add `{key}:` (e.g. `{key}: {example}`)")),
+            ),
+        }
+    }
+    errors
+}
+
+/// An object's `metadata.name` is a DNS subdomain (unless a placeholder fills it in).
+fn name_error(doc: &Node) -> Option<ConfigError> {
+    let name = doc.get("metadata").and_then(|m| m.get("name"));
+    match name.map(|n| (n, n.as_str())) {
+        None => {
+            let at = doc.get("metadata").unwrap_or(doc);
+            Some(
+                ConfigError::new(
+                    at.location(),
+                    "metadata.name",
+                    "the object has no `metadata.name`",
+                )
+                .with_help("add `metadata: {name: <name>}`"),
+            )
+        }
+        Some((node, None)) => Some(
+            ConfigError::new(
+                node.location(),
+                "metadata.name",
+                format!("`metadata.name` must be a string, not {}", node.describe()),
+            )
+            .with_help("write a name, e.g. `name: nginx`"),
+        ),
+        Some((node, Some(text))) if placeholders(text).is_empty() => {
+            validate::dns_subdomain(text).err().map(|why| {
+                ConfigError::new(
+                    node.location(),
+                    "metadata.name",
+                    format!("invalid name `{text}`: {why}"),
+                )
+                .with_help("use lowercase letters, digits, `-` and `.`")
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// A namespaced object has a `metadata.namespace`, a DNS label (unless a placeholder fills it
+/// in).
+fn namespace_error(doc: &Node) -> Option<ConfigError> {
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
+    let namespace = doc.get("metadata").and_then(|m| m.get("namespace"));
+    match namespace.map(|n| (n, n.as_str())) {
+        None if !CLUSTER_SCOPED.contains(&kind) && !kind.is_empty() => {
+            let at = doc.get("metadata").unwrap_or(doc);
+            Some(
+                ConfigError::new(at.location(), "metadata.namespace", format!("{kind} is namespaced but has no `metadata.namespace`"))
+                    .with_help("add `namespace: <namespace>` under metadata (objects never land in a namespace by accident)"),
+            )
+        }
+        Some((node, Some(ns))) if placeholders(ns).is_empty() => {
+            validate::dns_label(ns).err().map(|why| {
+                ConfigError::new(
+                    node.location(),
+                    "metadata.namespace",
+                    format!("invalid namespace `{ns}`: {why}"),
+                )
+                .with_help("a namespace is one DNS label: lowercase letters, digits, `-`")
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Every port-like key (`port`, `containerPort`, ...) written as a number is 1-65535.
+fn port_errors(doc: &Node) -> Vec<ConfigError> {
+    let mut bad_ports = Vec::new();
+    crate::yaml::visit_entries(doc, "", &mut |key, node, path| {
+        if PORT_KEYS.contains(&key)
+            && let NodeValue::Int(port) = node.value
+            && !(1..=65535).contains(&port)
+        {
+            bad_ports.push(
+                ConfigError::new(
+                    node.location(),
+                    path,
+                    format!("`{key}: {port}` is not a port (1-65535)"),
+                )
+                .with_help("write a port number from 1 to 65535"),
+            );
+        }
+    });
+    bad_ports
+}
+
+/// A broken rule of the environment file: the field, what is wrong, what to do.
+struct BrokenRule {
+    field: String,
+    message: String,
+    help: &'static str,
+}
+
+/// `Some` when `result` is an error: `<what>: <why>` at `field`.
+fn rule(
+    field: &str,
+    result: Result<(), String>,
+    what: &str,
+    help: &'static str,
+) -> Option<BrokenRule> {
+    result.err().map(|why| BrokenRule {
+        field: field.to_owned(),
+        message: format!("{what}: {why}"),
+        help,
+    })
+}
+
+/// The environment's and the cluster's names, and the domain, are DNS names.
+fn naming_rules(s: &Settings) -> Vec<BrokenRule> {
+    [
+        rule(
+            "name",
+            validate::dns_label(&s.name),
+            &format!("invalid environment name `{}`", s.name),
+            "use lowercase letters, digits and `-` (it becomes an annotation value and file name)",
+        ),
+        rule(
+            "cluster.name",
+            validate::dns_label(&s.cluster.name),
+            &format!("invalid cluster name `{}`", s.cluster.name),
+            "use lowercase letters, digits and `-`, e.g. `istio-staging`",
+        ),
+        rule(
+            "domain",
+            validate::dns_subdomain(&s.domain),
+            &format!("invalid domain `{}`", s.domain),
+            "use a DNS name such as `example.com` (lowercase, no scheme, no trailing dot)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Each host is one DNS label, and the two differ.
+fn host_rules(s: &Settings) -> Vec<BrokenRule> {
+    let mut broken: Vec<BrokenRule> = [("nginx", &s.hosts.nginx), ("dex", &s.hosts.dex)]
+        .into_iter()
+        .filter_map(|(key, host)| {
+            rule(
+                &format!("hosts.{key}"),
+                validate::dns_label(host),
+                &format!("invalid host name `{host}`"),
+                "a host is one DNS label (lowercase letters, digits, `-`); the domain is added",
+            )
+        })
+        .collect();
+    if s.hosts.nginx == s.hosts.dex {
+        broken.extend(rule(
+            "hosts.dex",
+            Err(format!("`{}` is also the nginx host", s.hosts.dex)),
+            "hosts clash",
+            "Dex and the application need different host names",
+        ));
+    }
+    broken
+}
+
+/// The kind settings: ports in range, an IP address to bind, a node image with its version.
+fn kind_rules(kind: &KindSettings) -> Vec<BrokenRule> {
+    let host_port = match kind.host_port {
+        0 => Err("0 is not a port".to_owned()),
+        _ => Ok(()),
+    };
+    let node_port = match (30000..=32767).contains(&kind.node_port) {
+        true => Ok(()),
+        false => Err(format!("{} is outside 30000-32767", kind.node_port)),
+    };
+    [
+        rule(
+            "cluster.kind.hostPort",
+            host_port,
+            "hostPort must be between 1 and 65535",
+            "pick a free port on this machine, e.g. 80 or 8080",
+        ),
+        rule(
+            "cluster.kind.nodePort",
+            node_port,
+            "nodePort must be in Kubernetes' NodePort range",
+            "pick a port from 30000 to 32767, e.g. 30080",
+        ),
+        rule(
+            "cluster.kind.listenAddress",
+            kind.listen_address
+                .parse::<IpAddr>()
+                .map(|_| ())
+                .map_err(|_| format!("`{}` is not an IP address", kind.listen_address)),
+            "invalid listenAddress",
+            "write an IP address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        ),
+        rule(
+            "cluster.kind.nodeImage",
+            kind.kubernetes_version()
+                .map(|_| ())
+                .ok_or_else(|| format!("`{}` has no version tag", kind.node_image)),
+            "invalid nodeImage",
+            "write the image with its Kubernetes version tag, e.g. kindest/node:v1.36.1",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `cluster.context` is set exactly for provider `existing`.
+fn context_rules(s: &Settings) -> Vec<BrokenRule> {
+    let broken = match (s.cluster.provider, &s.cluster.context) {
+        (Provider::Existing, None) => rule(
+            "cluster.provider",
+            Err("provider `existing` needs `cluster.context`".into()),
+            "missing kube context",
+            "add `context: <name>` under `cluster:` (see `kubectl config get-contexts`)",
+        ),
+        (Provider::Kind | Provider::Kwok, Some(_)) => rule(
+            "cluster.context",
+            Err(format!(
+                "provider `{}` picks its own context",
+                s.cluster.provider.as_str()
+            )),
+            "`context` is only for provider `existing`",
+            "remove `context:`, or set `provider: existing`",
+        ),
+        _ => None,
+    };
+    broken.into_iter().collect()
+}
+
 fn read_text(path: &Path) -> std::io::Result<Result<String, ConfigError>> {
     let size = std::fs::metadata(path)?.len();
     if size > MAX_FILE_BYTES {

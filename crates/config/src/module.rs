@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::de::from_node;
 use crate::error::Location;
 use crate::yaml::{Node, locate_in_tree};
-use crate::{Compatibility, ConfigError, Environment, Settings};
+use crate::{Compatibility, ConfigError, Environment, Pins, Settings};
 
 /// One module of the environment: a crate under `crates/` that exports one value implementing
 /// this, listed once in xtask's registry.
@@ -21,6 +21,12 @@ pub trait ModuleDef: Sync {
     /// `${output.mesh.gateway_class}`). `config` refuses a placeholder naming any other; the
     /// module's [`ModuleDef::declare`] must produce exactly these.
     fn outputs(&self) -> &'static [&'static str];
+
+    /// The keys of `versions:` in the environment file that the module reads (`gatewayApi`).
+    /// `config` refuses a key that no module declares and a missing required one.
+    fn versions(&self) -> &'static [VersionKey] {
+        &[]
+    }
 
     /// What the module wants: its resources, outputs and explicit dependencies.
     fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError>;
@@ -44,6 +50,33 @@ pub trait ModuleDef: Sync {
     /// the versions it installs against the pinned compatibility table, before anything else
     /// is read from them. Errors go to [`VersionCheck::push`] or [`VersionCheck::stop`].
     fn check_versions(&self, _check: &mut VersionCheck<'_>) {}
+}
+
+/// A key of `versions:` that a module reads ([`ModuleDef::versions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionKey {
+    /// The key as written (`gatewayApi`).
+    pub key: &'static str,
+    /// Whether the file must set it (else the module's version check may fill it in).
+    pub required: bool,
+}
+
+impl VersionKey {
+    /// A key the file must set.
+    pub const fn required(key: &'static str) -> VersionKey {
+        VersionKey {
+            key,
+            required: true,
+        }
+    }
+
+    /// A key the file may leave out.
+    pub const fn optional(key: &'static str) -> VersionKey {
+        VersionKey {
+            key,
+            required: false,
+        }
+    }
 }
 
 /// A module's section of the environment file (merged with the overlay), as written: the
@@ -76,7 +109,14 @@ impl Section {
     /// its overlay writes it, at the section when not written.
     pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
         let location = locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location());
-        ConfigError::new(location, format!("{}.{field}", self.name), message)
+        // The section's name before the field, in the one path syntax (`sso["a.b"]`).
+        let full = match field.parse::<engine::FieldPath>() {
+            Ok(path) => path
+                .prefixed(&engine::FieldPath::root().key(&self.name))
+                .to_string(),
+            Err(_) => format!("{}.{field}", self.name),
+        };
+        ConfigError::new(location, full, message)
     }
 }
 
@@ -88,6 +128,8 @@ pub struct VersionCheck<'a> {
     pub settings: &'a mut Settings,
     /// The rows of the compatibility table, as written.
     pub compatibility: &'a [Compatibility],
+    /// The whole pins file, as written (the pinned files per release).
+    pub pins: &'a Pins,
     /// The file the table is in (for help texts), relative to the infra directory.
     pub pins_file: &'static str,
     pub(crate) tree: &'a Node,
@@ -114,8 +156,8 @@ impl VersionCheck<'_> {
         self.errors.push(error);
     }
 
-    /// Records an error after which the versions cannot be used: loading stops after the
-    /// version checks.
+    /// Records an error after which the versions cannot be used: the modules after this one
+    /// are not checked, and loading stops after the version checks.
     pub fn stop(&mut self, error: ConfigError) {
         self.errors.push(error);
         self.stopped = true;
@@ -131,4 +173,27 @@ pub(crate) fn known_outputs(modules: Registry<'_>) -> Vec<String> {
         .iter()
         .flat_map(|m| m.outputs().iter().map(|o| format!("{}.{o}", m.name())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::SourceFile;
+
+    /// A section's errors name the field in engine::FieldPath's syntax, the section first.
+    #[test]
+    fn section_errors_prefix_the_field_path_with_the_section() {
+        let (file, errors) = SourceFile::parse(
+            std::path::Path::new("environment.yaml"),
+            "sso:\n  a.b: 1\n  c:\n    d: 2\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let section = Section::new("sso", file.docs[0].get("sso").unwrap().clone());
+        let quoted = section.error("[\"a.b\"]", "m");
+        assert_eq!(quoted.field, "sso[\"a.b\"]");
+        assert_eq!(quoted.line, 2);
+        let nested = section.error("c.d", "m");
+        assert_eq!((nested.field.as_str(), nested.line), ("sso.c.d", 4));
+        assert_eq!(section.error("", "m").field, "sso");
+    }
 }

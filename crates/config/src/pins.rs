@@ -1,33 +1,10 @@
-//! `infra/pins/gateway-api.yaml`: the Gateway API CRD files per release, and the compatibility
-//! table.
+//! `infra/pins/gateway-api.yaml` as written: the upstream files pinned per release, and the
+//! compatibility table. Which release is used, and what its files declare, is the gateway
+//! module's; what pairs with what is the mesh module's.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-
-/// The Gateway API files to apply for the chosen release.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayApiPins {
-    /// e.g. `v1.5.1`.
-    pub version: String,
-    /// In the file's order.
-    pub files: Vec<PinnedFile>,
-}
-
-/// One upstream file with its expected digest.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinnedFile {
-    /// File name, e.g. `gateway.networking.k8s.io_httproutes.yaml`.
-    pub name: String,
-    /// Where to fetch it (`https://raw.githubusercontent.com/...`); an offline mirror holds it at
-    /// `<mirror>/<host>/<path>`.
-    pub url: String,
-    /// 64 lowercase hex digits.
-    pub sha256: String,
-    /// The objects the file holds, so that a plan can name (and order) them before the file is
-    /// fetched.
-    pub objects: Vec<PinnedObject>,
-}
 
 /// One object of a pinned file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -57,25 +34,34 @@ pub struct Compatibility {
     pub min_kubernetes: String,
 }
 
-/// The file as written.
-#[derive(Debug, Deserialize)]
+/// The pins file as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PinsFile {
+pub struct Pins {
+    /// URL of a pinned file, with `{version}` and `{file}` to fill in.
     pub base_url: String,
-    pub releases: BTreeMap<String, PinsRelease>,
+    /// The pinned files by release (`v1.5.1`).
+    pub releases: BTreeMap<String, PinnedRelease>,
+    /// The compatibility table.
     pub compatibility: Vec<Compatibility>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The pinned files of one release, in the file's order.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PinsRelease {
-    pub files: Vec<PinsEntry>,
+pub struct PinnedRelease {
+    pub files: Vec<PinnedEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One upstream file with its expected digest, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PinsEntry {
+pub struct PinnedEntry {
+    /// File name, e.g. `gateway.networking.k8s.io_httproutes.yaml`.
     pub name: String,
+    /// 64 lowercase hex digits.
     pub sha256: String,
+    /// The objects the file holds, so that a plan can name (and order) them before the file is
+    /// fetched.
     pub objects: Vec<PinnedObject>,
 }

@@ -61,6 +61,12 @@ impl Settings {
         ])
     }
 
+    /// The version `versions.<key>` (`gatewayApi`), if the file (or a module's version check)
+    /// sets it.
+    pub fn version(&self, key: &str) -> Option<&str> {
+        self.versions.get(key).map(String::as_str)
+    }
+
     /// Every host's FQDN by host key (`nginx`, `dex`): what `${env.fqdn.<key>}` reads.
     pub fn fqdns(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -147,20 +153,11 @@ pub struct Hosts {
     pub dex: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Versions {
-    /// Gateway API release (`v1.5.1`); selects the pinned CRD files.
-    pub gateway_api: String,
-    /// Istio release = Istio chart version. When the file leaves it out, it is filled from the
-    /// compatibility row of `gatewayApi`.
-    #[serde(default)]
-    pub istio: String,
-    /// Dex chart version.
-    pub dex: String,
-    /// OAuth2 Proxy chart version.
-    pub oauth2_proxy: String,
-}
+/// `versions:` as written: a version string by key (`gatewayApi: v1.5.1`). Each key is read by
+/// the module that declares it ([`crate::ModuleDef::versions`]); `config` refuses a key no
+/// module declares and a missing required one. `versionFrom` in `modules.yaml` and
+/// `${env.versions.<key>}` read them by key.
+pub type Versions = BTreeMap<String, String>;
 
 /// One entry of `charts:` as written (all optional; see [`crate::ChartSource`] for the result).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

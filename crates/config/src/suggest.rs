@@ -39,7 +39,7 @@ pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// "did you mean `x`? <what>: `a`, `b`" or just the list.
-pub(crate) fn help_for<'a>(
+pub fn help_for<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str> + Clone,
     what: &str,

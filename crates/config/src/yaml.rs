@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use engine::{FieldPath, PathSegment};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use crate::yaml11;
@@ -112,19 +113,19 @@ impl Node {
         }
     }
 
-    /// Follows a parsed field path; also returns the entry's key position when the last step
-    /// is a mapping key.
-    pub fn walk(&self, path: &[Step]) -> Option<(&Node, Option<Pos>)> {
+    /// Follows a field path (wildcards match nothing); also returns the entry's key position
+    /// when the last step is a mapping key.
+    pub fn walk(&self, path: &FieldPath) -> Option<(&Node, Option<Pos>)> {
         let mut node = self;
         let mut key_pos = None;
-        for step in path {
+        for step in &path.segments {
             match (step, &node.value) {
-                (Step::Key(k), NodeValue::Map(entries)) => {
+                (PathSegment::Key(k), NodeValue::Map(entries)) => {
                     let entry = entries.iter().find(|e| &e.key == k)?;
                     key_pos = Some(entry.key_pos);
                     node = &entry.value;
                 }
-                (Step::Index(i), NodeValue::Seq(items)) => {
+                (PathSegment::Index(i), NodeValue::Seq(items)) => {
                     node = items.get(*i)?;
                     key_pos = None;
                 }
@@ -191,83 +192,15 @@ impl Node {
     }
 }
 
-/// One step of a field path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// Parses `a.b[0].c["x.y/z"]` into steps.
-pub(crate) fn parse_path(path: &str) -> Option<Vec<Step>> {
-    let mut steps = Vec::new();
-    let mut chars = path.chars().peekable();
-    let mut key = String::new();
-    let mut expect_key = true;
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => {
-                if !key.is_empty() {
-                    steps.push(Step::Key(std::mem::take(&mut key)));
-                } else if expect_key {
-                    return None;
-                }
-                expect_key = true;
-            }
-            '[' => {
-                if !key.is_empty() {
-                    steps.push(Step::Key(std::mem::take(&mut key)));
-                }
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    let mut quoted = String::new();
-                    loop {
-                        match chars.next()? {
-                            '"' => break,
-                            c => quoted.push(c),
-                        }
-                    }
-                    steps.push(Step::Key(quoted));
-                } else {
-                    let mut digits = String::new();
-                    while let Some(&d) = chars.peek() {
-                        if d == ']' {
-                            break;
-                        }
-                        digits.push(d);
-                        chars.next();
-                    }
-                    steps.push(Step::Index(digits.parse().ok()?));
-                }
-                if chars.next()? != ']' {
-                    return None;
-                }
-                expect_key = false;
-            }
-            c => {
-                key.push(c);
-                expect_key = false;
-            }
-        }
-    }
-    if !key.is_empty() {
-        steps.push(Step::Key(key));
-    }
-    Some(steps)
-}
-
-/// Appends a key to a field path, quoting keys that hold `.` or brackets.
+/// `path` (a printed [`FieldPath`]) followed by the key `key`, in the one path syntax of
+/// [`engine::FieldPath`] (e.g. `charts["my.release"]`).
 pub(crate) fn join_key(path: &str, key: &str) -> String {
-    let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
-    match (path.is_empty(), plain) {
-        (true, true) => key.to_string(),
-        (false, true) => format!("{path}.{key}"),
-        (_, false) => format!("{path}[\"{key}\"]"),
-    }
+    FieldPath::append_key(path, key)
 }
 
+/// `path` (a printed [`FieldPath`]) followed by the index `index`.
 pub(crate) fn join_index(path: &str, index: usize) -> String {
-    format!("{path}[{index}]")
+    FieldPath::append_index(path, index)
 }
 
 /// One parsed file: its text (to find placeholders in) and its documents.
@@ -421,8 +354,8 @@ impl SourceFile {
 }
 
 pub(crate) fn locate_in_tree(root: &Node, field: &str) -> Option<Location> {
-    let steps = parse_path(field)?;
-    let (node, key_pos) = root.walk(&steps)?;
+    let path: FieldPath = field.parse().ok()?;
+    let (node, key_pos) = root.walk(&path)?;
     let at_key = matches!(node.value, NodeValue::Map(_) | NodeValue::Seq(_));
     let pos = match (at_key, key_pos) {
         (true, Some(k)) => k,

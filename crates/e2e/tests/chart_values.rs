@@ -17,23 +17,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use engine::FieldPath;
 use serde_json::Value;
 
-/// A leaf of a values document: its path (as config's field paths, `a.b[0]["c.d"]`) and the
-/// pointer into the JSON.
+/// A leaf of a values document: its path (an `engine::FieldPath`, printed as config's errors
+/// print fields, `a.b[0]["c.d"]`) and the pointer into the JSON.
 #[derive(Debug, Clone)]
 struct Leaf {
     path: String,
     pointer: String,
-}
-
-fn join_key(path: &str, key: &str) -> String {
-    let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
-    match (path.is_empty(), plain) {
-        (true, true) => key.to_owned(),
-        (false, true) => format!("{path}.{key}"),
-        (_, false) => format!("{path}[\"{key}\"]"),
-    }
 }
 
 fn leaves(value: &Value, path: &str, pointer: &str, out: &mut Vec<Leaf>) {
@@ -41,12 +33,14 @@ fn leaves(value: &Value, path: &str, pointer: &str, out: &mut Vec<Leaf>) {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
                 let escaped = k.replace('~', "~0").replace('/', "~1");
-                leaves(v, &join_key(path, k), &format!("{pointer}/{escaped}"), out);
+                let child = FieldPath::append_key(path, k);
+                leaves(v, &child, &format!("{pointer}/{escaped}"), out);
             }
         }
         Value::Array(items) if !items.is_empty() => {
             for (i, v) in items.iter().enumerate() {
-                leaves(v, &format!("{path}[{i}]"), &format!("{pointer}/{i}"), out);
+                let child = FieldPath::append_index(path, i);
+                leaves(v, &child, &format!("{pointer}/{i}"), out);
             }
         }
         _ if pointer.is_empty() => {}
@@ -140,11 +134,14 @@ fn template_with(
 /// (any key, read or not) that the chart renders "for debugging purposes ... modifying these
 /// values has no effect": compared with it, every key would look read.
 fn without_values_dump(rendered: &str) -> String {
-    rendered
-        .split("\n---\n")
-        .filter(|doc| !doc.contains("# Source: istiod/templates/configmap-values.yaml"))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+    engine::split_documents(rendered)
+        .into_iter()
+        .filter(|doc| {
+            !doc.text
+                .contains("# Source: istiod/templates/configmap-values.yaml")
+        })
+        .map(|doc| format!("---\n{}", doc.text))
+        .collect()
 }
 
 /// The chart's declared top-level values keys (Istio's: also those of its internal defaults).
@@ -217,7 +214,15 @@ fn every_values_leaf_in_infra_changes_what_the_real_chart_renders() {
             let mut found = Vec::new();
             leaves(&values, "", "", &mut found);
             for leaf in found {
-                let overlay = format!("charts.{}.values.{}", release.name, leaf.path);
+                let in_values: FieldPath = leaf.path.parse().expect("a printed FieldPath");
+                let overlay = in_values
+                    .prefixed(
+                        &FieldPath::root()
+                            .key("charts")
+                            .key(&release.name)
+                            .key("values"),
+                    )
+                    .to_string();
                 let location = env
                     .locate_setting(&overlay)
                     .or_else(|| env.locate_in(&release.values, &leaf.path));

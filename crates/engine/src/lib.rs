@@ -10,6 +10,7 @@
 //! - [`Address`], [`ResourceKind`]: `<module>.<kind>.<name>`.
 //! - [`FieldPath`]: `spec.containers[0].image`, the one path syntax of errors, sensitive paths
 //!   and drift.
+//! - [`split_documents`]: the one splitter of multi-document YAML streams read as text.
 //! - [`values`]: placeholders (`${output.m.n}`, `${secret.m.n}`), [`find_placeholders`],
 //!   [`resolve`] against [`Bindings`].
 //! - [`Module`], [`Resource`], [`ResourceSpec`], [`Output`]: what a module declares.
@@ -70,6 +71,7 @@
 
 pub mod address;
 pub mod desired;
+pub mod documents;
 pub mod graph;
 pub mod hash;
 pub mod path;
@@ -85,9 +87,10 @@ mod testutil;
 
 pub use address::{Address, AddressError, ResourceKind};
 pub use desired::{Desired, helm_release_document, with_ownership};
+pub use documents::{YamlDocument, split_documents};
 pub use graph::{DesiredError, Edge, EdgeReason, Graph, GraphError};
 pub use hash::{canonical_hash, canonical_json, sha256_hex};
-pub use path::{FieldPath, PathError, PathSegment};
+pub use path::{FieldPath, PathError, PathSegment, changed_paths};
 pub use plan::{
     Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,
 };

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::path::FieldPath;
+use crate::path::{FieldPath, PathSegment, changed_paths};
 use crate::redact::{SENSITIVE, redact};
 
 /// Shorter sensitive strings are not scrubbed from object documents (they would blank out
@@ -157,7 +157,7 @@ impl ObjectChange {
         out.after = out.after.map(|d| redact(&d, &[]));
         if self.kind == "Secret" {
             for field in &mut out.fields {
-                if field.path.starts_with("data") || field.path.starts_with("stringData") {
+                if is_secret_value(&field.path) {
                     field.before = field.before.take().map(|v| keys_only(&v));
                     field.after = field.after.take().map(|v| keys_only(&v));
                 }
@@ -208,6 +208,14 @@ fn keys_only(value: &Value) -> Value {
     }
 }
 
+/// True if a field of a Secret holds its values (is at or under `data` or `stringData`); a path
+/// that does not parse is taken to hold them.
+fn is_secret_value(path: &str) -> bool {
+    path.parse::<FieldPath>().map_or(true, |p| {
+        matches!(p.segments.first(), Some(PathSegment::Key(k)) if k == "data" || k == "stringData")
+    })
+}
+
 fn is_sensitive(value: &Value) -> bool {
     value.as_str() == Some(SENSITIVE)
 }
@@ -218,41 +226,6 @@ fn inline(value: &Value) -> String {
     match value {
         Value::String(s) if !s.is_empty() && s.trim() == s && !s.contains('\n') => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// The paths at which `before` and `after` differ, in document order (`before`'s keys, then
-/// keys only `after` has). Maps are compared key by key, lists index by index; an element or
-/// key present on one side only is one path.
-pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
-    let mut out = Vec::new();
-    walk(&FieldPath::root(), before, after, &mut out);
-    out
-}
-
-fn walk(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            for (key, bv) in b {
-                match a.get(key) {
-                    Some(av) => walk(&at.key(key), bv, av, out),
-                    None => out.push(at.key(key)),
-                }
-            }
-            for key in a.keys().filter(|k| !b.contains_key(*k)) {
-                out.push(at.key(key));
-            }
-        }
-        (Value::Array(b), Value::Array(a)) => {
-            for i in 0..b.len().max(a.len()) {
-                match (b.get(i), a.get(i)) {
-                    (Some(bv), Some(av)) => walk(&at.index(i), bv, av, out),
-                    _ => out.push(at.index(i)),
-                }
-            }
-        }
-        _ if before == after => {}
-        _ => out.push(at.clone()),
     }
 }
 
@@ -354,6 +327,21 @@ mod tests {
                 "    + spec.ports[2]: {\"name\":\"grpc\",\"port\":5557}",
             ]
         );
+    }
+
+    #[test]
+    fn secret_values_are_found_by_the_path_not_its_text() {
+        for (path, holds_values) in [
+            ("data", true),
+            ("data[\"config.yaml\"]", true),
+            ("stringData.password", true),
+            ("metadata.labels.data", false),
+            ("dataset", false),
+            ("type", false),
+            ("data[", true),
+        ] {
+            assert_eq!(is_secret_value(path), holds_values, "{path}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! its NodePort declared through `spec.infrastructure.parametersRef`, and the nginx demo app
 //! behind an HTTPRoute, in a namespace labelled for sidecar injection.
 
-use config::{ConfigError, Environment, PinnedFile};
+use config::{ConfigError, Environment, PinnedObject, Pins, VersionCheck, VersionKey};
 use engine::{Module, Output, OutputRef, Ownership, Resource, ResourceSpec};
 use serde_json::{Value, json};
 
@@ -22,6 +22,9 @@ impl live::session::ModuleCommands for Gateway {
     }
 }
 
+/// The keys of `versions:` this module reads.
+const VERSIONS: &[VersionKey] = &[VersionKey::required(VERSION_KEY)];
+
 impl config::ModuleDef for Gateway {
     fn name(&self) -> &'static str {
         NAME
@@ -34,6 +37,106 @@ impl config::ModuleDef for Gateway {
     fn declare(&self, env: &Environment) -> Result<Module, ConfigError> {
         declare(env)
     }
+
+    fn versions(&self) -> &'static [VersionKey] {
+        VERSIONS
+    }
+
+    fn check_versions(&self, check: &mut VersionCheck<'_>) {
+        check_pins(check);
+    }
+}
+
+/// The key of `versions:` that chooses the Gateway API release (of the pins file).
+const VERSION_KEY: &str = "gatewayApi";
+/// The same as a field path of the environment file.
+const VERSION_FIELD: &str = "versions.gatewayApi";
+
+/// The Gateway API files to apply for the chosen release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayApiPins {
+    /// e.g. `v1.5.1`.
+    pub version: String,
+    /// In the pins file's order.
+    pub files: Vec<PinnedFile>,
+}
+
+/// One upstream file of the chosen release, with its expected digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedFile {
+    /// File name, e.g. `gateway.networking.k8s.io_httproutes.yaml`.
+    pub name: String,
+    /// Where to fetch it (`https://raw.githubusercontent.com/...`); an offline mirror holds it at
+    /// `<mirror>/<host>/<path>`.
+    pub url: String,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    /// The objects the file holds (named before the file is fetched).
+    pub objects: Vec<PinnedObject>,
+}
+
+/// The pinned files of Gateway API `version`, with their URLs; `None` when the pins file has
+/// no such release.
+pub fn pinned_release(pins: &Pins, version: &str) -> Option<GatewayApiPins> {
+    let release = pins.releases.get(version)?;
+    let files = release
+        .files
+        .iter()
+        .map(|f| PinnedFile {
+            name: f.name.clone(),
+            url: pins
+                .base_url
+                .replace("{version}", version)
+                .replace("{file}", &f.name),
+            sha256: f.sha256.clone(),
+            objects: f.objects.clone(),
+        })
+        .collect();
+    Some(GatewayApiPins {
+        version: version.to_owned(),
+        files,
+    })
+}
+
+/// The Gateway API files of the environment (`versions.gatewayApi`).
+pub fn pinned_files(env: &Environment) -> Result<GatewayApiPins, ConfigError> {
+    let version = env.settings.version(VERSION_KEY).unwrap_or_default();
+    pinned_release(&env.pins, version).ok_or_else(|| {
+        env.error_at(
+            &env.infra_dir.join("environment.yaml"),
+            VERSION_FIELD,
+            format!("no pinned files for Gateway API `{version}`"),
+        )
+    })
+}
+
+/// `versions.gatewayApi` must have pinned files: without them nothing can be declared, so the
+/// version checks stop here.
+fn check_pins(check: &mut VersionCheck<'_>) {
+    let version = check
+        .settings
+        .version(VERSION_KEY)
+        .unwrap_or_default()
+        .to_owned();
+    if check.pins.releases.contains_key(&version) {
+        return;
+    }
+    let pins_file = check.pins_file;
+    let help = format!(
+        "{}; or add `releases.{version}` to {pins_file}",
+        config::help_for(
+            &version,
+            check.pins.releases.keys().map(String::as_str),
+            "pinned releases"
+        )
+    );
+    let error = check
+        .error(
+            VERSION_FIELD,
+            format!("no pinned files for Gateway API `{version}` in {pins_file}"),
+        )
+        .with_help(help);
+    check.stop(error);
 }
 
 use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
@@ -41,8 +144,9 @@ use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 /// What the gateway module wants.
 pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
     let mut module = Module::new(NAME);
+    let pins = pinned_files(env)?;
     let mut gateways_crd = None;
-    for file in &env.pins.files {
+    for file in &pins.files {
         for object in pinned_objects(file) {
             let resource = Resource::object(NAME, object, Ownership::Owned).map_err(|e| {
                 env.error_at(
@@ -63,7 +167,7 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
         module = module.with_output(Output::known(
             OutputRef::new(NAME, "gateway_api_crds"),
             crd,
-            Value::String(env.pins.version.clone()),
+            Value::String(pins.version.clone()),
         ));
     }
     module.resources.extend(env.declared_resources(NAME)?);
@@ -133,73 +237,4 @@ pub fn is_pinned(manifest: &Value) -> bool {
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(SOURCE_ANNOTATION))
         .is_some()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env() -> Environment {
-        config::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
-            None,
-            &xtask::REGISTRY,
-        )
-        .expect("infra/ loads")
-    }
-
-    #[test]
-    fn gateway_api_files_are_declared_by_name_before_they_are_fetched() {
-        let module = declare(&env()).unwrap();
-        let names: Vec<String> = module
-            .resources
-            .iter()
-            .map(|r| r.address.to_string())
-            .collect();
-        assert!(
-            names.contains(
-                &"gateway.object.customresourcedefinition/httproutes.gateway.networking.k8s.io"
-                    .to_owned()
-            )
-        );
-        assert!(
-            names.contains(
-                &"gateway.object.validatingadmissionpolicy/safe-upgrades.gateway.networking.k8s.io"
-                    .to_owned()
-            )
-        );
-        let crd = module
-            .resources
-            .iter()
-            .find(|r| {
-                r.address
-                    .name
-                    .starts_with("customresourcedefinition/httproutes")
-            })
-            .unwrap();
-        let ResourceSpec::Object(o) = &crd.spec else {
-            panic!()
-        };
-        assert_eq!(o.manifest["spec"]["names"]["kind"], "HTTPRoute");
-        assert_eq!(o.manifest["spec"]["group"], "gateway.networking.k8s.io");
-        assert!(is_pinned(&o.manifest));
-    }
-
-    #[test]
-    fn gateway_outputs_name_the_gateway_object() {
-        let module = declare(&env()).unwrap();
-        let out: Vec<(String, String)> = module
-            .outputs
-            .iter()
-            .map(|o| (o.r#ref.to_string(), o.producer.to_string()))
-            .collect();
-        assert!(out.contains(&(
-            "gateway.gateway_name".into(),
-            "gateway.object.gateway/gateway/istio-gateway".into()
-        )));
-        assert!(out.contains(&(
-            "gateway.gateway_api_crds".into(),
-            "gateway.object.customresourcedefinition/gateways.gateway.networking.k8s.io".into()
-        )));
-    }
 }

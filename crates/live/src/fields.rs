@@ -1,9 +1,10 @@
-//! Pure helpers over Kubernetes object JSON: removing server noise, finding the fields that
-//! differ between two versions of an object, and attributing a field to the manager that last
-//! wrote it (from `metadata.managedFields`).
+//! Pure helpers over Kubernetes object JSON: removing server noise and attributing a field to
+//! the manager that last wrote it (from `metadata.managedFields`). The fields that differ
+//! between two versions of an object are [`engine::changed_paths`].
 //!
 //! Nothing here talks to a cluster; it is unit-tested on literal objects.
 
+use engine::{FieldPath, PathSegment};
 use serde_json::{Map, Value};
 
 /// Metadata fields the server assigns or maintains. They never show in a diff.
@@ -76,80 +77,6 @@ pub fn align_order(value: &Value, like: &Value) -> Value {
             })
             .collect(),
         _ => value.clone(),
-    }
-}
-
-/// One step of a path into an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// A path into an object, e.g. `spec.template.spec.containers[0].image`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FieldPath(pub Vec<Step>);
-
-impl std::fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut first = true;
-        for step in &self.0 {
-            match step {
-                Step::Key(k) if k.contains('.') || k.contains('/') => write!(f, "[{k:?}]")?,
-                Step::Key(k) => {
-                    if !first {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(k)?;
-                }
-                Step::Index(i) => write!(f, "[{i}]")?,
-            }
-            first = false;
-        }
-        Ok(())
-    }
-}
-
-impl FieldPath {
-    fn child(&self, step: Step) -> FieldPath {
-        let mut steps = self.0.clone();
-        steps.push(step);
-        FieldPath(steps)
-    }
-}
-
-/// The paths at which `before` and `after` differ, as deep as both sides are objects.
-///
-/// Lists are compared element by element when they have the same length and atomically
-/// otherwise (a changed length is reported at the list itself).
-pub fn changed_paths(before: &Value, after: &Value) -> Vec<FieldPath> {
-    let mut out = Vec::new();
-    walk_changes(&FieldPath::default(), before, after, &mut out);
-    out
-}
-
-fn walk_changes(at: &FieldPath, before: &Value, after: &Value, out: &mut Vec<FieldPath>) {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for key in keys {
-                let path = at.child(Step::Key(key.clone()));
-                match (b.get(key), a.get(key)) {
-                    (Some(bv), Some(av)) => walk_changes(&path, bv, av, out),
-                    (None, None) => {}
-                    _ => out.push(path),
-                }
-            }
-        }
-        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
-            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
-                walk_changes(&at.child(Step::Index(i)), bv, av, out);
-            }
-        }
-        _ if before == after => {}
-        _ => out.push(at.clone()),
     }
 }
 
@@ -282,11 +209,11 @@ impl ManagedFieldsEntry {
     /// `v:<json>` for set elements and `i:<n>` for positions; list elements are matched against
     /// the element of `object` at the path's index.
     pub fn owns(&self, object: &Value, path: &FieldPath) -> bool {
-        owns_in(&self.fields, object, &path.0)
+        owns_in(&self.fields, object, &path.segments)
     }
 }
 
-fn owns_in(set: &Value, object: &Value, steps: &[Step]) -> bool {
+fn owns_in(set: &Value, object: &Value, steps: &[PathSegment]) -> bool {
     let Some(set) = set.as_object() else {
         return false;
     };
@@ -295,20 +222,22 @@ fn owns_in(set: &Value, object: &Value, steps: &[Step]) -> bool {
         return true;
     };
     match step {
-        Step::Key(key) => {
+        PathSegment::Key(key) => {
             let Some(child) = set.get(&format!("f:{key}")) else {
                 return false;
             };
             let next = object.get(key).unwrap_or(&Value::Null);
             owns_in(child, next, rest)
         }
-        Step::Index(i) => {
+        PathSegment::Index(i) => {
             let Some(element) = object.as_array().and_then(|a| a.get(*i)) else {
                 return false;
             };
             set.iter()
                 .any(|(k, child)| list_key_matches(k, element, *i) && owns_in(child, element, rest))
         }
+        // Wildcards name no field of a managed field set.
+        PathSegment::AnyKey | PathSegment::AnyIndex => false,
     }
 }
 
@@ -348,8 +277,10 @@ pub fn last_writer<'a>(
     }
     // Only the immediate parent: a manager that owns some other field of `spec` did not
     // necessarily touch `spec.template...`.
-    let parent = FieldPath(path.0[..path.0.len().saturating_sub(1)].to_vec());
-    if parent.0.is_empty() {
+    let parent = FieldPath {
+        segments: path.segments[..path.segments.len().saturating_sub(1)].to_vec(),
+    };
+    if parent.segments.is_empty() {
         return None;
     }
     ordered.into_iter().find(|e| e.owns(object, &parent))
@@ -427,48 +358,6 @@ mod tests {
     }
 
     #[test]
-    fn changed_paths_descends_into_maps_and_equal_length_lists() {
-        let before = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "nginx", "image": "nginx:1.27"}]}}}, "metadata": {"labels": {"a": "1"}}});
-        let after = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
-            {"name": "nginx", "image": "nginx:1.28"}]}}}, "metadata": {"labels": {"a": "1", "b": "2"}}});
-        let paths: Vec<String> = changed_paths(&before, &after)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "metadata.labels.b",
-                "spec.replicas",
-                "spec.template.spec.containers[0].image"
-            ]
-        );
-    }
-
-    #[test]
-    fn changed_paths_reports_a_list_of_other_length_as_one_change() {
-        let paths = changed_paths(&json!({"l": [1, 2]}), &json!({"l": [1, 2, 3]}));
-        assert_eq!(
-            paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["l"]
-        );
-    }
-
-    #[test]
-    fn path_display_quotes_keys_with_dots_and_slashes() {
-        let path = FieldPath(vec![
-            Step::Key("metadata".into()),
-            Step::Key("labels".into()),
-            Step::Key("app.kubernetes.io/managed-by".into()),
-        ]);
-        assert_eq!(
-            path.to_string(),
-            "metadata.labels[\"app.kubernetes.io/managed-by\"]"
-        );
-    }
-
-    #[test]
     fn contained_ignores_defaulted_fields_inside_list_elements() {
         let desired = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "nginx", "image": "nginx:1.27"}]}}}});
@@ -483,7 +372,7 @@ mod tests {
     fn drifted_field_is_attributed_to_the_manager_that_wrote_it_last() {
         let live = live_deployment();
         let entries = managed_fields(&live);
-        let replicas = FieldPath(vec![Step::Key("spec".into()), Step::Key("replicas".into())]);
+        let replicas: FieldPath = "spec.replicas".parse().unwrap();
         let writer = last_writer(&entries, &live, &replicas, "envctl").unwrap();
         assert_eq!(writer.manager, "kubectl-edit");
         assert_eq!(writer.operation, "Update");
@@ -494,14 +383,7 @@ mod tests {
     fn list_elements_are_matched_by_their_keys() {
         let live = live_deployment();
         let entries = managed_fields(&live);
-        let image = FieldPath(vec![
-            Step::Key("spec".into()),
-            Step::Key("template".into()),
-            Step::Key("spec".into()),
-            Step::Key("containers".into()),
-            Step::Index(0),
-            Step::Key("image".into()),
-        ]);
+        let image: FieldPath = "spec.template.spec.containers[0].image".parse().unwrap();
         assert!(
             entries[0].owns(&live, &image),
             "envctl owns the image of container nginx"
@@ -515,11 +397,7 @@ mod tests {
         let mut live = live_deployment();
         live["metadata"]["managedFields"][1]["fieldsV1"] = json!({"f:metadata": {"f:labels": {}}});
         let entries = managed_fields(&live);
-        let gone = FieldPath(vec![
-            Step::Key("metadata".into()),
-            Step::Key("labels".into()),
-            Step::Key("tier".into()),
-        ]);
+        let gone: FieldPath = "metadata.labels.tier".parse().unwrap();
         assert_eq!(
             last_writer(&entries, &live, &gone, "envctl")
                 .unwrap()

@@ -1076,13 +1076,8 @@ fn clean_stderr(stderr: &str, scrub: &[String]) -> String {
 pub fn parse_manifest(yaml: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     // Split on document markers ourselves: one bad document then names its source template.
-    for doc in split_documents(yaml) {
-        if doc.lines().all(|l| {
-            let l = l.trim();
-            l.is_empty() || l.starts_with('#')
-        }) {
-            continue;
-        }
+    for doc in engine::split_documents(yaml) {
+        let doc = doc.text;
         let value: Value = serde_saphyr::from_str(&doc).map_err(|e| {
             let source = doc
                 .lines()
@@ -1107,20 +1102,6 @@ pub fn parse_manifest(yaml: &str) -> Result<Vec<Value>, String> {
         }
     }
     Ok(out)
-}
-
-fn split_documents(yaml: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in yaml.lines() {
-        if line == "---" || line.starts_with("--- ") {
-            docs.push(String::new());
-            continue;
-        }
-        let current = docs.last_mut().expect("one document at least");
-        current.push_str(line);
-        current.push('\n');
-    }
-    docs
 }
 
 /// Kinds the Kubernetes API serves cluster-scoped, for when discovery cannot tell.

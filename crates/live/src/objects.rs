@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use engine::FieldPath;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use crate::fields::{self, FieldPath};
+use crate::fields;
 use crate::{Cluster, LiveError, TypeInfo};
 
 /// Label selecting everything this project owns.
@@ -482,7 +483,7 @@ pub(crate) fn not_owned(address: &str, what: &str, live: &Value) -> LiveError {
 /// field manager of `live` that last wrote it (other than envctl).
 pub fn attribute(before: &Value, after: &Value, live: &Value) -> Vec<Drift> {
     let managers = fields::managed_fields(live);
-    fields::changed_paths(before, after)
+    engine::changed_paths(before, after)
         .into_iter()
         .filter(|p| !is_bookkeeping(p))
         .map(|path| {
@@ -499,7 +500,11 @@ pub fn attribute(before: &Value, after: &Value, live: &Value) -> Vec<Drift> {
 
 /// Our own bookkeeping annotation changes with every configuration change; it is not drift.
 fn is_bookkeeping(path: &FieldPath) -> bool {
-    path.to_string().contains(CONFIG_HASH_ANNOTATION)
+    let annotation = FieldPath::root()
+        .key("metadata")
+        .key("annotations")
+        .key(CONFIG_HASH_ANNOTATION);
+    path.segments.starts_with(&annotation.segments)
 }
 
 fn hash_matches(desired: &DesiredObject, live: &Value) -> bool {
@@ -531,6 +536,37 @@ pub fn release_fields(manifest: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Drift reports name fields in engine::FieldPath's syntax, one path a change, and each
+    /// printed path parses back to the field.
+    #[test]
+    fn drift_paths_print_in_the_engine_syntax_and_parse_back() {
+        let live = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "someone"},
+                                       "annotations": {"a/b": "2", "say \"hi\"": "y",
+                                                       CONFIG_HASH_ANNOTATION: "old"}},
+                          "data": {"config.yaml": "b"}, "args": ["x", "y", "z"]});
+        let desired = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "envctl"},
+                                          "annotations": {"a/b": "1", "say \"hi\"": "x",
+                                                          CONFIG_HASH_ANNOTATION: "new"}},
+                             "data": {"config.yaml": "a"}, "args": ["x", "y"]});
+        let drift = attribute(&live, &desired, &live);
+        let printed: Vec<&str> = drift.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            printed,
+            [
+                "metadata.labels[\"app.kubernetes.io/managed-by\"]",
+                "metadata.annotations.a/b",
+                "metadata.annotations[\"say \\\"hi\\\"\"]",
+                "data[\"config.yaml\"]",
+                "args[2]",
+            ],
+            "the config hash is bookkeeping, not drift"
+        );
+        for text in printed {
+            let path: FieldPath = text.parse().unwrap();
+            assert_eq!(path.to_string(), text);
+        }
+    }
 
     #[test]
     fn config_hash_ignores_its_own_annotation_and_key_order() {

@@ -17,10 +17,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use engine::{Address, ClusterProvider, ClusterSpec};
+use engine::{Address, ClusterProvider, ClusterSpec, FieldPath, PathSegment};
 use serde_json::{Value, json};
 
-use crate::fields::{self, FieldPath, Step};
 use crate::{Cluster, LiveError};
 
 /// Name of the ConfigMap that records the cluster's spec.
@@ -40,44 +39,6 @@ const KIND_CREATE_TIMEOUT: Duration = Duration::from_secs(900);
 const KIND_QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ----- kind: pure parts -----
-
-/// A port of the kind node published on the host (`extraPortMappings`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMapping {
-    /// The port inside the node container (a Service's nodePort, e.g. 30080).
-    pub container_port: u16,
-    /// The port on the host (e.g. 80).
-    pub host_port: u16,
-    /// The host address to bind (e.g. `127.0.0.1`); kind's default is all addresses.
-    pub listen_address: Option<String>,
-    /// `TCP` (default), `UDP` or `SCTP`.
-    pub protocol: Option<String>,
-}
-
-/// The kind `Cluster` config document: one control-plane node of `node_image` with the port
-/// mappings.
-pub fn kind_config(node_image: &str, ports: &[PortMapping]) -> Value {
-    let mappings: Vec<Value> = ports
-        .iter()
-        .map(|p| {
-            let mut m = json!({"containerPort": p.container_port, "hostPort": p.host_port});
-            if let Some(address) = &p.listen_address {
-                m["listenAddress"] = json!(address);
-            }
-            m["protocol"] = json!(p.protocol.as_deref().unwrap_or("TCP"));
-            m
-        })
-        .collect();
-    let mut node = json!({"role": "control-plane", "image": node_image});
-    if !mappings.is_empty() {
-        node["extraPortMappings"] = Value::Array(mappings);
-    }
-    json!({
-        "kind": "Cluster",
-        "apiVersion": "kind.x-k8s.io/v1alpha4",
-        "nodes": [node],
-    })
-}
 
 /// The config document as the YAML file kind reads.
 pub fn kind_config_yaml(config: &Value) -> Result<String, LiveError> {
@@ -361,31 +322,25 @@ pub fn replace_decision(recorded: Option<&Value>, desired: &Value) -> Option<Str
     let old_image = recorded.pointer("/provider/node_image");
     let new_image = desired.pointer("/provider/node_image");
     let image_changed = old_image != new_image;
+    let node_image = FieldPath::root().key("provider").key("node_image");
+    let config = FieldPath::root().key("provider").key("config");
     let mut reasons = Vec::new();
-    for path in fields::changed_paths(recorded, desired) {
-        let old = get(recorded, &path);
-        let new = get(desired, &path);
-        let text = path.to_string();
-        if text == "provider.node_image" {
+    for path in engine::changed_paths(recorded, desired) {
+        let old = path.get(recorded);
+        let new = path.get(desired);
+        if path == node_image {
             reasons.push(format!("node image {} -> {}", show(old), show(new)));
             continue;
         }
         // The config's node image repeats the spec's: say it once.
-        let is_config_image = text.starts_with("provider.config.")
-            && matches!(path.0.last(), Some(Step::Key(k)) if k == "image");
+        let is_config_image = path.segments.starts_with(&config.segments)
+            && matches!(path.segments.last(), Some(PathSegment::Key(k)) if k == "image");
         if image_changed && is_config_image && old == old_image && new == new_image {
             continue;
         }
-        reasons.push(format!("{text} {} -> {}", show(old), show(new)));
+        reasons.push(format!("{path} {} -> {}", show(old), show(new)));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
-}
-
-fn get<'a>(doc: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    path.0.iter().try_fold(doc, |at, step| match step {
-        Step::Key(k) => at.get(k),
-        Step::Index(i) => at.get(i),
-    })
 }
 
 fn show(value: Option<&Value>) -> String {
@@ -654,48 +609,22 @@ mod tests {
             .collect()
     }
 
-    fn ports() -> Vec<PortMapping> {
-        vec![PortMapping {
-            container_port: 30080,
-            host_port: 80,
-            listen_address: Some("127.0.0.1".into()),
-            protocol: None,
-        }]
-    }
-
+    /// A kind spec whose config has the shape `cluster::kind_config` ships (that builder and
+    /// its YAML are tested in crates/cluster, which builds it from an environment).
     fn kind_spec(image: &str, host_port: u16) -> ClusterSpec {
-        let mut ports = ports();
-        ports[0].host_port = host_port;
         ClusterSpec {
             name: "istio".into(),
             context: kind_context("istio"),
             provider: ClusterProvider::Kind {
                 node_image: image.into(),
-                config: kind_config(image, &ports),
+                config: json!({
+                    "kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "istio",
+                    "nodes": [{"role": "control-plane", "image": image, "extraPortMappings": [{
+                        "containerPort": 30080, "hostPort": host_port,
+                        "listenAddress": "127.0.0.1", "protocol": "TCP"}]}]
+                }),
             },
         }
-    }
-
-    #[test]
-    fn kind_config_publishes_node_ports_on_the_host() {
-        let config = kind_config("kindest/node:v1.36.1", &ports());
-        assert_eq!(
-            config,
-            json!({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [{
-                "role": "control-plane", "image": "kindest/node:v1.36.1",
-                "extraPortMappings": [{"containerPort": 30080, "hostPort": 80,
-                    "listenAddress": "127.0.0.1", "protocol": "TCP"}]}]})
-        );
-        let yaml = kind_config_yaml(&config).unwrap();
-        let back: Value = serde_saphyr::from_str(&yaml).unwrap();
-        assert_eq!(
-            back, config,
-            "the YAML reads back as the same document:\n{yaml}"
-        );
-        assert!(
-            yaml.contains("apiVersion: kind.x-k8s.io/v1alpha4"),
-            "{yaml}"
-        );
     }
 
     #[test]

@@ -79,11 +79,19 @@ fn fetch(url: &str) -> Result<Vec<u8>, LiveError> {
     Ok(output.stdout)
 }
 
-/// Every non-empty YAML document of a multi-document file.
+/// Every non-empty YAML document of a multi-document file (split by
+/// [`engine::split_documents`], so that an error names the line its document starts on).
 pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    let mut docs = Vec::new();
+    for doc in engine::split_documents(text) {
+        let value: Value = serde_saphyr::from_str(&doc.text)
+            .map_err(|e| format!("the document at line {}: {e}", doc.line))?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
 }
 
 #[cfg(test)]
@@ -146,6 +154,45 @@ mod tests {
         );
     }
 
+    /// The document splitter reads every pinned upstream file of the shared mirror as the YAML
+    /// library's own multi-document reader does.
+    #[test]
+    fn split_documents_agree_with_the_yaml_library_on_every_pinned_file() {
+        fn yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    yaml_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "yaml") {
+                    out.push(path);
+                }
+            }
+        }
+        let mirror = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/mirror/raw.githubusercontent.com");
+        let mut files = Vec::new();
+        yaml_files(&mirror, &mut files);
+        assert!(
+            files.len() >= 10,
+            "the shared mirror's pinned files: {files:?}"
+        );
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let library: Vec<Value> = serde_saphyr::from_multiple::<Value>(text)
+                .unwrap()
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .collect();
+            assert_eq!(
+                parse_documents(&bytes).unwrap(),
+                library,
+                "{}",
+                file.display()
+            );
+        }
+    }
+
     #[test]
     fn multi_document_files_skip_empty_documents() {
         let docs = parse_documents(b"---\na: 1\n---\n---\nb: 2\n").unwrap();
@@ -153,5 +200,7 @@ mod tests {
             docs,
             vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]
         );
+        let err = parse_documents(b"a: 1\n---\n# bad\nb: [\n").unwrap_err();
+        assert!(err.starts_with("the document at line 3: "), "{err}");
     }
 }

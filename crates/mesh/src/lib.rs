@@ -5,7 +5,7 @@
 //! istiod waits for the Gateway API CRDs (it creates the `istio` GatewayClass) and carries the
 //! ext-authz provider in its mesh config before the CUSTOM policy exists.
 
-use config::{ConfigError, Environment, Provider, VersionCheck};
+use config::{ConfigError, Environment, Provider, VersionCheck, VersionKey};
 use engine::{Address, Dependency, Module, Output, OutputRef, ResourceKind};
 use serde_json::Value;
 
@@ -25,6 +25,9 @@ impl live::session::ModuleCommands for Mesh {
     }
 }
 
+/// The keys of `versions:` this module reads.
+const VERSIONS: &[VersionKey] = &[VersionKey::optional(ISTIO)];
+
 impl config::ModuleDef for Mesh {
     fn name(&self) -> &'static str {
         NAME
@@ -43,10 +46,21 @@ impl config::ModuleDef for Mesh {
         declare(env)
     }
 
+    fn versions(&self) -> &'static [VersionKey] {
+        VERSIONS
+    }
+
     fn check_versions(&self, check: &mut VersionCheck<'_>) {
         check_istio_version(check);
     }
 }
+
+/// The Istio release (= chart version) in `versions:`; optional, the compatibility table's
+/// default for `versions.gatewayApi` when left out.
+const ISTIO: &str = "istio";
+
+/// The gateway module's key of `versions:`, which Istio must pair with.
+const GATEWAY_API: &str = "gatewayApi";
 
 /// Istio with Gateway API and Kubernetes: `versions.istio` (filled from the compatibility row
 /// of `versions.gatewayApi` when left out) must be a release whose minor is in the table and
@@ -56,7 +70,7 @@ pub fn check_istio_version(check: &mut VersionCheck<'_>) {
     let Some(istio) = istio_release(check) else {
         return;
     };
-    let gateway_api = check.settings.versions.gateway_api.clone();
+    let gateway_api = gateway_api(check).to_owned();
     let pins_file = check.pins_file;
     let istio_field = if check.is_written("versions.istio") {
         "versions.istio"
@@ -102,16 +116,18 @@ pub fn check_istio_version(check: &mut VersionCheck<'_>) {
 /// `versions.istio`, or the table's default Istio release for `versions.gatewayApi` (written
 /// into the settings). `None` (error recorded) when there is neither.
 fn istio_release(check: &mut VersionCheck<'_>) -> Option<String> {
-    if check.settings.versions.istio.is_empty() {
-        let gateway_api = &check.settings.versions.gateway_api;
+    if check.settings.version(ISTIO).unwrap_or_default().is_empty() {
+        let gateway_api = gateway_api(check).to_owned();
         let default = check
             .compatibility
             .iter()
             .rev()
-            .filter(|row| &row.gateway_api == gateway_api)
+            .filter(|row| row.gateway_api == gateway_api)
             .find_map(|row| row.istio.clone());
         match default {
-            Some(istio) => check.settings.versions.istio = istio,
+            Some(istio) => {
+                check.settings.versions.insert(ISTIO.to_owned(), istio);
+            }
             None => {
                 let error = check
                     .error(
@@ -126,7 +142,12 @@ fn istio_release(check: &mut VersionCheck<'_>) -> Option<String> {
             }
         }
     }
-    Some(check.settings.versions.istio.clone())
+    check.settings.version(ISTIO).map(str::to_owned)
+}
+
+/// `versions.gatewayApi`: the gateway module's setting, which the pairing is checked against.
+fn gateway_api<'a>(check: &'a VersionCheck<'_>) -> &'a str {
+    check.settings.version(GATEWAY_API).unwrap_or_default()
 }
 
 /// The error for an Istio release whose row names another Gateway API release.
@@ -136,11 +157,11 @@ fn unpaired(
     istio_minor: &str,
     row: &config::Compatibility,
 ) -> ConfigError {
-    let gateway_api = &check.settings.versions.gateway_api;
+    let gateway_api = gateway_api(check);
     let pairs: Vec<String> = check
         .compatibility
         .iter()
-        .filter(|r| &r.gateway_api == gateway_api)
+        .filter(|r| r.gateway_api == gateway_api)
         .map(|r| format!("{}.x", r.istio_minor))
         .collect();
     let other = if pairs.is_empty() {
@@ -268,50 +289,4 @@ pub fn proxy_config_hash(env: &Environment) -> String {
         .and_then(|r| r.values.value.pointer("/meshConfig/defaultConfig").cloned())
         .unwrap_or(Value::Null);
     engine::canonical_hash(&default_config)[..16].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn istiod_comes_after_base_cni_and_the_gateway_api_crds() {
-        let env = config::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
-            None,
-            &xtask::REGISTRY,
-        )
-        .expect("infra/ loads");
-        let module = declare(&env).unwrap();
-        let istiod = module
-            .resources
-            .iter()
-            .find(|r| r.address.name == "istiod")
-            .unwrap();
-        let deps: Vec<String> = istiod
-            .depends_on
-            .iter()
-            .map(|d| match d {
-                Dependency::Resource(a) => a.to_string(),
-                Dependency::Output(o) => o.to_string(),
-            })
-            .collect();
-        assert_eq!(
-            deps,
-            [
-                "mesh.helm_release.istio-base",
-                "mesh.helm_release.istio-cni",
-                "gateway.gateway_api_crds"
-            ]
-        );
-        assert_eq!(
-            module
-                .outputs
-                .iter()
-                .find(|o| o.r#ref.name == "ext_authz_provider")
-                .unwrap()
-                .value,
-            Some(Value::String("oauth2-proxy".into()))
-        );
-    }
 }

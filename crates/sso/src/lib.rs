@@ -5,7 +5,7 @@
 //! Dex's ClusterIP: an output known only after Dex is installed, so OAuth2 Proxy (which runs
 //! OIDC discovery at start) always comes after Dex.
 
-use config::{ConfigError, Environment, Section, validate};
+use config::{ConfigError, Environment, Section, VersionKey, validate};
 use engine::{Address, LiveField, Module, Output, OutputRef, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +26,12 @@ impl live::session::ModuleCommands for Sso {
     }
 }
 
+/// The keys of `versions:` this module reads.
+const VERSIONS: &[VersionKey] = &[
+    VersionKey::required("dex"),
+    VersionKey::required("oauth2Proxy"),
+];
+
 impl config::ModuleDef for Sso {
     fn name(&self) -> &'static str {
         NAME
@@ -41,6 +47,11 @@ impl config::ModuleDef for Sso {
 
     fn has_settings(&self) -> bool {
         true
+    }
+
+    /// The chart versions of its releases (`versionFrom` in `modules.yaml`).
+    fn versions(&self) -> &'static [VersionKey] {
+        VERSIONS
     }
 
     fn check_settings(&self, section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
@@ -172,42 +183,4 @@ pub fn declare(env: &Environment) -> Result<Module, ConfigError> {
         ));
     }
     Ok(module)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dex_cluster_ip_is_known_only_after_apply() {
-        let env = config::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
-            None,
-            &xtask::REGISTRY,
-        )
-        .expect("infra/ loads");
-        let module = declare(&env).unwrap();
-        let ip = module
-            .outputs
-            .iter()
-            .find(|o| o.r#ref.name == "dex_cluster_ip")
-            .unwrap();
-        assert_eq!(ip.value, None);
-        assert_eq!(ip.producer.to_string(), "sso.helm_release.dex");
-        let svc = module
-            .outputs
-            .iter()
-            .find(|o| o.r#ref.name == "ext_authz_service")
-            .unwrap();
-        assert_eq!(
-            svc.value,
-            Some(Value::String("oauth2-proxy.sso.svc.cluster.local".into()))
-        );
-        assert!(
-            module
-                .resources
-                .iter()
-                .any(|r| r.address.to_string() == "sso.generated_secret.oauth2-proxy")
-        );
-    }
 }

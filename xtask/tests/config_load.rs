@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use config::{ChartSource, Ownership, Provider};
 
 fn infra() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra")
 }
 
 fn load(env: Option<&str>) -> config::Environment {
@@ -19,12 +19,12 @@ fn default_environment_loads() {
     assert_eq!(s.name, "default");
     assert_eq!(s.cluster.provider, Provider::Kind);
     assert_eq!(s.nginx_fqdn(), "nginx.example.com");
-    assert_eq!(s.versions.istio, "1.30.3");
-    assert_eq!(env.pins.version, "v1.5.1");
-    assert_eq!(env.pins.files.len(), 9);
+    assert_eq!(s.version("istio"), Some("1.30.3"));
+    let pins = gateway::pinned_files(&env).unwrap();
+    assert_eq!(pins.version, "v1.5.1");
+    assert_eq!(pins.files.len(), 9);
     assert!(
-        env.pins
-            .files
+        pins.files
             .iter()
             .any(|f| f.name.contains("vap_safeupgrades"))
     );

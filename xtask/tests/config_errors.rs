@@ -31,7 +31,7 @@ impl Infra {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("infra");
         copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
             &root,
         );
         Infra { _dir: dir, root }
@@ -460,6 +460,41 @@ fn gateway_api_without_pins() {
     );
 }
 
+/// `versions:` holds the keys the modules declare (`ModuleDef::versions`): a misspelt one is
+/// refused at its key, with the closest declared key.
+#[test]
+fn unknown_version_key_names_the_closest_declared_one() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "oauth2Proxy: 10.7.0", "oauth2proxy: 10.7.0");
+    let e = infra.expect(
+        None,
+        "unknown key `oauth2proxy`",
+        ENV,
+        infra.pos(ENV, "versions:", "oauth2proxy"),
+        "versions.oauth2proxy",
+    );
+    assert!(
+        e.help.unwrap().contains("did you mean `oauth2Proxy`?"),
+        "the sso module declares oauth2Proxy"
+    );
+}
+
+/// A version a module requires (sso's `dex`) must be written; an optional one (mesh's
+/// `istio`) may be left out.
+#[test]
+fn missing_required_version_key() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: 0.24.0\n", "");
+    let e = infra.expect(
+        None,
+        "missing key `dex`",
+        ENV,
+        infra.pos(ENV, "versions:", "gatewayApi"),
+        "versions",
+    );
+    assert_eq!(e.help.as_deref(), Some("add `dex:` here"));
+}
+
 #[test]
 fn invalid_bcrypt_hash() {
     let infra = Infra::copy();
@@ -653,7 +688,7 @@ fn several_errors_are_reported_together() {
 #[test]
 fn walkthrough_secrets_are_not_in_infra() {
     let walkthrough = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed/gateway-api-istio-oauth2-proxy.md");
+        .join("../../shared/seed/gateway-api-istio-oauth2-proxy.md");
     let text = fs::read_to_string(&walkthrough).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (the seed lies beside the clone)",
@@ -687,7 +722,7 @@ fn walkthrough_secrets_are_not_in_infra() {
     }
     let mut found = Vec::new();
     walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
         &literals,
         &mut found,
     );
@@ -955,5 +990,34 @@ fn literal_secret_in_an_overlays_chart_values_is_refused_unprinted() {
         "envs/staging.yaml",
         infra.pos("envs/staging.yaml", "clientSecret", secret),
         "config.clientSecret",
+    );
+}
+
+/// Config errors name their field in the one path syntax of `engine::FieldPath` (the syntax of
+/// drift reports and sensitive paths): a Kubernetes label key is one bracketed key, and the
+/// printed field parses back to the path of the offending value.
+#[test]
+fn fields_with_dots_and_slashes_are_named_in_the_engine_path_syntax() {
+    let infra = Infra::copy();
+    infra.edit(
+        "gateway/nginx.yaml",
+        "    app: nginx\nspec:\n  replicas: 1\n",
+        "    app: nginx\n    app.kubernetes.io/part-of: yes\nspec:\n  replicas: 1\n",
+    );
+    let field = "metadata.labels[\"app.kubernetes.io/part-of\"]";
+    infra.expect(
+        None,
+        "`yes` is a string to envctl (YAML 1.2) but the boolean true",
+        "gateway/nginx.yaml",
+        infra.pos("gateway/nginx.yaml", "part-of", "yes"),
+        field,
+    );
+    let parsed: engine::FieldPath = field.parse().unwrap();
+    assert_eq!(
+        parsed,
+        engine::FieldPath::root()
+            .key("metadata")
+            .key("labels")
+            .key("app.kubernetes.io/part-of")
     );
 }

@@ -31,7 +31,7 @@ fn load_with(
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("infra");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
         &root,
     );
     let text = fs::read_to_string(root.join(ENV)).unwrap();
@@ -92,7 +92,7 @@ fn an_invalid_client_id_is_refused_at_its_value() {
 #[test]
 fn the_section_is_read_by_the_module_and_by_placeholders() {
     let env = config::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
         None,
         &xtask::REGISTRY,
     )

@@ -1,0 +1,167 @@
+//! config knows no particular module: what a registry hands it is all it reads. These tests
+//! load a small infra directory with a local registry of toy modules (no module crate, no
+//! xtask); the real `infra/` with the real registry is tested in `xtask/tests/`.
+
+use std::fs;
+use std::path::Path;
+
+use config::{ConfigError, Environment, ModuleDef, VersionKey};
+
+/// A module that declares outputs and version keys, and nothing else.
+struct Toy {
+    name: &'static str,
+    outputs: &'static [&'static str],
+    versions: &'static [VersionKey],
+}
+
+impl ModuleDef for Toy {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        self.outputs
+    }
+
+    fn versions(&self) -> &'static [VersionKey] {
+        self.versions
+    }
+
+    fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError> {
+        let mut module = engine::Module::new(self.name);
+        module.resources = env.declared_resources(self.name)?;
+        Ok(module)
+    }
+}
+
+static WEB: Toy = Toy {
+    name: "web",
+    outputs: &["url"],
+    versions: &[VersionKey::required("web")],
+};
+
+static CACHE: Toy = Toy {
+    name: "cache",
+    outputs: &[],
+    versions: &[VersionKey::optional("cache")],
+};
+
+const ENVIRONMENT: &str = "\
+name: default
+cluster:
+  name: demo
+  provider: kwok
+  kind:
+    nodeImage: kindest/node:v1.36.1
+    hostPort: 80
+    nodePort: 30080
+    listenAddress: 127.0.0.1
+domain: example.com
+hosts:
+  nginx: nginx
+  dex: dex
+versions:
+  web: 1.0.0
+charts: {}
+";
+
+const MANIFEST: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web
+  namespace: default
+data:
+  version: ${env.versions.web}
+  url: ${output.web.url}
+";
+
+/// A small infra directory: the files config reads, one manifest of module `web`, and a
+/// module `cache` without files.
+fn infra(environment: &str, manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    };
+    write("environment.yaml", environment);
+    write(
+        "pins/gateway-api.yaml",
+        "baseUrl: https://example.com/{version}/{file}\nreleases: {}\ncompatibility: []\n",
+    );
+    write(
+        "modules.yaml",
+        "web:\n  manifests:\n    - web/config.yaml\ncache: {}\n",
+    );
+    write("web/config.yaml", manifest);
+    dir
+}
+
+fn load(root: &Path) -> Result<Environment, Vec<ConfigError>> {
+    config::load(root, None, &[&WEB, &CACHE]).map_err(|e| e.0)
+}
+
+/// The one error whose message contains `message`.
+fn only_error(errors: &[ConfigError], message: &str) -> ConfigError {
+    let found: Vec<&ConfigError> = errors
+        .iter()
+        .filter(|e| e.message.contains(message))
+        .collect();
+    assert_eq!(found.len(), 1, "one `{message}` in {errors:#?}");
+    found[0].clone()
+}
+
+#[test]
+fn a_local_registry_is_all_config_reads() {
+    let dir = infra(ENVIRONMENT, MANIFEST);
+    let env = load(dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(env.settings.version("web"), Some("1.0.0"));
+    assert_eq!(env.settings.version("cache"), None, "optional");
+    assert_eq!(env.manifests.len(), 1);
+    let data = &env.manifests[0].value["data"];
+    assert_eq!(data["version"], "1.0.0");
+    assert_eq!(data["url"], "${output.web.url}", "left for the engine");
+    let module = WEB.declare(&env).unwrap();
+    assert_eq!(
+        module.resources[0].address.to_string(),
+        "web.object.configmap/default/web"
+    );
+}
+
+#[test]
+fn an_output_no_module_declares_is_refused_with_the_declared_ones() {
+    let dir = infra(
+        ENVIRONMENT,
+        &MANIFEST.replace("${output.web.url}", "${output.web.uri}"),
+    );
+    let errors = load(dir.path()).unwrap_err();
+    let e = only_error(&errors, "no module produces output `web.uri`");
+    assert_eq!((e.line, e.column), (8, 8));
+    assert!(e.field.ends_with("data.url"), "{}", e.field);
+    assert!(e.help.unwrap().contains("`web.url`"));
+}
+
+#[test]
+fn version_keys_are_those_the_registry_declares() {
+    let dir = infra(
+        &ENVIRONMENT.replace("  web: 1.0.0\n", "  cahce: 2.0.0\n"),
+        MANIFEST,
+    );
+    let errors = load(dir.path()).unwrap_err();
+    let unknown = only_error(&errors, "unknown key `cahce`");
+    assert_eq!(unknown.field, "versions.cahce");
+    assert_eq!((unknown.line, unknown.column), (15, 3));
+    assert!(unknown.help.unwrap().contains("did you mean `cache`?"));
+    let missing = only_error(&errors, "missing key `web`");
+    assert_eq!(missing.field, "versions");
+    assert_eq!(missing.help.as_deref(), Some("add `web:` here"));
+}
+
+#[test]
+fn a_module_the_registry_does_not_list_is_refused() {
+    let dir = infra(ENVIRONMENT, MANIFEST);
+    let errors = config::load(dir.path(), None, &[&WEB]).unwrap_err().0;
+    let e = only_error(&errors, "cache");
+    assert!(e.file.ends_with("modules.yaml"), "{e:#?}");
+}
