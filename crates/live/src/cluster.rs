@@ -233,9 +233,10 @@ impl Cluster {
             .await;
         match result {
             Ok(object) => Ok(serde_json::to_value(object)?),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Err(LiveError::Conflict(conflict_from(&status)))
-            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(LiveError::Conflict {
+                address: None,
+                conflict: conflict_from(&status),
+            }),
             Err(e) => Err(e.into()),
         }
     }

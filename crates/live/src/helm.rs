@@ -8,8 +8,8 @@
 //!
 //! # How helm is run
 //! - The binary is `$ENVCTL_HELM`, else `helm` on `PATH` ([`Helm::locate`]).
-//! - Through xshell, every argument separate (never a shell string); `--kubeconfig` and
-//!   `--kube-context` are passed when set.
+//! - Through [`crate::process`], every argument separate (never a shell string);
+//!   `--kubeconfig` and `--kube-context` are passed when set.
 //! - Values go to helm in a file (`values.json`, mode 0600) inside a private temporary
 //!   directory (mode 0700) that is removed when the command returns. Values are never an
 //!   argument, and never part of an error: helm's stdout (which can hold rendered Secrets) is
@@ -42,6 +42,7 @@ use serde_json::Value;
 use crate::charts::{ChartStore, MirrorTree};
 use crate::fields;
 use crate::objects::Drift;
+use crate::process::{Invocation, ProcessError};
 use crate::{Cluster, LiveError};
 
 /// Environment variable naming the helm binary.
@@ -55,8 +56,6 @@ pub const HELM_INSTALL_HINT: &str = "install helm (https://helm.sh/docs/intro/in
 pub const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 /// How many objects [`release_drift`] checks at once.
 pub const DRIFT_CONCURRENCY: usize = 8;
-/// The longest piece of helm's stderr put into an error.
-const STDERR_LIMIT: usize = 2000;
 /// Shorter strings of the values are not scrubbed from stderr (they would mangle the message
 /// and cannot be meaningful secrets).
 const SCRUB_MIN_LEN: usize = 4;
@@ -93,7 +92,12 @@ pub enum HelmError {
     Mirror(#[from] MirrorTree),
     /// helm ran and failed; `stderr` is scrubbed of values and cut to its end.
     #[error("`{command}` failed: {stderr}")]
-    Command { command: String, stderr: String },
+    Command {
+        command: String,
+        /// helm's exit code (`None`: a signal, or helm reported success wrongly).
+        exit: Option<i32>,
+        stderr: String,
+    },
     #[error("`{command}` did not finish within {timeout:?}")]
     Timeout { command: String, timeout: Duration },
     #[error("cannot read the output of `{command}`: {message}")]
@@ -104,11 +108,14 @@ pub enum HelmError {
     Live(#[from] LiveError),
 }
 
-impl From<HelmError> for LiveError {
-    fn from(e: HelmError) -> LiveError {
-        match e {
-            HelmError::Live(e) => e,
-            other => LiveError::Other(other.to_string()),
+impl HelmError {
+    /// helm could not reach the API server (its own client has no retries): a later run can
+    /// get past it. helm exits 1 for every failure, so this reads its (scrubbed) stderr.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HelmError::Command { stderr, .. } => crate::retry::text_is_transient(stderr),
+            HelmError::Live(e) => crate::retry::is_transient(e),
+            _ => false,
         }
     }
 }
@@ -545,6 +552,7 @@ impl Helm {
             .await?
             .ok_or_else(|| HelmError::Command {
                 command: format!("helm upgrade --install {release}"),
+                exit: None,
                 stderr: "helm reported success, but the release is not found afterwards".into(),
             })
     }
@@ -613,44 +621,35 @@ impl Helm {
         }
     }
 
-    /// Runs helm; returns stdout. Errors carry the scrubbed end of stderr, never stdout.
+    /// Runs helm (see [`crate::process`]); returns stdout. Errors carry the scrubbed end of
+    /// stderr, never stdout.
     fn run(
         &self,
         args: &[OsString],
         timeout: Duration,
         scrub: &[String],
     ) -> Result<Vec<u8>, HelmError> {
-        let command = display_command(args);
-        let sh = xshell::Shell::new().map_err(|e| HelmError::Io(e.to_string()))?;
-        let result = sh
-            .cmd(&self.bin)
-            .args(args)
-            .ignore_status()
-            .timeout(timeout)
-            .output();
-        let output = match result {
-            Ok(output) => output,
-            Err(e) => {
-                // xshell's message ends with the command's output: use its first line only.
-                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
-                return Err(if first.starts_with("command timed out") {
-                    HelmError::Timeout { command, timeout }
-                } else if first.starts_with("command not found") {
-                    HelmError::NotFound {
-                        tried: self.bin.display().to_string(),
-                    }
-                } else {
-                    HelmError::Io(format!("running `{command}`: {first}"))
-                });
+        let mut invocation = Invocation::new(&self.bin, args.to_vec(), timeout);
+        invocation.shown = Some(display_command(args));
+        match crate::process::run(&invocation) {
+            Ok(done) => Ok(done.stdout),
+            Err(ProcessError::Failed {
+                command,
+                exit,
+                stderr,
+            }) => Err(HelmError::Command {
+                command,
+                exit,
+                stderr: clean_stderr(&stderr, scrub),
+            }),
+            Err(ProcessError::Timeout { command, timeout }) => {
+                Err(HelmError::Timeout { command, timeout })
             }
-        };
-        if output.status.success() {
-            return Ok(output.stdout);
+            Err(ProcessError::NotFound { .. }) => Err(HelmError::NotFound {
+                tried: self.bin.display().to_string(),
+            }),
+            Err(e @ ProcessError::Io { .. }) => Err(HelmError::Io(e.to_string())),
         }
-        Err(HelmError::Command {
-            command,
-            stderr: clean_stderr(&String::from_utf8_lossy(&output.stderr), scrub),
-        })
     }
 
     /// Pulls a repository chart into `dir`, checks its pin; returns the archive and its sha256.
@@ -1027,6 +1026,8 @@ fn display_command(args: &[OsString]) -> String {
     out
 }
 
+/// helm's own "no such release" (`driver.ErrReleaseNotFound`): helm exits 1 for it as for every
+/// failure, so its stderr is the only signal.
 fn is_not_found(stderr: &str) -> bool {
     stderr.contains("release: not found")
 }
@@ -1049,7 +1050,7 @@ fn scrub_list(values: &Value) -> Vec<String> {
 }
 
 /// helm's stderr for an error: every string of `scrub` replaced, cut to its last
-/// [`STDERR_LIMIT`] bytes (helm prints the reason last).
+/// [`crate::process::STDERR_LIMIT`] bytes (helm prints the reason last).
 fn clean_stderr(stderr: &str, scrub: &[String]) -> String {
     let mut text = stderr.trim().to_owned();
     for secret in scrub {
@@ -1057,13 +1058,8 @@ fn clean_stderr(stderr: &str, scrub: &[String]) -> String {
             text = text.replace(secret.as_str(), engine::SENSITIVE);
         }
     }
-    if text.len() > STDERR_LIMIT {
-        let mut start = text.len() - STDERR_LIMIT;
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text = format!("…{}", &text[start..]);
-    }
+    // Scrubbed first, then cut: a value cut in two would no longer be found.
+    let text = crate::process::tail(&text);
     if text.is_empty() {
         "(helm printed nothing on stderr)".into()
     } else {
@@ -1354,9 +1350,7 @@ async fn object_drift(cluster: &Cluster, object: &Value) -> Result<OneDrift, Liv
     };
     let after = match cluster.apply(&ty, object, true, true).await {
         Ok(after) => after,
-        Err(LiveError::Api(kube::Error::Api(status)))
-            if status.code == 422 || status.code == 400 =>
-        {
+        Err(LiveError::Api { status, .. }) if status.is_invalid() => {
             let reason = if kind == "Secret" {
                 "(the message may hold secret data and is not shown)".to_owned()
             } else {
@@ -1812,7 +1806,7 @@ mod tests {
         assert!(cleaned.contains("(sensitive value)") && cleaned.contains("UPGRADE FAILED"));
         let long = format!("{}the reason", "x".repeat(5000));
         let cut = clean_stderr(&long, &[]);
-        assert!(cut.ends_with("the reason") && cut.len() <= STDERR_LIMIT + 4);
+        assert!(cut.ends_with("the reason") && cut.len() <= crate::process::STDERR_LIMIT + 4);
     }
 
     #[test]

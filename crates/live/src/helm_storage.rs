@@ -214,10 +214,9 @@ pub async fn read_release(
         return Ok(None);
     };
     let name = secret.metadata.name.clone().unwrap_or_default();
-    let bad = |message: String| {
-        LiveError::Other(format!(
-            "Helm's storage Secret {namespace}/{name} of release {release}: {message}"
-        ))
+    let bad = |message: String| LiveError::Unreadable {
+        what: format!("Helm's storage Secret {namespace}/{name} of release {release}"),
+        problem: message,
     };
     let data = secret
         .data
@@ -270,8 +269,10 @@ pub fn chart_digest(chart: &ChartRef) -> Result<String, LiveError> {
         )),
         ChartRef::Local(path) => {
             let mut files = Vec::new();
-            collect_files(path, path, &mut files)
-                .map_err(|e| LiveError::Other(format!("reading chart {}: {e}", path.display())))?;
+            collect_files(path, path, &mut files).map_err(|source| LiveError::Io {
+                what: format!("reading chart {}", path.display()),
+                source,
+            })?;
             files.sort();
             let mut all = Vec::new();
             for (relative, content) in files {

@@ -133,6 +133,28 @@ pub struct PlannedCreations {
     pub namespaces: BTreeSet<String>,
 }
 
+impl PlannedCreations {
+    /// Notes what an object of the plan creates: a CRD's kind, an owned namespace.
+    pub fn note(&mut self, manifest: &Value, ownership: engine::Ownership) {
+        let text = |pointer| {
+            manifest
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        match text("/kind") {
+            "CustomResourceDefinition" => {
+                let key = format!("{}/{}", text("/spec/group"), text("/spec/names/kind"));
+                self.kinds.insert(key, text("/metadata/name").to_owned());
+            }
+            "Namespace" if ownership == engine::Ownership::Owned => {
+                self.namespaces.insert(text("/metadata/name").to_owned());
+            }
+            _ => {}
+        }
+    }
+}
+
 /// sha256 of a manifest's configuration (what we send, minus the hash annotation itself).
 pub fn config_hash(manifest: &Value) -> String {
     let mut copy = manifest.clone();
@@ -280,6 +302,12 @@ pub async fn gather(
     Ok(facts)
 }
 
+/// The requests one object's facts took (for `--stats`), by verb.
+type Requests = Vec<&'static str>;
+
+/// The facts of one desired object, in steps: its kind served? its namespace there? the live
+/// object (listed, else read), then ownership, and a server-side dry run for what apply would
+/// change.
 async fn plan_one(
     cluster: &Cluster,
     desired: &DesiredObject,
@@ -287,40 +315,14 @@ async fn plan_one(
     listed: Option<Value>,
     namespaces: &BTreeSet<String>,
     planned: &PlannedCreations,
-) -> Result<(ObjectState, Vec<&'static str>), LiveError> {
-    let mut requests = Vec::new();
+) -> Result<(ObjectState, Requests), LiveError> {
+    let mut requests = Requests::new();
     let Some(ty) = ty else {
-        let group_kind = format!("{}/{}", group_of(desired.api_version()), desired.kind());
-        return match planned.kinds.get(&group_kind) {
-            Some(crd) => Ok((
-                ObjectState::Absent {
-                    validated: false,
-                    waits_for: Some(format!("customresourcedefinition/{crd}")),
-                },
-                requests,
-            )),
-            None => Ok((ObjectState::UnservedKind, requests)),
-        };
+        return Ok((unserved_state(desired, planned), requests));
     };
-    if let Some(ns) = desired.namespace().filter(|_| ty.namespaced)
-        && !namespaces.contains(ns)
-    {
-        return if planned.namespaces.contains(ns) {
-            Ok((
-                ObjectState::Absent {
-                    validated: false,
-                    waits_for: Some(format!("namespace/{ns}")),
-                },
-                requests,
-            ))
-        } else {
-            Err(LiveError::Other(format!(
-                "{}: namespace `{ns}` does not exist and nothing in the configuration creates it",
-                desired.address
-            )))
-        };
+    if let Some(state) = namespace_state(desired, &ty, namespaces, planned)? {
+        return Ok((state, requests));
     }
-
     let ours = listed.is_some();
     let live = match listed {
         Some(live) => Some(live),
@@ -331,41 +333,90 @@ async fn plan_one(
                 .await?
         }
     };
-    let Some(live) = live else {
-        if desired.has_unknowns {
-            return Ok((
-                ObjectState::Absent {
-                    validated: false,
-                    waits_for: None,
-                },
-                requests,
-            ));
-        }
-        requests.push("dry-run");
-        return match cluster.apply(&ty, &desired.manifest, true, false).await {
-            Ok(_) => Ok((
-                ObjectState::Absent {
-                    validated: true,
-                    waits_for: None,
-                },
-                requests,
-            )),
-            Err(LiveError::Api(kube::Error::Api(status)))
-                if status.code == 422 || status.code == 400 =>
-            {
-                Ok((
-                    ObjectState::Invalid {
-                        live: None,
-                        message: status.message.clone(),
-                        immutable: false,
-                    },
-                    requests,
-                ))
-            }
-            Err(e) => Err(e),
-        };
+    let state = match live {
+        None => absent_state(cluster, &ty, desired, &mut requests).await?,
+        Some(live) => present_state(cluster, &ty, desired, live, ours, &mut requests).await?,
     };
+    Ok((state, requests))
+}
 
+/// An object whose kind the cluster does not serve: created after the CRD the plan creates,
+/// else unserved.
+fn unserved_state(desired: &DesiredObject, planned: &PlannedCreations) -> ObjectState {
+    let group_kind = format!("{}/{}", group_of(desired.api_version()), desired.kind());
+    match planned.kinds.get(&group_kind) {
+        Some(crd) => ObjectState::Absent {
+            validated: false,
+            waits_for: Some(format!("customresourcedefinition/{crd}")),
+        },
+        None => ObjectState::UnservedKind,
+    }
+}
+
+/// When the object's namespace does not exist: absent until the namespace the plan creates,
+/// else a configuration error. `None` when the namespace exists (or the kind is cluster-wide).
+fn namespace_state(
+    desired: &DesiredObject,
+    ty: &TypeInfo,
+    namespaces: &BTreeSet<String>,
+    planned: &PlannedCreations,
+) -> Result<Option<ObjectState>, LiveError> {
+    let Some(ns) = desired.namespace().filter(|_| ty.namespaced) else {
+        return Ok(None);
+    };
+    if namespaces.contains(ns) {
+        return Ok(None);
+    }
+    if planned.namespaces.contains(ns) {
+        return Ok(Some(ObjectState::Absent {
+            validated: false,
+            waits_for: Some(format!("namespace/{ns}")),
+        }));
+    }
+    Err(LiveError::config(
+        &desired.address,
+        format!("namespace `{ns}` does not exist and nothing in the configuration creates it"),
+    ))
+}
+
+/// An object to create: validated by a dry run when every value is known.
+async fn absent_state(
+    cluster: &Cluster,
+    ty: &TypeInfo,
+    desired: &DesiredObject,
+    requests: &mut Requests,
+) -> Result<ObjectState, LiveError> {
+    if desired.has_unknowns {
+        return Ok(ObjectState::Absent {
+            validated: false,
+            waits_for: None,
+        });
+    }
+    requests.push("dry-run");
+    match cluster.apply(ty, &desired.manifest, true, false).await {
+        Ok(_) => Ok(ObjectState::Absent {
+            validated: true,
+            waits_for: None,
+        }),
+        Err(LiveError::Api { status, .. }) if status.is_invalid() => Ok(ObjectState::Invalid {
+            live: None,
+            message: status.message,
+            immutable: false,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// An object that exists: refused when it is not envctl's (and not adopted), in sync when its
+/// configuration hash matches, else what a dry run of the apply would change.
+async fn present_state(
+    cluster: &Cluster,
+    ty: &TypeInfo,
+    desired: &DesiredObject,
+    live: Value,
+    ours: bool,
+    requests: &mut Requests,
+) -> Result<ObjectState, LiveError> {
     if desired.owned && !ours && !desired.adopt {
         let what = match desired.namespace() {
             Some(ns) => format!("{} {ns}/{}", desired.kind(), desired.name()),
@@ -374,61 +425,62 @@ async fn plan_one(
         return Err(not_owned(&desired.address, &what, &live));
     }
     if desired.has_unknowns {
-        return Ok((ObjectState::Unknown { live }, requests));
+        return Ok(ObjectState::Unknown { live });
     }
     if desired.owned
         && hash_matches(desired, &live)
         && fields::is_contained(&desired.manifest, &live)
     {
-        return Ok((ObjectState::InSync { live }, requests));
+        return Ok(ObjectState::InSync { live });
     }
     // Fields envctl only patches onto an object it does not own (no configuration hash):
     // unchanged when their values are live and envctl's apply entry holds just them.
     if !desired.owned && fields::apply_is_noop(&desired.manifest, &live, crate::FIELD_MANAGER) {
-        return Ok((ObjectState::InSync { live }, requests));
+        return Ok(ObjectState::InSync { live });
     }
+    dry_run_state(cluster, ty, desired, live, requests).await
+}
 
-    // Owned objects are ours: a field someone else overwrote is drift that apply takes back.
-    // For objects we only patch, another manager's field is a conflict the user must settle.
+/// What a server-side dry run of the apply changes. Owned objects are ours: a field someone
+/// else overwrote is drift that apply takes back. For objects we only patch, another
+/// manager's field is a conflict the user must settle.
+async fn dry_run_state(
+    cluster: &Cluster,
+    ty: &TypeInfo,
+    desired: &DesiredObject,
+    live: Value,
+    requests: &mut Requests,
+) -> Result<ObjectState, LiveError> {
     requests.push("dry-run");
-    let (after, conflict) = match cluster.apply(&ty, &desired.manifest, true, false).await {
+    let (after, conflict) = match cluster.apply(ty, &desired.manifest, true, false).await {
         Ok(after) => (after, None),
-        Err(LiveError::Conflict(conflict)) => {
+        Err(LiveError::Conflict { conflict, .. }) => {
             requests.push("dry-run");
-            let after = cluster.apply(&ty, &desired.manifest, true, true).await?;
+            let after = cluster.apply(ty, &desired.manifest, true, true).await?;
             (after, if desired.owned { None } else { Some(conflict) })
         }
-        Err(LiveError::Api(kube::Error::Api(status)))
-            if status.code == 422 || status.code == 400 =>
-        {
-            let immutable = status.message.contains("immutable");
-            return Ok((
-                ObjectState::Invalid {
-                    live: Some(live),
-                    message: status.message.clone(),
-                    immutable,
-                },
-                requests,
-            ));
+        Err(LiveError::Api { status, .. }) if status.is_invalid() => {
+            return Ok(ObjectState::Invalid {
+                live: Some(live),
+                message: status.message,
+                immutable: status.immutable,
+            });
         }
         Err(e) => return Err(e),
     };
     let before = fields::strip_noise(&live);
     let after_stripped = fields::strip_noise(&after);
     if before == after_stripped {
-        return Ok((ObjectState::InSync { live }, requests));
+        return Ok(ObjectState::InSync { live });
     }
     let drift = attribute(&before, &after_stripped, &live);
-    Ok((
-        ObjectState::Differs {
-            live,
-            before,
-            after: after_stripped,
-            drift,
-            conflict,
-        },
-        requests,
-    ))
+    Ok(ObjectState::Differs {
+        live,
+        before,
+        after: after_stripped,
+        drift,
+        conflict,
+    })
 }
 
 /// Whether a live object is envctl's, for `environment`.

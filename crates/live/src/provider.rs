@@ -20,6 +20,7 @@ use std::time::Duration;
 use engine::{Address, ClusterProvider, ClusterSpec, FieldPath, PathSegment};
 use serde_json::{Value, json};
 
+use crate::process::Invocation;
 use crate::{Cluster, LiveError};
 
 /// Name of the ConfigMap that records the cluster's spec.
@@ -42,8 +43,10 @@ const KIND_QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The config document as the YAML file kind reads.
 pub fn kind_config_yaml(config: &Value) -> Result<String, LiveError> {
-    serde_saphyr::to_string(config)
-        .map_err(|e| LiveError::Other(format!("cannot write the kind config as YAML: {e}")))
+    serde_saphyr::to_string(config).map_err(|e| LiveError::Config {
+        address: None,
+        message: format!("cannot write the kind config as YAML: {e}"),
+    })
 }
 
 /// The kubeconfig context kind creates for cluster `name`.
@@ -178,7 +181,7 @@ pub fn parse_record(config_map: &Value) -> Record {
 pub async fn read_record(cluster: &Cluster) -> Result<Option<Record>, LiveError> {
     let ty = cluster
         .resolve("v1", "ConfigMap")
-        .ok_or_else(|| LiveError::Other("the cluster does not serve v1 ConfigMap".into()))?;
+        .ok_or_else(unserved_configmap)?;
     Ok(cluster
         .get(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
         .await?
@@ -195,7 +198,7 @@ pub async fn record(
 ) -> Result<(), LiveError> {
     let ty = cluster
         .resolve("v1", "ConfigMap")
-        .ok_or_else(|| LiveError::Other("the cluster does not serve v1 ConfigMap".into()))?;
+        .ok_or_else(unserved_configmap)?;
     let manifest = record_manifest(spec, created_by_envctl, environment, address);
     cluster.apply(&ty, &manifest, false, true).await?;
     Ok(())
@@ -246,11 +249,9 @@ pub async fn cluster_state(
     kind: Option<&Kind>,
 ) -> Result<(ClusterState, Option<Cluster>), LiveError> {
     if let ClusterProvider::Kind { .. } = spec.provider {
-        let kind = kind.ok_or_else(|| {
-            LiveError::Other(format!(
-                "cluster {}: the kind provider needs kind: {KIND_INSTALL_HINT}",
-                spec.name
-            ))
+        let kind = kind.ok_or_else(|| LiveError::Config {
+            address: Some(format!("cluster {}", spec.name)),
+            message: format!("the kind provider needs kind: {KIND_INSTALL_HINT}"),
         })?;
         if !kind.clusters().await?.iter().any(|c| c == &spec.name) {
             return Ok((
@@ -510,7 +511,7 @@ impl Kind {
         crate::helm::locate_binary(KIND_ENV, "kind")
             .map(|bin| Kind { bin })
             .map_err(|_| {
-                LiveError::Other(format!(
+                LiveError::Connect(format!(
                     "kind binary not found ({KIND_ENV} is not set and `kind` is not on PATH): \
                      {KIND_INSTALL_HINT}"
                 ))
@@ -538,17 +539,25 @@ impl Kind {
         kubeconfig: Option<&Path>,
     ) -> Result<(), LiveError> {
         let ClusterProvider::Kind { node_image, config } = &spec.provider else {
-            return Err(LiveError::Other(format!(
-                "cluster {}: only kind clusters are created",
-                spec.name
-            )));
+            return Err(LiveError::Config {
+                address: Some(format!("cluster {}", spec.name)),
+                message: "only kind clusters are created".into(),
+            });
         };
         let yaml = kind_config_yaml(config)?;
-        let dir = crate::helm::private_dir_with_prefix("envctl-kind-")
-            .map_err(|e| LiveError::Other(format!("cannot create a temporary directory: {e}")))?;
+        let dir = crate::helm::private_dir_with_prefix("envctl-kind-").map_err(|source| {
+            LiveError::Io {
+                what: "cannot create a temporary directory".into(),
+                source,
+            }
+        })?;
         let file = dir.path().join("kind-config.yaml");
-        std::fs::write(&file, yaml)
-            .map_err(|e| LiveError::Other(format!("cannot write {}: {e}", file.display())))?;
+        tokio::fs::write(&file, yaml)
+            .await
+            .map_err(|source| LiveError::Io {
+                what: format!("cannot write {}", file.display()),
+                source,
+            })?;
         let args = kind_create_args(&spec.name, &file, node_image, kubeconfig);
         self.run(args, KIND_CREATE_TIMEOUT).await?;
         drop(dir);
@@ -562,41 +571,20 @@ impl Kind {
             .map(drop)
     }
 
+    /// Runs kind (see [`crate::process`]); its output holds nothing secret.
     async fn run(&self, args: Vec<OsString>, timeout: Duration) -> Result<String, LiveError> {
-        let bin = self.bin.clone();
-        tokio::task::spawn_blocking(move || run_cli(&bin, &args, timeout))
-            .await
-            .map_err(|e| LiveError::Other(format!("kind task failed: {e}")))?
+        let done = crate::process::run_async(Invocation::new(&self.bin, args, timeout)).await?;
+        Ok(String::from_utf8_lossy(&done.stdout).into_owned())
     }
 }
 
-/// Runs a CLI whose output holds nothing secret; an error carries the end of its stderr.
-fn run_cli(bin: &Path, args: &[OsString], timeout: Duration) -> Result<String, LiveError> {
-    let command = std::iter::once(bin.display().to_string())
-        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let sh = xshell::Shell::new().map_err(|e| LiveError::Other(e.to_string()))?;
-    let output = sh
-        .cmd(bin)
-        .args(args)
-        .ignore_status()
-        .timeout(timeout)
-        .output()
-        .map_err(|e| {
-            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
-            LiveError::Other(format!("`{command}`: {first}"))
-        })?;
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+fn unserved_configmap() -> LiveError {
+    LiveError::Unserved {
+        address: None,
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        hint: "",
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stderr = stderr.trim();
-    let tail: String = {
-        let chars: Vec<char> = stderr.chars().collect();
-        chars[chars.len().saturating_sub(2000)..].iter().collect()
-    };
-    Err(LiveError::Other(format!("`{command}` failed: {tail}")))
 }
 
 #[cfg(test)]

@@ -356,18 +356,18 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
 }
 
 /// Whether an error is the kind a later run can get past (the API server unreachable, stalled,
-/// overloaded or failing): the caller adds "run apply again".
+/// overloaded or failing, also as helm saw it): the caller adds "run apply again".
 pub fn is_transient(error: &LiveError) -> bool {
     match error {
-        LiveError::Api(e) => kube_error_is_transient(e),
-        _ => false,
-    }
-}
-
-fn kube_error_is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+        LiveError::Api { status, .. } => status.is_transient(),
+        LiveError::Transport { source, .. } => {
+            matches!(
+                source.as_ref(),
+                kube::Error::Service(_) | kube::Error::HyperError(_)
+            )
+        }
+        LiveError::Helm { source, .. } => source.is_transient(),
+        LiveError::RunAgain { .. } => true,
         _ => false,
     }
 }
@@ -376,14 +376,10 @@ fn kube_error_is_transient(error: &kube::Error) -> bool {
 pub const RUN_AGAIN: &str =
     "the API server did not answer in time; what was done so far is kept: run apply again";
 
-/// A failure of the resource at `address`: a transient one names the address and says to run
-/// apply again; any other is returned as it is.
+/// A failure of the resource at `address`, naming it; a transient one also says to run apply
+/// again ([`LiveError::RunAgain`]).
 pub fn again(address: &impl fmt::Display, error: LiveError) -> LiveError {
-    if is_transient(&error) {
-        LiveError::Other(format!("{address}: {error}\n{RUN_AGAIN}"))
-    } else {
-        error
-    }
+    wrap(address, error, false)
 }
 
 /// What a plan (also apply's own) says when reading a resource failed for a transient reason.
@@ -392,8 +388,16 @@ pub const PLAN_AGAIN: &str =
 
 /// [`again`] for the facts a plan gathers: nothing was changed yet.
 pub fn again_in_plan(address: &impl fmt::Display, error: LiveError) -> LiveError {
-    if is_transient(&error) {
-        LiveError::Other(format!("{address}: {error}\n{PLAN_AGAIN}"))
+    wrap(address, error, true)
+}
+
+fn wrap(address: &impl fmt::Display, error: LiveError, nothing_changed: bool) -> LiveError {
+    let error = error.at(address);
+    if is_transient(&error) && !matches!(error, LiveError::RunAgain { .. }) {
+        LiveError::RunAgain {
+            source: Box::new(error),
+            nothing_changed,
+        }
     } else {
         error
     }
@@ -402,15 +406,12 @@ pub fn again_in_plan(address: &impl fmt::Display, error: LiveError) -> LiveError
 /// A helm failure of the release at `address`, with "run apply again" when helm could not talk
 /// to the API server (its own client has no retries).
 pub fn helm_again(address: &impl fmt::Display, error: crate::helm::HelmError) -> LiveError {
-    let text = error.to_string();
-    if text_is_transient(&text) {
-        LiveError::Other(format!("{address}: {text}\n{RUN_AGAIN}"))
-    } else {
-        LiveError::Other(format!("{address}: {text}"))
-    }
+    again(address, error.into())
 }
 
-/// Whether a message (helm's, a Go client's) says the API server could not be reached.
+/// Whether a message (helm's, a Go client's) says the API server could not be reached. helm
+/// exits 1 for every failure, so its stderr is the only signal: it is read here, once, when
+/// a helm failure is classified ([`crate::helm::HelmError::is_transient`]).
 pub fn text_is_transient(text: &str) -> bool {
     let lower = text.to_lowercase();
     [
@@ -613,7 +614,7 @@ mod tests {
     #[test]
     fn only_transient_failures_say_run_apply_again() {
         let status = |code| {
-            LiveError::Api(kube::Error::Api(Box::new(kube::core::Status {
+            LiveError::from(kube::Error::Api(Box::new(kube::core::Status {
                 code,
                 message: "m".into(),
                 ..Default::default()
@@ -625,10 +626,19 @@ mod tests {
             e.starts_with(address) && e.ends_with("run apply again"),
             "{e}"
         );
-        let e = again(&address, status(422)).to_string();
-        assert!(!e.contains("run apply again"), "{e}");
-        let e = again(&address, LiveError::Other("x".into())).to_string();
-        assert_eq!(e, "x");
+        assert!(matches!(
+            again(&address, status(503)),
+            LiveError::RunAgain { source, nothing_changed: false }
+                if source.status().is_some_and(|s| s.code == 503)
+        ));
+        let e = again(&address, status(422));
+        assert!(
+            matches!(&e, LiveError::Api { address: Some(a), .. } if a == address),
+            "a permanent failure names its resource too: {e}"
+        );
+        assert!(!e.to_string().contains("run apply again"), "{e}");
+        let e = again_in_plan(&address, status(429)).to_string();
+        assert!(e.starts_with(address) && e.ends_with(PLAN_AGAIN), "{e}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,12 +88,17 @@ type Data = BTreeMap<String, SecretValue>;
 fn secret_type(cluster: &Cluster) -> Result<TypeInfo, LiveError> {
     cluster
         .resolve("v1", "Secret")
-        .ok_or_else(|| LiveError::Other("the cluster does not serve v1 Secret".into()))
+        .ok_or_else(|| LiveError::Unserved {
+            address: None,
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            hint: "",
+        })
 }
 
 /// The spec's Secret when it exists but is not envctl's for `environment` (created by
-/// someone else): plan refuses it unless adopted, destroy leaves it. Errors (a namespace that
-/// does not exist yet) count as "no such Secret".
+/// someone else): plan refuses it unless adopted, destroy leaves it. A Secret (or namespace)
+/// that does not exist is `None`; any other failure to read it is returned.
 pub async fn foreign(
     cluster: &Cluster,
     spec: &GeneratedSecretSpec,
@@ -102,9 +107,7 @@ pub async fn foreign(
     let ty = secret_type(cluster)?;
     Ok(cluster
         .get(&ty, Some(&spec.namespace), &spec.name)
-        .await
-        .ok()
-        .flatten()
+        .await?
         .filter(|live| !crate::objects::is_ours(live, environment)))
 }
 
@@ -126,11 +129,9 @@ fn decode_data(object: &Value, spec: &GeneratedSecretSpec) -> Result<Data, LiveE
             let bytes = value
                 .as_str()
                 .and_then(|text| general_purpose::STANDARD.decode(text).ok())
-                .ok_or_else(|| {
-                    LiveError::Other(format!(
-                        "Secret {}/{}: key `{key}` is not base64 in `data`",
-                        spec.namespace, spec.name
-                    ))
+                .ok_or_else(|| LiveError::Unreadable {
+                    what: format!("Secret {}/{}", spec.namespace, spec.name),
+                    problem: format!("key `{key}` is not base64 in `data`"),
                 })?;
             out.insert(key.clone(), SecretValue(bytes));
         }
@@ -260,7 +261,10 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, LiveError> {
     let mut bytes = vec![0u8; n];
     rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| LiveError::Other(format!("the OS random number generator failed: {e}")))?;
+        .map_err(|e| LiveError::Io {
+            what: "the OS random number generator failed".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     Ok(bytes)
 }
 
@@ -282,14 +286,8 @@ async fn write(
     cluster
         .apply(&ty, &manifest, false, true)
         .await
-        .map_err(|e| match e {
-            // An API error names the object and the reason, never the data; keep it.
-            LiveError::Api(_) | LiveError::Conflict(_) => LiveError::Other(format!(
-                "applying Secret {}/{} ({address}): {e}",
-                spec.namespace, spec.name
-            )),
-            other => other,
-        })?;
+        // An API error names the object and the reason, never the data.
+        .map_err(|e| e.at(address))?;
     Ok(SecretOutcome {
         created: live.is_none(),
         generated_keys,
@@ -319,12 +317,15 @@ pub async fn rotate(
 ) -> Result<SecretOutcome, LiveError> {
     if let Some(key) = keys.iter().find(|k| !spec.generated.contains_key(*k)) {
         let known: Vec<&str> = spec.generated.keys().map(String::as_str).collect();
-        return Err(LiveError::Other(format!(
-            "{address}: `{key}` is not a generated key of Secret {}/{} (generated keys: {})",
-            spec.namespace,
-            spec.name,
-            known.join(", ")
-        )));
+        return Err(LiveError::config(
+            address,
+            format!(
+                "`{key}` is not a generated key of Secret {}/{} (generated keys: {})",
+                spec.namespace,
+                spec.name,
+                known.join(", ")
+            ),
+        ));
     }
     write(cluster, spec, environment, address, keys).await
 }
@@ -366,7 +367,12 @@ pub async fn restart_readers(
 ) -> Result<Vec<String>, LiveError> {
     let ty = cluster
         .resolve("apps/v1", "Deployment")
-        .ok_or_else(|| LiveError::Other("the cluster serves no Deployments".into()))?;
+        .ok_or_else(|| LiveError::Unserved {
+            address: None,
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            hint: "",
+        })?;
     let mut restarted = Vec::new();
     for deployment in cluster.list(&ty, "").await? {
         if deployment

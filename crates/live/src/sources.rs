@@ -3,10 +3,11 @@
 //! the pin.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::LiveError;
+use crate::process::{self, Invocation, ProcessError};
 
 /// Where pinned files come from.
 #[derive(Debug, Clone, Default)]
@@ -15,68 +16,123 @@ pub struct Sources {
     pub mirror: Option<PathBuf>,
 }
 
+/// How long fetching one pinned file may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a pinned file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("not an http(s) URL: {url}")]
+    NotHttp { url: String },
+    #[error("refusing a URL with `..`: {url}")]
+    DotDot { url: String },
+    #[error("cannot read {} (mirror of {url}): {source}", .path.display())]
+    Mirror {
+        url: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run curl to fetch {url}: {source} (install curl, or use --mirror DIR)")]
+    NoCurl {
+        url: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("cannot fetch {url}: {reason} (offline? use --mirror DIR or ENVCTL_MIRROR)")]
+    Fetch { url: String, reason: String },
+    #[error(
+        "checksum mismatch for {url}: pinned sha256 {pinned}, got {actual}; refusing to use it \
+         (if the pin is out of date, update infra/pins/)"
+    )]
+    Checksum {
+        url: String,
+        pinned: String,
+        actual: String,
+    },
+    #[error("{url}: {problem}")]
+    Parse { url: String, problem: String },
+}
+
 impl Sources {
-    /// The objects of the file at `url`, after checking that its sha256 is `sha256`.
-    pub fn load(&self, url: &str, sha256: &str) -> Result<Vec<Value>, LiveError> {
+    /// The objects of the file at `url`, after checking that its sha256 is `sha256`. Reads and
+    /// fetches never block the async runtime.
+    pub async fn load(&self, url: &str, sha256: &str) -> Result<Vec<Value>, SourceError> {
         let bytes = match &self.mirror {
             Some(dir) => {
                 let path = mirror_path(dir, url)?;
-                std::fs::read(&path).map_err(|e| {
-                    LiveError::Other(format!(
-                        "cannot read {} (mirror of {url}): {e}",
-                        path.display()
-                    ))
-                })?
+                tokio::fs::read(&path)
+                    .await
+                    .map_err(|source| SourceError::Mirror {
+                        url: url.to_owned(),
+                        path,
+                        source,
+                    })?
             }
-            None => fetch(url)?,
+            None => fetch(url).await?,
         };
         let actual = engine::sha256_hex(&bytes);
         if actual != sha256 {
-            return Err(LiveError::Other(format!(
-                "checksum mismatch for {url}: pinned sha256 {sha256}, got {actual}; refusing to use it \
-                 (if the pin is out of date, update infra/pins/)"
-            )));
+            return Err(SourceError::Checksum {
+                url: url.to_owned(),
+                pinned: sha256.to_owned(),
+                actual,
+            });
         }
-        parse_documents(&bytes).map_err(|e| LiveError::Other(format!("{url}: {e}")))
+        parse_documents(&bytes).map_err(|problem| SourceError::Parse {
+            url: url.to_owned(),
+            problem,
+        })
     }
 }
 
 /// `<mirror>/<host>/<path>` for `https://<host>/<path>`.
-pub fn mirror_path(mirror: &Path, url: &str) -> Result<PathBuf, LiveError> {
+pub fn mirror_path(mirror: &Path, url: &str) -> Result<PathBuf, SourceError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| LiveError::Other(format!("not an http(s) URL: {url}")))?;
+        .ok_or_else(|| SourceError::NotHttp {
+            url: url.to_owned(),
+        })?;
     if rest.split('/').any(|part| part == "..") {
-        return Err(LiveError::Other(format!("refusing a URL with `..`: {url}")));
+        return Err(SourceError::DotDot {
+            url: url.to_owned(),
+        });
     }
     Ok(mirror.join(rest))
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, LiveError> {
-    let output = std::process::Command::new("curl")
-        .args([
-            "--fail",
-            "--silent",
-            "--show-error",
-            "--location",
-            "--max-time",
-            "60",
-            url,
-        ])
-        .output()
-        .map_err(|e| {
-            LiveError::Other(format!(
-                "cannot run curl to fetch {url}: {e} (install curl, or use --mirror DIR)"
-            ))
-        })?;
-    if !output.status.success() {
-        return Err(LiveError::Other(format!(
-            "cannot fetch {url}: {} (offline? use --mirror DIR or ENVCTL_MIRROR)",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+async fn fetch(url: &str) -> Result<Vec<u8>, SourceError> {
+    let args = [
+        "--fail",
+        "--silent",
+        "--show-error",
+        "--location",
+        "--max-time",
+        "60",
+        url,
+    ];
+    let curl = Invocation::new(
+        "curl",
+        args.iter().map(Into::into).collect(),
+        // curl stops itself at --max-time; the margin covers its start.
+        FETCH_TIMEOUT + Duration::from_secs(10),
+    );
+    match process::run_async(curl).await {
+        Ok(done) => Ok(done.stdout),
+        Err(ProcessError::Failed { stderr, .. }) => Err(SourceError::Fetch {
+            url: url.to_owned(),
+            reason: process::tail(&stderr),
+        }),
+        Err(ProcessError::Timeout { timeout, .. }) => Err(SourceError::Fetch {
+            url: url.to_owned(),
+            reason: format!("no answer within {}s", timeout.as_secs()),
+        }),
+        Err(source) => Err(SourceError::NoCurl {
+            url: url.to_owned(),
+            source,
+        }),
     }
-    Ok(output.stdout)
 }
 
 /// Every non-empty YAML document of a multi-document file (split by
@@ -110,8 +166,8 @@ mod tests {
         assert!(mirror_path(Path::new("/m"), "file:///etc/passwd").is_err());
     }
 
-    #[test]
-    fn a_checksum_mismatch_refuses_the_file() {
+    #[tokio::test]
+    async fn a_checksum_mismatch_refuses_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("example.org/f.yaml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -123,14 +179,17 @@ mod tests {
         assert_eq!(
             sources
                 .load("https://example.org/f.yaml", &good)
+                .await
                 .unwrap()
                 .len(),
             1
         );
         let err = sources
             .load("https://example.org/f.yaml", &"0".repeat(64))
-            .unwrap_err()
-            .to_string();
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Checksum { .. }), "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("checksum mismatch for https://example.org/f.yaml"),
             "{err}"

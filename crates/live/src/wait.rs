@@ -203,7 +203,7 @@ impl WaitOptions {
                 .ok()
                 .filter(|s| *s > 0)
                 .ok_or_else(|| {
-                    LiveError::Other(format!(
+                    LiveError::Connect(format!(
                         "ENVCTL_WAIT_TIMEOUT={text:?} is not a number of seconds (e.g. ENVCTL_WAIT_TIMEOUT=600)"
                     ))
                 })?;
@@ -345,7 +345,7 @@ async fn watch_until(
                         unreachable = Some(crate::retry::chain_text(&error));
                         continue;
                     }
-                    None => return Err(LiveError::Other(format!("{label}: the watch ended"))),
+                    None => return Err(LiveError::WatchEnded { address: label.to_owned() }),
                 };
                 if unreachable.take().is_some() {
                     say("the API server answers again".into());
@@ -395,10 +395,10 @@ async fn watch_until(
                                 say(line);
                             }
                             if let Some(verdict) = reasons.verdict(elapsed, options.settle) {
-                                return Err(LiveError::Other(format!(
-                                    "{label}: will not become ready by waiting: {verdict}; \
-                                     fix the cause and run apply again"
-                                )));
+                                return Err(LiveError::WillNotBeReady {
+                                    address: label.to_owned(),
+                                    reason: verdict.to_string(),
+                                });
                             }
                         }
                     }
@@ -419,16 +419,13 @@ async fn watch_until(
                 let (what, last) = state.unwrap_or_else(|| {
                     ("the first read of the object".into(), "nothing read yet".into())
                 });
-                let mut message = format!(
-                    "{label}: gave up after {}s waiting for {what}; last seen: {}",
-                    start.elapsed().as_secs(),
-                    reasons.summary(&last, unreachable.as_deref())
-                );
-                if unreachable.is_some() {
-                    message.push('\n');
-                    message.push_str(crate::retry::RUN_AGAIN);
-                }
-                return Err(LiveError::Timeout(message));
+                return Err(LiveError::Timeout {
+                    address: label.to_owned(),
+                    waited: start.elapsed(),
+                    what,
+                    last_seen: reasons.summary(&last, unreachable.as_deref()),
+                    unreachable: unreachable.is_some(),
+                });
             }
         }
     }

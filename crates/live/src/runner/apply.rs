@@ -46,7 +46,7 @@ impl Runner<'_> {
             .collect();
         let mut done: BTreeSet<Address> = BTreeSet::new();
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        let mut failures: Vec<String> = Vec::new();
+        let mut failures: Vec<LiveError> = Vec::new();
         let parallelism = self.options.parallelism.max(1);
         // Once a change finds the API server unreachable, the other object changes in flight
         // are cancelled rather than each running out its own retries and wait (a Helm
@@ -80,16 +80,16 @@ impl Runner<'_> {
                                 done = work => done,
                                 _ = cancelled.wait_for(|c| *c) => {
                                     self.progress(&format!(
-                                        "{}: cancelled after {:.1}s: {CANCELLED}",
+                                        "{}: cancelled after {:.1}s: another change found the API server unreachable",
                                         change.address,
                                         start.elapsed().as_secs_f64()
                                     ));
-                                    (change, Err(LiveError::Other(CANCELLED.into())))
+                                    (change, Err(LiveError::Cancelled { address: change.address.to_string() }))
                                 }
                             }
                         });
                     }
-                    Err(e) => failures.push(failure(&change.address, &e)),
+                    Err(e) => failures.push(e.at(&change.address)),
                 }
             }
             let Some((change, result)) = in_flight.next().await else {
@@ -106,33 +106,27 @@ impl Runner<'_> {
                     done.insert(change.address.clone());
                 }
                 Err(e) => {
-                    if crate::retry::is_transient(&e)
-                        || e.to_string().contains(crate::retry::RUN_AGAIN)
-                    {
+                    if found_unreachable(&e) {
                         let _ = cancel.send(true);
                     }
-                    failures.push(failure(&change.address, &e));
+                    failures.push(e.at(&change.address));
                 }
             }
         }
         if !failures.is_empty() {
             let not_started: Vec<String> =
                 waiting.iter().map(|(c, _)| c.address.to_string()).collect();
-            let mut message = failures.join("\n");
-            if !not_started.is_empty() {
-                message.push_str(&format!("\nnot started: {}", not_started.join(", ")));
-            }
-            return Err(LiveError::Other(message));
+            return Err(LiveError::Failed {
+                failures,
+                not_started,
+            });
         }
         if report.interrupted {
             return Ok(report);
         }
         if !waiting.is_empty() {
             let stuck: Vec<String> = waiting.iter().map(|(c, _)| c.address.to_string()).collect();
-            return Err(LiveError::Other(format!(
-                "never ready to start (a dependency cycle?): {}",
-                stuck.join(", ")
-            )));
+            return Err(LiveError::Stuck(stuck));
         }
         for change in deletes {
             if self.options.interrupt.requested() {
@@ -196,17 +190,17 @@ impl Runner<'_> {
         let resource = self
             .graph
             .resource(address)
-            .ok_or_else(|| LiveError::Other(format!("{address} is not in the configuration")))?;
-        let desired = self
-            .graph
-            .desired(address, bindings, &self.environment)
-            .map_err(|e| LiveError::Other(e.to_string()))?;
+            .ok_or_else(|| LiveError::config(address, "not in the configuration"))?;
+        let desired = self.desired(address, bindings)?;
         if !desired.unknown.is_empty() {
             let unknown: Vec<String> = desired.unknown.iter().map(ToString::to_string).collect();
-            return Err(LiveError::Other(format!(
-                "{address}: {} still unknown after applying its dependencies",
-                unknown.join(", ")
-            )));
+            return Err(LiveError::config(
+                address,
+                format!(
+                    "{} still unknown after applying its dependencies",
+                    unknown.join(", ")
+                ),
+            ));
         }
         Ok((resource, desired))
     }
@@ -251,11 +245,8 @@ impl Runner<'_> {
                 start.elapsed().as_secs_f64()
             )),
             Err(e) => self.progress(&format!(
-                "{address}: failed after {:.1}s: {}",
-                start.elapsed().as_secs_f64(),
-                failure(address, e)
-                    .strip_prefix(&format!("{address}: "))
-                    .unwrap_or_default()
+                "{address}: failed after {:.1}s: {e}",
+                start.elapsed().as_secs_f64()
             )),
         }
         (change, result)
@@ -282,7 +273,7 @@ impl Runner<'_> {
             ResourceSpec::HelmRelease(spec) => {
                 let helm = self.helm(address)?;
                 let chart = ChartRef::from_source(&spec.chart, Path::new(""))
-                    .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+                    .ok_or_else(|| LiveError::config(address, "no chart source"))?;
                 let values = desired.doc.get("values").cloned().unwrap_or_default();
                 self.recover_release(address, helm, &spec.release, &spec.namespace)
                     .await?;
@@ -324,7 +315,7 @@ impl Runner<'_> {
         release: &str,
         namespace: &str,
     ) -> Result<(), LiveError> {
-        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
         let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
             return Ok(());
         };
@@ -359,9 +350,12 @@ impl Runner<'_> {
                 .await;
             }
         }
-        Err(LiveError::Other(format!(
-            "{address}: the cluster does not serve {api_version} {kind} even after its dependencies were applied"
-        )))
+        Err(LiveError::Unserved {
+            address: Some(address.to_string()),
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            hint: " even after its dependencies were applied",
+        })
     }
 
     async fn apply_object(
@@ -370,34 +364,18 @@ impl Runner<'_> {
         desired: &Desired,
         ownership: Ownership,
     ) -> Result<(), LiveError> {
-        let manifest = self.object_manifest(desired, ownership)?;
+        let manifest = self.object_manifest(desired, ownership).await?;
         let (api_version, kind) = type_of(&manifest);
         let ty = match self.cluster.resolve(api_version, kind) {
             Some(ty) => ty,
             None => self.resolve_new_type(address, api_version, kind).await?,
         };
         let force = ownership == Ownership::Owned || self.options.force_conflicts;
-        match self.cluster.apply(&ty, &manifest, false, force).await {
-            Ok(_) => {}
-            Err(LiveError::Conflict(conflict)) => {
-                return Err(LiveError::Other(format!(
-                    "{address}: field manager{} {} own{} {}; run apply with --force-conflicts to take them over",
-                    if conflict.managers.len() == 1 {
-                        ""
-                    } else {
-                        "s"
-                    },
-                    conflict.managers.join(", "),
-                    if conflict.managers.len() == 1 {
-                        "s"
-                    } else {
-                        ""
-                    },
-                    conflict.fields.join(", ")
-                )));
-            }
-            Err(e) => return Err(e),
-        }
+        // A conflict names the address, and says how to take the fields over.
+        self.cluster
+            .apply(&ty, &manifest, false, force)
+            .await
+            .map_err(|e| e.at(address))?;
         let (namespace, name) = identity(&manifest);
         if kind == "CustomResourceDefinition" {
             wait::wait_ready(
@@ -496,23 +474,12 @@ impl Runner<'_> {
     }
 }
 
-/// Why a change in flight was given up.
-const CANCELLED: &str = "cancelled: another change found the API server unreachable";
-
-/// One failed change as the apply error reports it: its address first (every failure of a
-/// parallel apply is listed, so each must say which resource it is), and a refusal of the
-/// API server by its message alone.
-fn failure(address: &Address, error: &LiveError) -> String {
-    let text = match error {
-        LiveError::Api(kube::Error::Api(status)) => {
-            format!("the API server refused it: {}", status.message)
-        }
-        other => other.to_string(),
-    };
-    let prefix = format!("{address}: ");
-    if text.starts_with(&prefix) {
-        text
-    } else {
-        format!("{prefix}{text}")
+/// Whether a failed change found the API server unreachable (what a later run can get past):
+/// the other changes in flight are then cancelled.
+fn found_unreachable(error: &LiveError) -> bool {
+    match error {
+        LiveError::RunAgain { .. } => true,
+        LiveError::Timeout { unreachable, .. } => *unreachable,
+        other => crate::retry::is_transient(other),
     }
 }

@@ -3,40 +3,13 @@
 use super::*;
 
 impl Runner<'_> {
-    /// The plan that destroys what this environment owns, in reverse apply order. Objects this
-    /// project only patches lose its fields and stay.
+    /// The plan that destroys what this environment owns, in reverse apply order: owned
+    /// objects no longer declared first, then each declared resource. Objects this project
+    /// only patches lose its fields and stay.
     pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
         let mut plan = Plan::new(&self.environment);
-        // Every object this environment owns, found with one list per type (of the
-        // configuration and of the inventory), not one request per object.
-        let mut types: BTreeSet<(String, String)> =
-            self.read_inventory().await?.into_iter().collect();
-        for resource in self.graph.resources() {
-            if let ResourceSpec::Object(spec) = &resource.spec {
-                let (v, k) = type_of(&spec.manifest);
-                types.insert((v.to_owned(), k.to_owned()));
-            }
-        }
-        let types: Vec<(String, String)> = types.into_iter().collect();
-        let owned = objects::gather(
-            &self.cluster,
-            &self.environment,
-            &[],
-            &PlannedCreations::default(),
-            &types,
-            self.options.concurrency,
-        )
-        .await?
-        .orphans;
-        let mut owned: BTreeMap<Address, Value> = owned
-            .into_iter()
-            .filter_map(|o| {
-                let address = annotation(&o, objects::ADDRESS_ANNOTATION)?.parse().ok()?;
-                Some((address, o))
-            })
-            .collect();
-        // Owned objects no longer declared go first.
+        let mut owned = self.owned_objects().await?;
         let undeclared: Vec<Address> = owned
             .keys()
             .filter(|a| {
@@ -64,108 +37,173 @@ impl Runner<'_> {
                 continue;
             }
             let resource = self.graph.resource(&address).expect("graph resource");
-            let desired = self
-                .graph
-                .desired(&address, &bindings, &self.environment)
-                .map_err(|e| LiveError::Other(e.to_string()))?;
-            match &resource.spec {
+            let desired = self.desired(&address, &bindings)?;
+            let change = match &resource.spec {
+                // Only what this environment owns; an unowned namesake stays untouched.
                 ResourceSpec::Object(spec) if spec.ownership == Ownership::Owned => {
-                    // Only what this environment owns; an unowned namesake stays untouched.
-                    if let Some(live) = owned.remove(&address) {
-                        plan.changes.push(ResourceChange::new(
+                    owned.remove(&address).map(|live| {
+                        ResourceChange::new(
                             address.clone(),
                             Action::Delete,
                             Some(fields::strip_noise(&live)),
                             None,
                             desired.sensitivity.clone(),
-                        ));
-                    }
-                }
-                ResourceSpec::Object(_) => {
-                    let (api_version, kind) = type_of(&desired.doc);
-                    let Some(ty) = self.cluster.resolve(api_version, kind) else {
-                        continue;
-                    };
-                    let (namespace, name) = identity(&desired.doc);
-                    let Some(live) = self.cluster.get(&ty, namespace.as_deref(), &name).await?
-                    else {
-                        continue;
-                    };
-                    let before = fields::strip_noise(&live);
-                    let mut after = before.clone();
-                    remove_fields(&mut after, &desired.doc);
-                    if after == before {
-                        continue; // none of envctl's fields are there
-                    }
-                    plan.changes.push(
-                        ResourceChange::new(
-                            address.clone(),
-                            Action::Update,
-                            Some(before),
-                            Some(after),
-                            desired.sensitivity.clone(),
                         )
-                        .with_note("not owned by envctl: only its fields are removed"),
-                    );
+                    })
                 }
-                ResourceSpec::Cluster(_) => {}
+                ResourceSpec::Object(_) => self.release_patched_fields(&address, &desired).await?,
+                ResourceSpec::Cluster(_) => None,
                 ResourceSpec::HelmRelease(spec) => {
-                    let status = self
-                        .helm(&address)?
-                        .status(&spec.release, &spec.namespace)
-                        .await
-                        .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
-                    if let Some(status) = status {
-                        let kept = self.kept_by_uninstall(&address, spec).await?;
-                        let before = engine::helm_release_document(
-                            &spec.release,
-                            &spec.namespace,
-                            spec.create_namespace,
-                            &spec.chart,
-                            Value::Null,
-                        );
-                        let mut change = ResourceChange::new(
-                            address.clone(),
-                            Action::Delete,
-                            Some(before),
-                            None,
-                            desired.sensitivity.clone(),
-                        )
-                        .with_note(format!("helm uninstall of revision {}", status.revision));
-                        if !kept.is_empty() {
-                            change = change.with_note(format!(
-                                "kept by helm uninstall, as the chart asks \
-                                 (helm.sh/resource-policy: keep): {}; delete them yourself \
-                                 (kubectl delete) if nothing else uses them",
-                                kept.join(", ")
-                            ));
-                        }
-                        plan.changes.push(change);
-                    }
+                    self.uninstall_change(&address, spec, &desired).await?
                 }
                 ResourceSpec::GeneratedSecret(spec) => {
-                    // Someone else's Secret of that name is not envctl's to delete.
-                    let foreign = secrets::foreign(&self.cluster, spec, &self.environment)
-                        .await?
-                        .is_some();
-                    if !foreign
-                        && !matches!(
-                            secrets::secret_state(&self.cluster, spec).await,
-                            Ok(SecretState::Absent) | Err(_)
-                        )
-                    {
-                        plan.changes.push(ResourceChange::new(
-                            address.clone(),
-                            Action::Delete,
-                            Some(desired.doc.clone()),
-                            None,
-                            desired.sensitivity.clone(),
-                        ));
-                    }
+                    self.secret_delete(&address, spec, &desired).await?
                 }
-            }
+            };
+            plan.changes.extend(change);
         }
         Ok(plan)
+    }
+
+    /// Every object this environment owns, by address, found with one list per type (of the
+    /// configuration and of the inventory), not one request per object.
+    async fn owned_objects(&self) -> Result<BTreeMap<Address, Value>, LiveError> {
+        let mut types: BTreeSet<(String, String)> =
+            self.read_inventory().await?.into_iter().collect();
+        for resource in self.graph.resources() {
+            if let ResourceSpec::Object(spec) = &resource.spec {
+                let (v, k) = type_of(&spec.manifest);
+                types.insert((v.to_owned(), k.to_owned()));
+            }
+        }
+        let types: Vec<(String, String)> = types.into_iter().collect();
+        let owned = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &[],
+            &PlannedCreations::default(),
+            &types,
+            self.options.concurrency,
+        )
+        .await?
+        .orphans;
+        Ok(owned
+            .into_iter()
+            .filter_map(|o| {
+                let address = annotation(&o, objects::ADDRESS_ANNOTATION)?.parse().ok()?;
+                Some((address, o))
+            })
+            .collect())
+    }
+
+    /// An object this project only patches: its fields removed, when any are there.
+    async fn release_patched_fields(
+        &self,
+        address: &Address,
+        desired: &Desired,
+    ) -> Result<Option<ResourceChange>, LiveError> {
+        let (api_version, kind) = type_of(&desired.doc);
+        let Some(ty) = self.cluster.resolve(api_version, kind) else {
+            return Ok(None);
+        };
+        let (namespace, name) = identity(&desired.doc);
+        let Some(live) = self
+            .cluster
+            .get(&ty, namespace.as_deref(), &name)
+            .await
+            .map_err(|e| e.at(address))?
+        else {
+            return Ok(None);
+        };
+        let before = fields::strip_noise(&live);
+        let mut after = before.clone();
+        remove_fields(&mut after, &desired.doc);
+        if after == before {
+            return Ok(None); // none of envctl's fields are there
+        }
+        Ok(Some(
+            ResourceChange::new(
+                address.clone(),
+                Action::Update,
+                Some(before),
+                Some(after),
+                desired.sensitivity.clone(),
+            )
+            .with_note("not owned by envctl: only its fields are removed"),
+        ))
+    }
+
+    /// A release that exists: `helm uninstall`, saying what the chart keeps.
+    async fn uninstall_change(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        desired: &Desired,
+    ) -> Result<Option<ResourceChange>, LiveError> {
+        let status = self
+            .helm(address)?
+            .status(&spec.release, &spec.namespace)
+            .await
+            .map_err(|e| LiveError::from(e).at(address))?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let kept = self.kept_by_uninstall(address, spec).await?;
+        let before = engine::helm_release_document(
+            &spec.release,
+            &spec.namespace,
+            spec.create_namespace,
+            &spec.chart,
+            Value::Null,
+        );
+        let mut change = ResourceChange::new(
+            address.clone(),
+            Action::Delete,
+            Some(before),
+            None,
+            desired.sensitivity.clone(),
+        )
+        .with_note(format!("helm uninstall of revision {}", status.revision));
+        if !kept.is_empty() {
+            change = change.with_note(format!(
+                "kept by helm uninstall, as the chart asks \
+                 (helm.sh/resource-policy: keep): {}; delete them yourself \
+                 (kubectl delete) if nothing else uses them",
+                kept.join(", ")
+            ));
+        }
+        Ok(Some(change))
+    }
+
+    /// A generated Secret that exists and is envctl's: deleted. Someone else's Secret of that
+    /// name is not envctl's to delete. Absent (also: its namespace is gone) is nothing to
+    /// delete; any other failure to read it stops the plan, naming it.
+    async fn secret_delete(
+        &self,
+        address: &Address,
+        spec: &engine::GeneratedSecretSpec,
+        desired: &Desired,
+    ) -> Result<Option<ResourceChange>, LiveError> {
+        let foreign = secrets::foreign(&self.cluster, spec, &self.environment)
+            .await
+            .map_err(|e| e.at(address))?
+            .is_some();
+        if foreign {
+            return Ok(None);
+        }
+        let state = match secrets::secret_state(&self.cluster, spec).await {
+            Err(e) if e.is_not_found() => SecretState::Absent,
+            other => other.map_err(|e| e.at(address))?,
+        };
+        Ok((state != SecretState::Absent).then(|| {
+            ResourceChange::new(
+                address.clone(),
+                Action::Delete,
+                Some(desired.doc.clone()),
+                None,
+                desired.sensitivity.clone(),
+            )
+        }))
     }
 
     /// The objects of a release that `helm uninstall` leaves in place because the chart marks
@@ -180,7 +218,7 @@ impl Runner<'_> {
             .helm(address)?
             .deployed_manifest(&spec.release, &spec.namespace)
             .await
-            .map_err(|e| LiveError::Other(format!("{address}: {e}")))?
+            .map_err(|e| LiveError::from(e).at(address))?
             .unwrap_or_default();
         Ok(manifest
             .iter()
@@ -231,9 +269,12 @@ impl Runner<'_> {
                             self.helm(address)?
                                 .uninstall(release, namespace, Some(self.options.wait.timeout))
                                 .await
-                                .map_err(|e| LiveError::Other(format!("{address}: {e}")))?;
+                                .map_err(|e| LiveError::from(e).at(address))?;
                         }
-                        _ => self.delete_object(address, &before).await?,
+                        _ => self
+                            .delete_object(address, &before)
+                            .await
+                            .map_err(|e| e.at(address))?,
                     }
                     report.deleted += 1;
                     self.progress(&format!(
@@ -247,7 +288,10 @@ impl Runner<'_> {
                         objects::release_fields(change.before.as_ref().unwrap_or(&Value::Null));
                     let (api_version, kind) = type_of(&manifest);
                     if let Some(ty) = self.cluster.resolve(api_version, kind) {
-                        self.cluster.apply(&ty, &manifest, false, false).await?;
+                        self.cluster
+                            .apply(&ty, &manifest, false, false)
+                            .await
+                            .map_err(|e| e.at(address))?;
                     }
                     report.updated += 1;
                     self.progress(&format!(

@@ -204,28 +204,40 @@ impl<'a> Runner<'a> {
 
     /// The manifest that will be sent for an object resource: pinned content where declared
     /// from a pinned file, ownership metadata, environment label and configuration hash.
-    fn object_manifest(&self, desired: &Desired, ownership: Ownership) -> Result<Value, LiveError> {
+    async fn object_manifest(
+        &self,
+        desired: &Desired,
+        ownership: Ownership,
+    ) -> Result<Value, LiveError> {
         let mut manifest = desired.doc.clone();
         if let Some(url) = annotation(&manifest, SOURCE_ANNOTATION) {
             let sha = annotation(&manifest, SOURCE_SHA256_ANNOTATION).unwrap_or_default();
-            let mut cache = self.pinned.lock().expect("pinned cache");
-            if !cache.contains_key(&url) {
-                let objects = self.options.sources.load(&url, &sha)?;
-                cache.insert(url.clone(), objects);
-            }
+            // The cache's lock is never held across the load: it reads or fetches.
+            let cached = self.pinned.lock().expect("pinned cache").get(&url).cloned();
+            let objects = match cached {
+                Some(objects) => objects,
+                None => {
+                    let objects = self.options.sources.load(&url, &sha).await?;
+                    self.pinned
+                        .lock()
+                        .expect("pinned cache")
+                        .insert(url.clone(), objects.clone());
+                    objects
+                }
+            };
             let kind = manifest.get("kind").cloned();
             let name = manifest.pointer("/metadata/name").cloned();
-            let content = cache[&url]
+            let content = objects
                 .iter()
                 .find(|o| {
                     o.get("kind").cloned() == kind && o.pointer("/metadata/name").cloned() == name
                 })
                 .cloned()
                 .ok_or_else(|| {
-                    LiveError::Other(format!(
-                        "{}: {url} holds no such object (are the pins' `objects` right?)",
-                        desired.address
-                    ))
+                    LiveError::config(
+                        &desired.address,
+                        format!("{url} holds no such object (are the pins' `objects` right?)"),
+                    )
                 })?;
             manifest = merge_metadata(content, &manifest);
         }
@@ -252,11 +264,8 @@ impl<'a> Runner<'a> {
             if !self.selected(address) {
                 continue;
             }
-            let desired = self
-                .graph
-                .desired(address, &bindings, &self.environment)
-                .map_err(|e| LiveError::Other(e.to_string()))?;
-            out.push(self.object_manifest(&desired, spec.ownership)?);
+            let desired = self.desired(address, &bindings)?;
+            out.push(self.object_manifest(&desired, spec.ownership).await?);
         }
         Ok(out)
     }
@@ -265,7 +274,12 @@ impl<'a> Runner<'a> {
         self.options
             .helm
             .as_ref()
-            .ok_or_else(|| LiveError::Other(format!("{address}: Helm releases need the helm CLI")))
+            .ok_or_else(|| LiveError::config(address, "Helm releases need the helm CLI"))
+    }
+
+    /// The document of `address` with what `bindings` know.
+    fn desired(&self, address: &Address, bindings: &Bindings) -> Result<Desired, LiveError> {
+        Ok(self.graph.desired(address, bindings, &self.environment)?)
     }
 
     fn progress(&self, line: &str) {
@@ -335,9 +349,10 @@ impl<'a> Runner<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(LiveError::Other(format!(
-            "{INVENTORY_NAMESPACE}/{name}: changed by someone else {INVENTORY_ATTEMPTS} times in a row while being updated; run apply again"
-        )))
+        Err(LiveError::Contended {
+            what: format!("{INVENTORY_NAMESPACE}/{name}"),
+            attempts: INVENTORY_ATTEMPTS,
+        })
     }
 
     async fn delete_object(&self, address: &Address, manifest: &Value) -> Result<(), LiveError> {

@@ -2,42 +2,57 @@
 
 use super::*;
 
+/// The documents of a plan, resolved with what is known.
+#[derive(Default)]
+struct Resolved {
+    /// Every resource's document, by address.
+    documents: BTreeMap<Address, Desired>,
+    /// The objects of the selected modules, as they are sent.
+    objects: Vec<DesiredObject>,
+    /// What the plan creates that other objects wait for.
+    planned: PlannedCreations,
+}
+
 impl Runner<'_> {
-    /// The plan of the whole environment (or the selected modules) against the live cluster.
+    /// The plan of the whole environment (or the selected modules) against the live cluster:
+    /// every document resolved, the facts of the objects gathered (one list per type), the
+    /// other resources planned concurrently, then the changes in graph order and the prunes.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
+        let resolved = self.resolve_documents(&bindings).await?;
+        self.check_adopt(&resolved.objects)?;
+        // Types this environment applied before (its inventory): an object whose kind no longer
+        // appears in the configuration is still found, and pruned.
+        let inventory = self.read_inventory().await?;
+        let facts = objects::gather(
+            &self.cluster,
+            &self.environment,
+            &resolved.objects,
+            &resolved.planned,
+            &inventory,
+            self.options.concurrency,
+        )
+        .await?;
+        let others = self.plan_others(&resolved.documents).await?;
         let mut plan = Plan::new(&self.environment);
-        let mut desired_objects = Vec::new();
-        let mut planned = PlannedCreations::default();
-        let mut documents = BTreeMap::new();
+        self.push_changes(&mut plan, &resolved, &facts, others)?;
+        self.push_prunes(&mut plan, &facts.orphans);
+        Ok(plan)
+    }
+
+    /// Every document resolved with what is known, the objects of the selected modules as
+    /// they are sent, and what the plan creates that others wait for (CRDs, namespaces).
+    async fn resolve_documents(&self, bindings: &Bindings) -> Result<Resolved, LiveError> {
+        let mut resolved = Resolved::default();
         for address in self.graph.order() {
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = self
-                .graph
-                .desired(address, &bindings, &self.environment)
-                .map_err(|e| LiveError::Other(e.to_string()))?;
+            let desired = self.desired(address, bindings)?;
             match &resource.spec {
                 ResourceSpec::Object(spec) => {
-                    let manifest = self.object_manifest(&desired, spec.ownership)?;
-                    if manifest.get("kind").and_then(Value::as_str)
-                        == Some("CustomResourceDefinition")
-                    {
-                        let group = text(&manifest, "/spec/group");
-                        let kind = text(&manifest, "/spec/names/kind");
-                        let name = text(&manifest, "/metadata/name");
-                        planned
-                            .kinds
-                            .insert(format!("{group}/{kind}"), name.to_owned());
-                    }
-                    if manifest.get("kind").and_then(Value::as_str) == Some("Namespace")
-                        && spec.ownership == Ownership::Owned
-                    {
-                        planned
-                            .namespaces
-                            .insert(text(&manifest, "/metadata/name").to_owned());
-                    }
+                    let manifest = self.object_manifest(&desired, spec.ownership).await?;
+                    resolved.planned.note(&manifest, spec.ownership);
                     if self.selected(address) {
-                        desired_objects.push(DesiredObject {
+                        resolved.objects.push(DesiredObject {
                             address: address.to_string(),
                             manifest,
                             owned: spec.ownership == Ownership::Owned,
@@ -47,13 +62,17 @@ impl Runner<'_> {
                     }
                 }
                 ResourceSpec::HelmRelease(spec) if spec.create_namespace => {
-                    planned.namespaces.insert(spec.namespace.clone());
+                    resolved.planned.namespaces.insert(spec.namespace.clone());
                 }
                 _ => {}
             }
-            documents.insert(address.clone(), desired);
+            resolved.documents.insert(address.clone(), desired);
         }
+        Ok(resolved)
+    }
 
+    /// Every `--adopt` address names a declared object (or generated Secret) of this plan.
+    fn check_adopt(&self, desired_objects: &[DesiredObject]) -> Result<(), LiveError> {
         for wanted in &self.options.adopt {
             let adoptable = desired_objects.iter().any(|d| &d.address == wanted)
                 || self.graph.order().iter().any(|a| {
@@ -71,28 +90,22 @@ impl Runner<'_> {
                 });
             }
         }
+        Ok(())
+    }
 
-        // Types this environment applied before (its inventory): an object whose kind no longer
-        // appears in the configuration is still found, and pruned.
-        let inventory = self.read_inventory().await?;
-        let facts = objects::gather(
-            &self.cluster,
-            &self.environment,
-            &desired_objects,
-            &planned,
-            &inventory,
-            self.options.concurrency,
-        )
-        .await?;
-        // Releases, secrets and the cluster: each asks helm or the API server on its own, so
-        // they are planned concurrently (helm renders dominate a plan's time).
+    /// Releases, secrets and the cluster: each asks helm or the API server on its own, so
+    /// they are planned concurrently (helm renders dominate a plan's time).
+    async fn plan_others(
+        &self,
+        documents: &BTreeMap<Address, Desired>,
+    ) -> Result<BTreeMap<Address, ResourceChange>, LiveError> {
         let others: Vec<&Address> = self
             .graph
             .order()
             .iter()
             .filter(|a| self.selected(a) && a.kind != ResourceKind::Object)
             .collect();
-        let mut other_changes: BTreeMap<Address, ResourceChange> = futures::stream::iter(others)
+        futures::stream::iter(others)
             .map(|address| {
                 let resource = self.graph.resource(address).expect("graph resource");
                 let desired = &documents[address];
@@ -100,16 +113,28 @@ impl Runner<'_> {
                     self.other_change(address, resource, desired)
                         .await
                         .map(|c| (address.clone(), c))
+                        .map_err(|e| crate::retry::again_in_plan(address, e))
                 }
             })
             .buffer_unordered(self.options.concurrency)
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// The change of every selected resource, in graph order, with its live fingerprint.
+    fn push_changes(
+        &self,
+        plan: &mut Plan,
+        resolved: &Resolved,
+        facts: &objects::ObjectFacts,
+        mut others: BTreeMap<Address, ResourceChange>,
+    ) -> Result<(), LiveError> {
         let mut pending: BTreeSet<Address> = BTreeSet::new();
         // What each object's apply sends, by address (one lookup per object, not a scan).
-        let sent_by_address: BTreeMap<&str, &Value> = desired_objects
+        let sent_by_address: BTreeMap<&str, &Value> = resolved
+            .objects
             .iter()
             .map(|d| (d.address.as_str(), &d.manifest))
             .collect();
@@ -118,7 +143,6 @@ impl Runner<'_> {
                 continue;
             }
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = &documents[address];
             let change = match &resource.spec {
                 ResourceSpec::Object(_) => {
                     let state = facts
@@ -128,9 +152,10 @@ impl Runner<'_> {
                     let sent = sent_by_address
                         .get(address.to_string().as_str())
                         .map(|m| (*m).clone());
+                    let desired = &resolved.documents[address];
                     self.object_change(address, desired, sent, state, &pending)?
                 }
-                _ => other_changes.remove(address).expect("planned above"),
+                _ => others.remove(address).expect("planned above"),
             };
             if change.action != Action::NoOp {
                 pending.insert(address.clone());
@@ -141,8 +166,12 @@ impl Runner<'_> {
             }
             plan.changes.push(change);
         }
-        // Owned objects nobody declares any more: pruned last, in reverse order of discovery.
-        for orphan in facts.orphans.iter().rev() {
+        Ok(())
+    }
+
+    /// Owned objects nobody declares any more: pruned last, in reverse order of discovery.
+    fn push_prunes(&self, plan: &mut Plan, orphans: &[Value]) {
+        for orphan in orphans.iter().rev() {
             let Some(address) = annotation(orphan, objects::ADDRESS_ANNOTATION)
                 .and_then(|a| a.parse::<Address>().ok())
             else {
@@ -170,7 +199,6 @@ impl Runner<'_> {
                 .with_note("no longer in the configuration"),
             );
         }
-        Ok(plan)
     }
 
     fn object_change(
@@ -268,20 +296,22 @@ impl Runner<'_> {
                 Some(shown),
             ),
             ObjectState::Invalid { message, .. } => {
-                return Err(LiveError::Other(format!(
-                    "{address}: the API server rejects this object: {message}"
-                )));
+                return Err(LiveError::Rejected {
+                    address: address.to_string(),
+                    message: message.clone(),
+                });
             }
             ObjectState::UnservedKind => {
                 // Its CRD may come with any chart it (transitively) waits for.
                 let upstream = transitive_pending(self.graph, address, pending);
                 if upstream.is_empty() {
-                    let kind = text(&desired.doc, "/kind");
-                    let api = text(&desired.doc, "/apiVersion");
-                    return Err(LiveError::Other(format!(
-                        "{address}: the cluster does not serve {api} {kind}, and nothing planned before it installs a \
-                         CustomResourceDefinition for it (a missing CRD or chart, or a misspelt apiVersion?)"
-                    )));
+                    return Err(LiveError::Unserved {
+                        address: Some(address.to_string()),
+                        api_version: text(&desired.doc, "/apiVersion").to_owned(),
+                        kind: text(&desired.doc, "/kind").to_owned(),
+                        hint: ", and nothing planned before it installs a CustomResourceDefinition \
+                               for it (a missing CRD or chart, or a misspelt apiVersion?)",
+                    });
                 }
                 let mut c = change(Action::Create, None, Some(shown));
                 c.waits_for = upstream;
@@ -330,9 +360,7 @@ impl Runner<'_> {
                         .await
                         .or_else(|e| match e {
                             // The namespace may not exist yet: the secret is simply absent.
-                            LiveError::Api(kube::Error::Api(s)) if s.code == 404 => {
-                                Ok(SecretState::Absent)
-                            }
+                            e if e.is_not_found() => Ok(SecretState::Absent),
                             e => Err(e),
                         })?;
                 Ok(match state {
@@ -380,7 +408,7 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         desired: &Desired,
     ) -> Result<ResourceChange, LiveError> {
-        let helm_err = |e: crate::helm::HelmError| LiveError::Other(format!("{address}: {e}"));
+        let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
         // A local chart's version is its Chart.yaml's: a new version of the chart in the same
         // (or another) directory shows as a chart change, like a repository chart's.
         let desired = &local_chart_version(&spec.chart)
@@ -408,7 +436,7 @@ impl Runner<'_> {
                 ));
             }
             let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
-                .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+                .ok_or_else(|| LiveError::config(address, "no chart source"))?;
             let rendered = self
                 .render_release(
                     address,
@@ -452,7 +480,7 @@ impl Runner<'_> {
         // edits and deletions out of band that Helm itself never sees. The manifest, not a
         // new render: a changed chart or chart version must not read as drift.
         let chart_ref = ChartRef::from_source(&spec.chart, Path::new(""))
-            .ok_or_else(|| LiveError::Other(format!("{address}: no chart source")))?;
+            .ok_or_else(|| LiveError::config(address, "no chart source"))?;
         // Unchanged since verified (same revision, values, chart, capabilities, and every
         // object at its recorded resourceVersion): no dry run.
         let verified = status.is_deployed()
@@ -558,8 +586,12 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         stored: &crate::helm_storage::StoredRelease,
     ) -> Result<Vec<Value>, LiveError> {
-        let mut objects = crate::helm::parse_manifest(&stored.manifest)
-            .map_err(|e| LiveError::Other(format!("{address}: the deployed manifest: {e}")))?;
+        let mut objects = crate::helm::parse_manifest(&stored.manifest).map_err(|problem| {
+            LiveError::Unreadable {
+                what: format!("{address}: the deployed manifest"),
+                problem,
+            }
+        })?;
         crate::helm::fill_namespaces(&mut objects, &spec.namespace, Some(&self.cluster));
         objects.retain(|o| !crate::helm::is_hook(o));
         Ok(objects)
@@ -587,7 +619,7 @@ impl Runner<'_> {
                 mode,
             )
             .await
-            .map_err(|e| LiveError::Other(format!("{address}: {e}")))
+            .map_err(|e| LiveError::from(e).at(address))
     }
 
     /// After an apply: every selected deployed release without a valid record is verified

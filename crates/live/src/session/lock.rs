@@ -172,7 +172,7 @@ fn lease(name: &str, id: &str, annotations: &[(String, String); 5]) -> Lease {
 fn api_error(environment: &str, e: kube::Error) -> LockError {
     LockError::Api {
         environment: environment.to_owned(),
-        source: LiveError::Api(e),
+        source: e.into(),
     }
 }
 
@@ -227,7 +227,10 @@ pub async fn acquire(
         },
         None => LockError::Api {
             environment: environment.to_owned(),
-            source: LiveError::Other("the lock kept changing while it was taken".into()),
+            source: LiveError::Contended {
+                what: format!("{LOCK_NAMESPACE}/{name}"),
+                attempts: 3,
+            },
         },
     })
 }
@@ -380,13 +383,13 @@ pub async fn force_unlock(
     let api: Api<Lease> = Api::namespaced(cluster.client().clone(), LOCK_NAMESPACE);
     let name = lease_name(environment);
     let Some(lease) = api.get_opt(&name).await? else {
-        return Err(LiveError::Other(format!(
+        return Err(LiveError::Lock(format!(
             "environment `{environment}` is not locked"
         )));
     };
     let holder = holder_of(&lease, now());
     if holder.id != id {
-        return Err(LiveError::Other(format!(
+        return Err(LiveError::Lock(format!(
             "the lock of environment `{environment}` has ID {}, not {id} (held by {holder})",
             holder.id
         )));

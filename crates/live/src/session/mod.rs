@@ -216,7 +216,7 @@ impl<'a> Session<'a> {
                     self.options.kubeconfig.clone(),
                     Some(context.to_owned()).filter(|c| !c.is_empty()),
                 )
-                .map_err(|e| LiveError::Other(e.to_string()))?
+                .map_err(LiveError::from)?
                 .with_charts(charts),
             )
         } else {
