@@ -236,7 +236,7 @@ impl Runner<'_> {
                     outputs.push((output.r#ref.clone(), value));
                 }
             }
-            Ok(outputs)
+            Ok::<_, LiveError>(outputs)
         }
         .await;
         match &result {
@@ -244,10 +244,16 @@ impl Runner<'_> {
                 "{address}: {done} after {:.1}s",
                 start.elapsed().as_secs_f64()
             )),
-            Err(e) => self.progress(&format!(
-                "{address}: failed after {:.1}s: {e}",
-                start.elapsed().as_secs_f64()
-            )),
+            Err(e) => {
+                // The error names the address itself (LiveError::at): not twice on one line.
+                let text = e.to_string();
+                let prefix = format!("{address}: ");
+                self.progress(&format!(
+                    "{address}: failed after {:.1}s: {}",
+                    start.elapsed().as_secs_f64(),
+                    text.strip_prefix(&prefix).unwrap_or(&text)
+                ))
+            }
         }
         (change, result)
     }
