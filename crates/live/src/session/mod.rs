@@ -166,7 +166,7 @@ impl<'a> Session<'a> {
     async fn release_held(&self) {
         let handle = self.held.lock().expect("lock slot").take();
         if let Some(handle) = handle {
-            let _ = handle.release().await;
+            let _ = tokio::time::timeout(RELEASE_WITHIN, handle.release()).await;
         }
     }
 
@@ -644,9 +644,15 @@ fn applied(report: ApplyReport, cluster_created: bool, cluster_deleted: bool) ->
     }
 }
 
+/// How long releasing the lock may take. The renewal has stopped by then, so a lock that could
+/// not be deleted (an API server that stopped answering, which is often why the run ended)
+/// expires by itself within its lease duration; waiting out the request retries for it would
+/// only hold the user's terminal.
+const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Releases a lock; a failure leaves it to expire (the run's result matters more).
 async fn release(lock: Option<Lock>) {
     if let Some(lock) = lock {
-        let _ = lock.release().await;
+        let _ = tokio::time::timeout(RELEASE_WITHIN, lock.release()).await;
     }
 }
