@@ -18,7 +18,7 @@ fn default_environment_loads() {
     let s = &env.settings;
     assert_eq!(s.name, "default");
     assert_eq!(s.cluster.provider, Provider::Kind);
-    assert_eq!(gateway::app_fqdn(&s).unwrap(), "nginx.example.com");
+    assert_eq!(gateway::app_fqdn(s).unwrap(), "nginx.example.com");
     assert_eq!(s.version("istio"), Some("1.30.3"));
     let pins = gateway::pinned_files(&env).unwrap();
     assert_eq!(pins.version, "v1.5.1");
