@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Seconds one measurement may take: no further run starts once they are spent (one run
+    /// always happens), so the large sizes get fewer runs and the whole bench stays bounded.
+    #[arg(long, default_value_t = 60)]
+    pub budget: u64,
 }
 
 struct Bench {
@@ -255,9 +259,8 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         work: work.clone(),
     };
     let result = measure(&bench, args);
-    // Leave the testenv as it was.
-    let _ = write_generated(&bench.infra, 0);
-    let _ = bench.destroy();
+    // Leave the testenv as it was: the extra objects go with their namespace first (the
+    // server deletes its content at once; destroy would delete 5000 objects one by one).
     let _ = Command::new(&bench.kubectl)
         .args([
             "delete",
@@ -268,6 +271,8 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         ])
         .env("KUBECONFIG", &bench.kubeconfig)
         .output();
+    let _ = write_generated(&bench.infra, 0);
+    let _ = bench.destroy();
     let _ = std::fs::remove_dir_all(&work);
     let table = result?;
     println!("{table}");
@@ -295,13 +300,16 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
     })?;
     let graph = &loaded.graph;
     let mut rows: Vec<[String; 4]> = Vec::new();
+    let budget = Duration::from_secs(args.budget);
+    let began = Instant::now();
 
     // Apply from empty, and its critical path.
     eprintln!("bench: apply from empty ({} runs)", args.runs);
     let mut applies = Vec::new();
     let mut paths = Vec::new();
     let mut chain = Vec::new();
-    for _ in 0..args.runs.max(1) {
+    let applying = Instant::now();
+    while applies.len() < args.runs.max(1) && (applies.is_empty() || applying.elapsed() < budget) {
         bench.destroy()?;
         let (total, took) = bench.timed_apply()?;
         let (path, c) = critical_path(graph, &took);
@@ -328,11 +336,11 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         "bench: steady-state plan ({count} objects, {} releases)",
         releases.len()
     );
-    let plan = median(args.runs, || bench.plan(&bench.kubeconfig))?;
-    let kubectl_only = median(args.runs, || {
+    let plan = median(args.runs, budget, || bench.plan(&bench.kubeconfig))?;
+    let kubectl_only = median(args.runs, budget, || {
         bench.kubectl_diff(&manifests, &bench.kubeconfig)
     })?;
-    let both = median(args.runs, || {
+    let both = median(args.runs, budget, || {
         bench.kubectl_diff(&manifests, &bench.kubeconfig)?;
         bench.helm_diffs(&releases, &bench.kubeconfig)
     })?;
@@ -382,13 +390,14 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let again = counter.take();
         let writes: usize = again
             .iter()
-            .filter(|(v, _)| proxy::is_write(v))
+            .filter(|(v, _)| proxy::is_write(v) && !proxy::is_lock(v))
             .map(|(_, n)| n)
             .sum();
         push_row(
             &mut rows,
             [
-                "apply right after apply: writes sent (all requests)".into(),
+                "apply right after apply: writes sent, besides the lock's Lease (all requests)"
+                    .into(),
                 format!("{writes} ({})", verbs(&again)),
                 String::new(),
                 String::new(),
@@ -404,11 +413,15 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
     let mut plans = Vec::new();
     for &n in &args.objects {
         write_generated(&bench.infra, n)?;
-        eprintln!("bench: {n} extra objects");
-        bench.run_xtask(&["apply", "--auto-approve"])?;
+        eprintln!(
+            "bench: {n} extra objects ({:.0} s so far)",
+            began.elapsed().as_secs_f64()
+        );
+        // Created with many changes in flight: this is setup, not a measure.
+        bench.run_xtask(&["apply", "--auto-approve", "--parallelism", "64"])?;
         let (manifests, count) = bench.sent_objects(&format!("sent-{n}.json"))?;
-        let plan = median(args.runs, || bench.plan(&bench.kubeconfig))?;
-        let diff = median(args.runs, || {
+        let plan = median(args.runs, budget, || bench.plan(&bench.kubeconfig))?;
+        let diff = median(args.runs, budget, || {
             bench.kubectl_diff(&manifests, &bench.kubeconfig)
         })?;
         push_row(
@@ -436,11 +449,14 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
     }
 
     let mut table = format!(
-        "Whole environment (`--env kwok`, charts: {}), median of {} runs, {} cores.\n\n\
+        "Whole environment (`--env kwok`, charts: {}), median of up to {} runs within {} s per \
+         measurement, {} cores, whole bench {:.0} s.\n\n\
          | measure | envctl | compared with | ratio |\n|---|---|---|---|\n",
         charts_used(graph),
         args.runs.max(1),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        args.budget,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        began.elapsed().as_secs_f64()
     );
     for [a, b, c, d] in rows {
         table.push_str(&format!("| {a} | {b} | {c} | {d} |\n"));
@@ -575,9 +591,15 @@ fn median_of(mut times: Vec<Duration>) -> Duration {
     times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
-fn median(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+/// The median of up to `runs` runs of `f`, starting no further run once `budget` is spent.
+fn median(
+    runs: usize,
+    budget: Duration,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
     let mut times = Vec::new();
-    for _ in 0..runs.max(1) {
+    let begin = Instant::now();
+    while times.len() < runs.max(1) && (times.is_empty() || begin.elapsed() < budget) {
         let start = Instant::now();
         f()?;
         times.push(start.elapsed());
@@ -642,6 +664,29 @@ fn copy_dir(from: &Path, to: &PathBuf) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_budget_starts_no_further_run_but_one_run_always_happens() {
+        let mut calls = 0;
+        let slow = median(5, Duration::from_millis(30), || {
+            calls += 1;
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            calls, 2,
+            "the second run starts within the budget, a third does not"
+        );
+        assert!(slow >= Duration::from_millis(20));
+        let mut calls = 0;
+        median(3, Duration::ZERO, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn the_median_is_the_middle_run() {

@@ -160,7 +160,7 @@ async fn plan_of(
 }
 
 fn progress(line: &str) {
-    eprintln!("{line}");
+    crate::live_line::progress(line);
 }
 
 fn show_plan(plan: &Plan) {

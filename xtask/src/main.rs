@@ -10,6 +10,7 @@ mod cli;
 mod converge;
 mod doctor;
 mod environment;
+mod live_line;
 mod offline;
 mod test;
 mod testenv;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
         Command::ForceUnlock(args) => converge::force_unlock(&args),
         Command::Verify(args) => verify::main(&args),
     };
+    live_line::finish();
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -1,5 +1,5 @@
 //! `cargo xtask verify`: can a person log in? The browser's walk through the gateway, step by
-//! step (the HTTP logic is `live::verify`; this file reads the arguments and prints).
+//! step (the HTTP logic is `sso::verify`; this file reads the arguments and prints).
 
 use std::{
     io::BufRead as _,
@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use live::verify::{self, Outcome, Password, Step, Target, http::Url};
+use sso::verify::{self, Outcome, Password, Step, Target, http::Url};
 
 use crate::cli::OutputFormat;
 use crate::environment::{self, EnvArgs};

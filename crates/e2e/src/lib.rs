@@ -32,6 +32,10 @@
 //! # }
 //! ```
 
+/// The counting proxy of `cargo xtask bench`, shared as source (xtask is a binary crate):
+/// counts requests by Kubernetes verb, dry runs apart.
+#[path = "../../../xtask/src/bench/proxy.rs"]
+pub mod counting_proxy;
 pub mod gateway;
 pub mod workload;
 
@@ -625,4 +629,86 @@ pub async fn objects_matching(
         }
     }
     out
+}
+
+/// `kubectl proxy` on loopback with the testenv's credentials, the counting proxy
+/// ([`counting_proxy`]) in front of it, and a kubeconfig (same context name) that points at the
+/// counting proxy: every request of a run given this kubeconfig is counted by verb. Stops the
+/// `kubectl proxy` when dropped.
+pub struct CountedApi {
+    child: std::process::Child,
+    counter: counting_proxy::Counter,
+    dir: PathBuf,
+}
+
+impl CountedApi {
+    pub fn start() -> CountedApi {
+        use std::io::BufRead as _;
+        let kubeconfig = kubeconfig();
+        let kubectl = kubectl_binary();
+        let context = Command::new(&kubectl)
+            .args(["config", "current-context"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl config current-context");
+        let context = String::from_utf8_lossy(&context.stdout).trim().to_owned();
+        assert!(
+            !context.is_empty(),
+            "the testenv's kubeconfig has a context"
+        );
+        let mut child = Command::new(&kubectl)
+            .args(["proxy", "--port=0", "--address=127.0.0.1"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting kubectl proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("kubectl proxy's first line");
+        // "Starting to serve on 127.0.0.1:41234"
+        let upstream: std::net::SocketAddr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|e| panic!("kubectl proxy said {line:?}: {e}"));
+        let counter = counting_proxy::Counter::start(upstream).expect("the counting proxy");
+        let dir = std::env::temp_dir().join(unique_name("envctl-counted"));
+        std::fs::create_dir_all(&dir).expect("a directory for the kubeconfig");
+        std::fs::write(
+            dir.join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: counted\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: counted\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: counted\n    user: counted\ncurrent-context: {context}\n",
+                counter.port
+            ),
+        )
+        .expect("writing the counted kubeconfig");
+        CountedApi {
+            child,
+            counter,
+            dir,
+        }
+    }
+
+    /// The kubeconfig whose requests are counted.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The requests counted since the last call, by verb (`patch (dry run)` apart).
+    pub fn take(&self) -> std::collections::BTreeMap<String, usize> {
+        self.counter.take()
+    }
+}
+
+impl Drop for CountedApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -4,6 +4,9 @@
 //! out of band still shows as drift (it changes a resourceVersion), and once repaired the
 //! plan is free again.
 //!
+//! The plan's requests to the API server are counted by a proxy in front of it
+//! ([`e2e::CountedApi`]): 0 dry runs, 0 writes.
+//!
 //! helm is counted with a wrapper given as `ENVCTL_HELM` that logs each invocation and runs
 //! the real helm. This file is its own test binary (the whole environment in the testenv).
 
@@ -45,9 +48,18 @@ impl Run<'_> {
     /// Runs `cargo xtask <args> --env kwok` with the counting helm; returns the output and
     /// the helm commands it ran.
     fn xtask(&self, args: &[&str]) -> (Output, Vec<String>) {
+        self.xtask_with(args, None)
+    }
+
+    /// [`Run::xtask`], with another kubeconfig when given (the counted one).
+    fn xtask_with(&self, args: &[&str], kubeconfig: Option<&Path>) -> (Output, Vec<String>) {
         let _ = std::fs::remove_file(&self.log);
         let infra = self.infra.path();
-        let output = Command::new(std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK is set"))
+        let mut command = Command::new(std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK is set"));
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let output = command
             .args(args)
             .args(["--env", "kwok", "--infra"])
             .arg(&infra)
@@ -148,13 +160,40 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     assert!(applied.status.success(), "{}", describe(&applied));
     applied_along_the_graph(&run, &String::from_utf8_lossy(&applied.stderr));
 
-    // Steady state: no changes, and not one helm process.
-    let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
+    // Steady state: no changes, not one helm process, and (counted by a proxy in front of
+    // the API server) reads only: no dry run, no write. `--lock=false`: a plan's lock is a
+    // write of its own (the Lease), which is not what is measured here.
+    let counted = e2e::CountedApi::start();
+    counted.take();
+    let (plan, helm_runs) = run.xtask_with(
+        &["plan", "--detailed-exitcode", "--lock=false"],
+        Some(&counted.kubeconfig()),
+    );
+    let requests = counted.take();
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(
         helm_runs,
         Vec::<String>::new(),
         "a steady-state plan runs helm"
+    );
+    eprintln!("requests of a steady-state plan, by verb: {requests:?}");
+    let dry_runs: usize = requests
+        .iter()
+        .filter(|(verb, _)| verb.ends_with("(dry run)"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(dry_runs, 0, "dry runs of a steady-state plan: {requests:?}");
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|(verb, _)| e2e::counting_proxy::is_write(verb))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes of a steady-state plan: {requests:?}"
+    );
+    assert!(
+        requests.get("list").is_some_and(|n| *n > 0),
+        "the plan's requests went through the counter: {requests:?}"
     );
 
     // The record is on the storage Secret of the deployed revision.

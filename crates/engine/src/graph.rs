@@ -236,6 +236,10 @@ pub struct Graph {
     resources: BTreeMap<Address, Resource>,
     outputs: BTreeMap<OutputRef, Output>,
     edges: Vec<Edge>,
+    /// Indexes into `edges` by target and by source: a lookup per resource must not scan
+    /// every edge (thousands of objects would make that quadratic).
+    into: BTreeMap<Address, Vec<usize>>,
+    out_of: BTreeMap<Address, Vec<usize>>,
     order: Vec<Address>,
     stages: Vec<Vec<Address>>,
 }
@@ -345,10 +349,18 @@ impl Graph {
         }
         let edges = derive_edges(&resources, &outputs)?;
         let (order, stages) = topological_order(&resources, &edges)?;
+        let mut into: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
+        let mut out_of: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
+        for (i, edge) in edges.iter().enumerate() {
+            into.entry(edge.to.clone()).or_default().push(i);
+            out_of.entry(edge.from.clone()).or_default().push(i);
+        }
         Ok(Graph {
             resources,
             outputs,
             edges,
+            into,
+            out_of,
             order,
             stages,
         })
@@ -394,14 +406,25 @@ impl Graph {
 
     /// The edges into `address`: what it waits for, and why.
     pub fn dependencies_of(&self, address: &Address) -> Vec<&Edge> {
-        let mut found: Vec<&Edge> = self.edges.iter().filter(|e| &e.to == address).collect();
+        let mut found: Vec<&Edge> = self
+            .into
+            .get(address)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.edges[i])
+            .collect();
         found.sort_by(|a, b| (&a.from, &a.reason).cmp(&(&b.from, &b.reason)));
         found
     }
 
     /// The edges out of `address`: what waits for it.
     pub fn dependents_of(&self, address: &Address) -> Vec<&Edge> {
-        self.edges.iter().filter(|e| &e.from == address).collect()
+        self.out_of
+            .get(address)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.edges[i])
+            .collect()
     }
 
     /// Every output, sorted by name.

@@ -99,6 +99,70 @@ pub fn is_contained(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// Whether a server-side apply of `desired` by `manager` would change nothing on `live`,
+/// decided without asking the server: every field of `desired` has its value live, and the
+/// manager's own apply entry in `metadata.managedFields` holds exactly the fields of
+/// `desired` (so the apply would neither set, take over nor give up a field).
+///
+/// Only for documents made of maps and scalars (a list's field set depends on its merge keys,
+/// which only the server knows): for anything else this says `false` and the caller asks the
+/// server with a dry run.
+pub fn apply_is_noop(desired: &Value, live: &Value, manager: &str) -> bool {
+    let Some(wanted) = applied_field_set(desired, 0) else {
+        return false;
+    };
+    if !is_contained(desired, live) {
+        return false;
+    }
+    let mut ours = managed_fields(live)
+        .into_iter()
+        .filter(|e| e.manager == manager && e.operation == "Apply" && e.subresource.is_none());
+    match (ours.next(), ours.next()) {
+        (Some(entry), None) => entry.fields == wanted,
+        _ => false,
+    }
+}
+
+/// The `fieldsV1` set a server-side apply of `value` records (at `depth` 0, the object:
+/// `apiVersion`, `kind`, `metadata.name` and `metadata.namespace` identify it and are not
+/// recorded). `None` for a list or an empty map, whose set this does not derive.
+fn applied_field_set(value: &Value, depth: usize) -> Option<Value> {
+    let Value::Object(map) = value else {
+        return match value {
+            Value::Array(_) => None,
+            _ => Some(Value::Object(Map::new())),
+        };
+    };
+    if map.is_empty() && depth > 0 {
+        return None;
+    }
+    let mut set = Map::new();
+    for (key, child) in map {
+        let identity = match depth {
+            0 => key == "apiVersion" || key == "kind",
+            _ => false,
+        };
+        if identity {
+            continue;
+        }
+        let child_set = if depth == 0 && key == "metadata" {
+            let mut meta = child.clone();
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("name");
+                m.remove("namespace");
+                if m.is_empty() {
+                    continue;
+                }
+            }
+            applied_field_set(&meta, depth + 1)?
+        } else {
+            applied_field_set(child, depth + 1)?
+        };
+        set.insert(format!("f:{key}"), child_set);
+    }
+    Some(Value::Object(set))
+}
+
 /// One entry of `metadata.managedFields`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedFieldsEntry {
@@ -368,5 +432,61 @@ mod tests {
             object["metadata"]["annotations"]["envctl.dev/module"],
             "gateway"
         );
+    }
+
+    #[test]
+    fn an_apply_is_a_noop_only_when_values_and_our_field_set_are_as_desired() {
+        let desired = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}
+        });
+        let ours = json!({"manager": "envctl", "operation": "Apply",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:istio-injection": {}}}}});
+        let server = json!({"manager": "kube-apiserver", "operation": "Update",
+            "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}});
+        let live = |labels: Value, managers: Value| {
+            json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "default", "labels": labels, "managedFields": managers}
+            })
+        };
+        let labels =
+            json!({"istio-injection": "enabled", "kubernetes.io/metadata.name": "default"});
+
+        assert!(apply_is_noop(
+            &desired,
+            &live(labels.clone(), json!([server, ours])),
+            "envctl"
+        ));
+        // Another value live (someone edited the label): the server must be asked.
+        let edited =
+            json!({"istio-injection": "disabled", "kubernetes.io/metadata.name": "default"});
+        assert!(!apply_is_noop(
+            &desired,
+            &live(edited, json!([server, ours])),
+            "envctl"
+        ));
+        // The value is there but envctl never applied it (another manager wrote it).
+        assert!(!apply_is_noop(
+            &desired,
+            &live(labels.clone(), json!([server])),
+            "envctl"
+        ));
+        // envctl applied more than it wants now: the apply would remove a label.
+        let more = json!({"manager": "envctl", "operation": "Apply",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:istio-injection": {}, "f:old": {}}}}});
+        assert!(!apply_is_noop(
+            &desired,
+            &live(labels.clone(), json!([server, more])),
+            "envctl"
+        ));
+        // A document with a list: its field set needs the server's merge keys.
+        let mut with_list = desired.clone();
+        with_list["spec"] = json!({"finalizers": ["kubernetes"]});
+        assert!(!apply_is_noop(
+            &with_list,
+            &live(labels, json!([server, ours])),
+            "envctl"
+        ));
     }
 }

@@ -20,7 +20,11 @@
 //! and every object still at its recorded `resourceVersion` (one metadata-only list per type
 //! and namespace) knows the release is as verified: no render, no dry run. Any write to any
 //! of its objects (kubectl edit, delete, a controller) changes a `resourceVersion`, and the
-//! release is checked in full again. A new revision (an upgrade or rollback by anyone) is a new
+//! release is checked in full again, except a write of the status alone: an object that has a
+//! `metadata.generation` (which changes with its spec) and whose generation and metadata
+//! (labels, annotations, owners, finalizers) are as recorded counts as unchanged, so that a
+//! controller reporting status (a CRD becoming Established after apply recorded it, a
+//! Deployment's conditions) does not make every later plan check the release in full. A new revision (an upgrade or rollback by anyone) is a new
 //! Secret without the record.
 //!
 //! The record lives with the revision it describes, so it can never be mistaken for another
@@ -79,6 +83,42 @@ pub struct RecordedObject {
     pub name: String,
     #[serde(rename = "resourceVersion")]
     pub resource_version: String,
+    /// `metadata.generation`, for types that have one (it changes with the spec, not with
+    /// the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Digest of the metadata a write out of band can change without changing the
+    /// generation: labels, annotations, owner references, finalizers, deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+}
+
+impl RecordedObject {
+    /// Whether `now` (the same object read again) is as recorded: the same resourceVersion,
+    /// or, for an object with a generation, the same generation and metadata digest (only its
+    /// status was written since: a controller reporting, e.g. a CRD becoming Established or
+    /// a Deployment's conditions, which is no drift of what apply wrote).
+    pub fn unchanged(&self, now: &RecordedObject) -> bool {
+        let same_object = (&self.api_version, &self.kind, &self.namespace, &self.name)
+            == (&now.api_version, &now.kind, &now.namespace, &now.name);
+        same_object
+            && (self.resource_version == now.resource_version
+                || (self.generation.is_some()
+                    && self.metadata.is_some()
+                    && self.generation == now.generation
+                    && self.metadata == now.metadata))
+    }
+}
+
+/// [`RecordedObject::metadata`] of an object's metadata.
+fn metadata_digest(meta: &kube::api::ObjectMeta) -> String {
+    engine::canonical_hash(&serde_json::json!({
+        "labels": meta.labels,
+        "annotations": meta.annotations,
+        "ownerReferences": meta.owner_references,
+        "finalizers": meta.finalizers,
+        "deletionTimestamp": meta.deletion_timestamp,
+    }))
 }
 
 /// What a verification found in sync (see the module docs).
@@ -318,13 +358,19 @@ pub async fn live_versions(
             _ => Api::all_with(cluster.client().clone(), &ty.resource),
         };
         let listed = api.list_metadata(&ListParams::default()).await?;
-        let versions: BTreeMap<String, String> = listed
+        let versions: BTreeMap<String, (String, Option<i64>, String)> = listed
             .items
             .into_iter()
-            .filter_map(|o| Some((o.metadata.name?, o.metadata.resource_version?)))
+            .filter_map(|o| {
+                let digest = metadata_digest(&o.metadata);
+                Some((
+                    o.metadata.name?,
+                    (o.metadata.resource_version?, o.metadata.generation, digest),
+                ))
+            })
             .collect();
         for name in names {
-            let Some(resource_version) = versions.get(&name) else {
+            let Some((resource_version, generation, digest)) = versions.get(&name) else {
                 return Ok(None);
             };
             out.push(RecordedObject {
@@ -333,6 +379,8 @@ pub async fn live_versions(
                 namespace: namespace.clone().filter(|_| ty.namespaced),
                 name,
                 resource_version: resource_version.clone(),
+                generation: *generation,
+                metadata: Some(digest.clone()),
             });
         }
     }
@@ -340,8 +388,8 @@ pub async fn live_versions(
     Ok(Some(out))
 }
 
-/// Whether every recorded object still has its recorded `resourceVersion` (one metadata-only
-/// list per type and namespace).
+/// Whether every recorded object is still as recorded ([`RecordedObject::unchanged`]; one
+/// metadata-only list per type and namespace).
 pub async fn unchanged_since(
     cluster: &Cluster,
     record: &VerifiedRecord,
@@ -360,7 +408,7 @@ pub async fn unchanged_since(
     now.sort();
     let mut recorded = record.objects.clone();
     recorded.sort();
-    Ok(now == recorded)
+    Ok(now.len() == recorded.len() && recorded.iter().zip(&now).all(|(r, n)| r.unchanged(n)))
 }
 
 /// Writes `record` on the storage Secret of the release's revision (server-side apply of
@@ -445,6 +493,8 @@ mod tests {
                 namespace: Some("sso".into()),
                 name: "dex".into(),
                 resource_version: "123".into(),
+                generation: Some(1),
+                metadata: Some("m".into()),
             }],
         };
         let text = serde_json::to_string(&record).unwrap();
@@ -453,5 +503,53 @@ mod tests {
             record
         );
         assert!(text.contains("\"resourceVersion\":\"123\""), "{text}");
+    }
+
+    #[test]
+    fn a_status_write_is_no_change_but_a_spec_or_metadata_write_is() {
+        let recorded = RecordedObject {
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            namespace: None,
+            name: "gateways.networking.istio.io".into(),
+            resource_version: "100".into(),
+            generation: Some(1),
+            metadata: Some("digest".into()),
+        };
+        let now = |rv: &str, generation: Option<i64>, metadata: &str| RecordedObject {
+            resource_version: rv.into(),
+            generation,
+            metadata: Some(metadata.into()),
+            ..recorded.clone()
+        };
+        assert!(recorded.unchanged(&now("100", Some(1), "digest")));
+        // The controller set its status (Established): the spec and metadata are as recorded.
+        assert!(recorded.unchanged(&now("104", Some(1), "digest")));
+        // The spec was edited: a new generation.
+        assert!(!recorded.unchanged(&now("105", Some(2), "digest")));
+        // A label or annotation was edited: the generation stays, the metadata does not.
+        assert!(!recorded.unchanged(&now("106", Some(1), "other")));
+        // A type without a generation (a ConfigMap): any write counts.
+        let config_map = RecordedObject {
+            generation: None,
+            ..recorded.clone()
+        };
+        assert!(!config_map.unchanged(&RecordedObject {
+            resource_version: "101".into(),
+            ..config_map.clone()
+        }));
+        // A record written before generations were recorded: resourceVersions only.
+        let old = RecordedObject {
+            generation: None,
+            metadata: None,
+            ..recorded.clone()
+        };
+        assert!(!old.unchanged(&now("104", Some(1), "digest")));
+        assert!(old.unchanged(&now("100", Some(1), "digest")));
+        // Another object is never the same.
+        assert!(!recorded.unchanged(&RecordedObject {
+            name: "other".into(),
+            ..recorded.clone()
+        }));
     }
 }

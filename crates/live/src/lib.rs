@@ -18,7 +18,6 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sources;
-pub mod verify;
 pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
@@ -230,6 +229,12 @@ pub enum LiveError {
     /// Changes whose dependencies never completed.
     #[error("never ready to start (a dependency cycle?): {}", .0.join(", "))]
     Stuck(Vec<String>),
+    /// A change in flight given up because another found the API server unreachable.
+    #[error(
+        "{address}: cancelled: another change found the API server unreachable\n{}",
+        retry::RUN_AGAIN
+    )]
+    Cancelled { address: String },
 }
 
 fn conflict_text(address: &Option<String>, conflict: &Conflict) -> String {

@@ -433,6 +433,11 @@ async fn present_state(
     {
         return Ok(ObjectState::InSync { live });
     }
+    // Fields envctl only patches onto an object it does not own (no configuration hash):
+    // unchanged when their values are live and envctl's apply entry holds just them.
+    if !desired.owned && fields::apply_is_noop(&desired.manifest, &live, crate::FIELD_MANAGER) {
+        return Ok(ObjectState::InSync { live });
+    }
     dry_run_state(cluster, ty, desired, live, requests).await
 }
 

@@ -5,6 +5,8 @@
 //! Dex's ClusterIP: an output known only after Dex is installed, so OAuth2 Proxy (which runs
 //! OIDC discovery at start) always comes after Dex.
 
+pub mod verify;
+
 use config::{ConfigError, Environment, Section, VersionKey, validate};
 use engine::{Address, LiveField, Module, Output, OutputRef, ResourceKind};
 use serde::{Deserialize, Serialize};

@@ -88,7 +88,8 @@ fn forward(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> std::io:
 }
 
 /// The Kubernetes verb of a request: `discovery`, `get`, `list`, `watch`, `create`, `update`,
-/// `patch`, `delete`, with ` (dry run)` for dry runs.
+/// `patch`, `delete`, with ` (dry run)` for dry runs and ` (lock)` for a Lease (envctl's lock;
+/// the only Leases a run writes).
 pub fn classify(method: &str, target: &str) -> String {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -123,11 +124,20 @@ pub fn classify(method: &str, target: &str) -> String {
         "DELETE" => "deletecollection",
         other => other,
     };
+    // envctl's lock is a Lease (kube-public/envctl-lock-<env>): its writes are told apart.
+    let lock = rest.contains(&"leases");
     if dry {
         format!("{verb} (dry run)")
+    } else if lock {
+        format!("{verb} (lock)")
     } else {
         verb.to_owned()
     }
+}
+
+/// Whether a verb is a write of envctl's lock (its Lease).
+pub fn is_lock(verb: &str) -> bool {
+    verb.ends_with("(lock)")
 }
 
 /// Whether a verb changes the cluster.
@@ -168,5 +178,20 @@ mod tests {
         );
         assert_eq!(classify("GET", "/version"), "discovery");
         assert!(is_write("patch") && !is_write("patch (dry run)") && !is_write("list"));
+        assert_eq!(
+            classify(
+                "POST",
+                "/apis/coordination.k8s.io/v1/namespaces/kube-public/leases"
+            ),
+            "create (lock)"
+        );
+        assert_eq!(
+            classify(
+                "DELETE",
+                "/apis/coordination.k8s.io/v1/namespaces/kube-public/leases/envctl-lock-kwok"
+            ),
+            "delete (lock)"
+        );
+        assert!(is_write("delete (lock)") && is_lock("delete (lock)") && !is_lock("delete"));
     }
 }

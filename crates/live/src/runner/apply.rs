@@ -10,7 +10,9 @@ impl Runner<'_> {
     /// [`RunOptions::parallelism`] at once. A document is resolved when its change starts, with
     /// every output known by then (its producers are among what it depends on), so values
     /// "known after apply" are filled in. A failure stops new starts; the changes in flight
-    /// finish, and every failure is reported. Deletions (prunes) come last, one at a time.
+    /// finish, and every failure is reported; once the API server is found unreachable, the
+    /// object changes in flight are cancelled instead (Helm releases still finish). Deletions
+    /// (prunes) come last, one at a time.
     pub async fn apply(&self, plan: &Plan) -> Result<ApplyReport, LiveError> {
         let mut report = ApplyReport {
             total: plan
@@ -46,6 +48,10 @@ impl Runner<'_> {
         let mut in_flight = futures::stream::FuturesUnordered::new();
         let mut failures: Vec<LiveError> = Vec::new();
         let parallelism = self.options.parallelism.max(1);
+        // Once a change finds the API server unreachable, the other object changes in flight
+        // are cancelled rather than each running out its own retries and wait (a Helm
+        // release in flight is left to finish: its helm process would outlive the run).
+        let (cancel, cancelled) = tokio::sync::watch::channel(false);
         loop {
             // Start what is ready, in plan order, while there is room, nothing failed and no
             // signal asked to stop (the changes in flight finish either way).
@@ -62,7 +68,26 @@ impl Runner<'_> {
                 let (change, _) = waiting.remove(i);
                 match self.start_change(change, &bindings) {
                     Ok((resource, desired)) => {
-                        in_flight.push(self.apply_change(change, resource, desired));
+                        let cancellable = !matches!(resource.spec, ResourceSpec::HelmRelease(_));
+                        let work = self.apply_change(change, resource, desired);
+                        let mut cancelled = cancelled.clone();
+                        let start = Instant::now();
+                        in_flight.push(async move {
+                            if !cancellable {
+                                return work.await;
+                            }
+                            tokio::select! {
+                                done = work => done,
+                                _ = cancelled.wait_for(|c| *c) => {
+                                    self.progress(&format!(
+                                        "{}: cancelled after {:.1}s: another change found the API server unreachable",
+                                        change.address,
+                                        start.elapsed().as_secs_f64()
+                                    ));
+                                    (change, Err(LiveError::Cancelled { address: change.address.to_string() }))
+                                }
+                            }
+                        });
                     }
                     Err(e) => failures.push(e.at(&change.address)),
                 }
@@ -80,7 +105,12 @@ impl Runner<'_> {
                     bindings.outputs.extend(outputs);
                     done.insert(change.address.clone());
                 }
-                Err(e) => failures.push(e.at(&change.address)),
+                Err(e) => {
+                    if found_unreachable(&e) {
+                        let _ = cancel.send(true);
+                    }
+                    failures.push(e.at(&change.address));
+                }
             }
         }
         if !failures.is_empty() {
@@ -206,7 +236,7 @@ impl Runner<'_> {
                     outputs.push((output.r#ref.clone(), value));
                 }
             }
-            Ok(outputs)
+            Ok::<_, LiveError>(outputs)
         }
         .await;
         match &result {
@@ -214,10 +244,16 @@ impl Runner<'_> {
                 "{address}: {done} after {:.1}s",
                 start.elapsed().as_secs_f64()
             )),
-            Err(e) => self.progress(&format!(
-                "{address}: failed after {:.1}s: {e}",
-                start.elapsed().as_secs_f64()
-            )),
+            Err(e) => {
+                // The error names the address itself (LiveError::at): not twice on one line.
+                let text = e.to_string();
+                let prefix = format!("{address}: ");
+                self.progress(&format!(
+                    "{address}: failed after {:.1}s: {}",
+                    start.elapsed().as_secs_f64(),
+                    text.strip_prefix(&prefix).unwrap_or(&text)
+                ))
+            }
         }
         (change, result)
     }
@@ -441,5 +477,15 @@ impl Runner<'_> {
                 })
         });
         Ok(accepted)
+    }
+}
+
+/// Whether a failed change found the API server unreachable (what a later run can get past):
+/// the other changes in flight are then cancelled.
+fn found_unreachable(error: &LiveError) -> bool {
+    match error {
+        LiveError::RunAgain { .. } => true,
+        LiveError::Timeout { unreachable, .. } => *unreachable,
+        other => crate::retry::is_transient(other),
     }
 }

@@ -132,6 +132,12 @@ impl Runner<'_> {
         mut others: BTreeMap<Address, ResourceChange>,
     ) -> Result<(), LiveError> {
         let mut pending: BTreeSet<Address> = BTreeSet::new();
+        // What each object's apply sends, by address (one lookup per object, not a scan).
+        let sent_by_address: BTreeMap<&str, &Value> = resolved
+            .objects
+            .iter()
+            .map(|d| (d.address.as_str(), &d.manifest))
+            .collect();
         for address in self.graph.order() {
             if !self.selected(address) {
                 continue;
@@ -143,11 +149,9 @@ impl Runner<'_> {
                         .states
                         .get(&address.to_string())
                         .expect("a state per desired object");
-                    let sent = resolved
-                        .objects
-                        .iter()
-                        .find(|d| d.address == address.to_string())
-                        .map(|d| d.manifest.clone());
+                    let sent = sent_by_address
+                        .get(address.to_string().as_str())
+                        .map(|m| (*m).clone());
                     let desired = &resolved.documents[address];
                     self.object_change(address, desired, sent, state, &pending)?
                 }
@@ -640,43 +644,52 @@ impl Runner<'_> {
         // The charts may have installed CRDs: the capabilities as the cluster serves them now.
         self.cluster.refresh_discovery().await?;
         let caps = self.capabilities().await?;
-        for (address, spec) in releases {
-            let Some(stored) =
-                crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
-                    .await?
-            else {
-                continue;
-            };
-            let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
-                continue;
-            };
-            if !stored.status.is_deployed() || self.still_verified(&stored, &chart, &caps).await? {
-                continue;
-            }
-            let objects = self.deployed_objects(address, spec, &stored)?;
-            let Some(versions) =
-                crate::helm_storage::live_versions(&self.cluster, &objects).await?
-            else {
-                continue;
-            };
-            let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
-            if !drift.is_empty() {
-                continue;
-            }
-            let record = crate::helm_storage::VerifiedRecord {
-                revision: stored.status.revision,
-                chart: crate::helm_storage::chart_digest(&chart)?,
-                capabilities: crate::helm_storage::capabilities_digest(&caps),
-                objects: versions,
-            };
-            crate::helm_storage::write_record(
-                &self.cluster,
-                &spec.namespace,
-                &stored.secret,
-                &record,
-            )
-            .await?;
+        // Releases are verified concurrently: after an apply from empty each is rendered and
+        // dry-run in full, which would otherwise add up at the end of the run.
+        let results: Vec<Result<(), LiveError>> = futures::stream::iter(releases)
+            .map(|(address, spec)| self.record_verified_release(address, spec, &caps))
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// [`Self::record_verified_releases`] for one release.
+    async fn record_verified_release(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        caps: &crate::helm::Capabilities,
+    ) -> Result<(), LiveError> {
+        let Some(stored) =
+            crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                .await?
+        else {
+            return Ok(());
+        };
+        let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
+            return Ok(());
+        };
+        if !stored.status.is_deployed() || self.still_verified(&stored, &chart, caps).await? {
+            return Ok(());
         }
+        let objects = self.deployed_objects(address, spec, &stored)?;
+        let Some(versions) = crate::helm_storage::live_versions(&self.cluster, &objects).await?
+        else {
+            return Ok(());
+        };
+        let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
+        if !drift.is_empty() {
+            return Ok(());
+        }
+        let record = crate::helm_storage::VerifiedRecord {
+            revision: stored.status.revision,
+            chart: crate::helm_storage::chart_digest(&chart)?,
+            capabilities: crate::helm_storage::capabilities_digest(caps),
+            objects: versions,
+        };
+        crate::helm_storage::write_record(&self.cluster, &spec.namespace, &stored.secret, &record)
+            .await?;
         Ok(())
     }
 }

@@ -123,6 +123,9 @@ pub fn local_chart_digest(path: &Path) -> String {
 }
 
 fn resources(plan: &Plan) -> Vec<Value> {
+    // A set, not a scan of every change per fingerprint (thousands of objects).
+    let changed: std::collections::BTreeSet<&engine::Address> =
+        plan.changes.iter().map(|c| &c.address).collect();
     plan.changes
         .iter()
         .map(|c| {
@@ -137,7 +140,7 @@ fn resources(plan: &Plan) -> Vec<Value> {
             // Live documents that are not changes of their own (e.g. read for outputs).
             plan.fingerprints
                 .iter()
-                .filter(|(a, _)| !plan.changes.iter().any(|c| &c.address == *a))
+                .filter(|(a, _)| !changed.contains(a))
                 .map(|(a, f)| json!({"address": a.to_string(), "live": f})),
         )
         .collect()
