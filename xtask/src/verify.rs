@@ -65,14 +65,16 @@ pub fn main(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let app = Url {
-        host: settings.nginx_fqdn(),
+        host: gateway::app_fqdn(settings)
+            .with_context(|| format!("hosts.{} is not set", gateway::HOST_KEY))?,
         port: kind.host_port,
         path_and_query: "/".into(),
     };
     let target = Target {
         gateway,
         app: app.clone(),
-        login_host: settings.dex_fqdn(),
+        login_host: sso::dex_fqdn(settings)
+            .with_context(|| format!("hosts.{} is not set", sso::DEX_HOST_KEY))?,
         login_port: kind.host_port,
         username: args
             .user

@@ -186,6 +186,55 @@ fn invalid_host_name() {
     );
 }
 
+/// `hosts:` holds the keys the modules declare (`ModuleDef::hosts`): a misspelt one is
+/// refused at its key, with the closest declared key.
+#[test]
+fn unknown_host_key_names_the_closest_declared_one() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: dex\n", "  dex: dex\n  dexx: auth\n");
+    let e = infra.expect(
+        None,
+        "unknown key `dexx`",
+        ENV,
+        infra.pos(ENV, "hosts:", "dexx"),
+        "hosts.dexx",
+    );
+    assert!(
+        e.help.unwrap().contains("did you mean `dex`?"),
+        "the sso module declares dex"
+    );
+}
+
+/// A host key a module declares (sso's `dex`) must be written.
+#[test]
+fn missing_declared_host_key() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: dex\n", "");
+    let e = infra.expect(
+        None,
+        "missing key `dex`",
+        ENV,
+        infra.pos(ENV, "hosts:", "nginx: nginx"),
+        "hosts",
+    );
+    assert_eq!(e.help.as_deref(), Some("add `dex:` here"));
+}
+
+/// Two host keys with the same host name: refused at the second, naming the first.
+#[test]
+fn two_host_keys_with_one_host_name() {
+    let infra = Infra::copy();
+    infra.edit(ENV, "  dex: dex\n", "  dex: nginx\n");
+    let e = infra.expect(
+        None,
+        "`nginx` is also the host of `nginx`",
+        ENV,
+        infra.pos(ENV, "  dex: nginx", "nginx"),
+        "hosts.dex",
+    );
+    assert!(e.message.starts_with("hosts clash:"), "{e}");
+}
+
 #[test]
 fn invalid_cluster_name() {
     let infra = Infra::copy();

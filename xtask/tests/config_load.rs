@@ -18,7 +18,7 @@ fn default_environment_loads() {
     let s = &env.settings;
     assert_eq!(s.name, "default");
     assert_eq!(s.cluster.provider, Provider::Kind);
-    assert_eq!(s.nginx_fqdn(), "nginx.example.com");
+    assert_eq!(gateway::app_fqdn(s).unwrap(), "nginx.example.com");
     assert_eq!(s.version("istio"), Some("1.30.3"));
     let pins = gateway::pinned_files(&env).unwrap();
     assert_eq!(pins.version, "v1.5.1");
@@ -142,7 +142,10 @@ fn staging_environment_loads() {
     let env = load(Some("staging"));
     assert_eq!(env.settings.name, "staging");
     assert_eq!(env.settings.cluster.name, "istio-staging");
-    assert_eq!(env.settings.nginx_fqdn(), "app.staging.example.com");
+    assert_eq!(
+        gateway::app_fqdn(&env.settings).unwrap(),
+        "app.staging.example.com"
+    );
     // Host port 8080: every URL a browser or OIDC compares carries it.
     let dex = env.release("dex").unwrap();
     assert_eq!(

@@ -289,7 +289,8 @@ impl Loader<'_> {
             settings.name = name.to_string();
         }
 
-        if !self.check_version_keys(&tree) {
+        let hosts_ok = self.check_host_keys(&tree);
+        if !self.check_version_keys(&tree) || !hosts_ok {
             return None;
         }
         let pins = self.read_pins();
@@ -467,7 +468,7 @@ impl Loader<'_> {
     fn check_settings(&mut self, s: &Settings, tree: &Node) {
         let broken = [
             naming_rules(s),
-            host_rules(s),
+            host_rules(s, tree),
             kind_rules(&s.cluster.kind),
             context_rules(s),
         ];
@@ -525,6 +526,59 @@ impl Loader<'_> {
                         format!("missing key `{}`", key.key),
                     )
                     .with_help(format!("add `{}:` here", key.key)),
+                );
+            }
+        }
+        let ok = errors.is_empty();
+        for e in errors {
+            self.push(e);
+        }
+        ok
+    }
+
+    /// The keys of `hosts:` are those the modules declare ([`crate::ModuleDef::hosts`]): an
+    /// unknown key is refused at its position, a missing one at `hosts`. `false` (errors
+    /// recorded) when one is wrong: the modules cannot read their hosts.
+    fn check_host_keys(&mut self, tree: &Node) -> bool {
+        let Some(hosts) = tree.get("hosts") else {
+            return true; // a missing `hosts:` is a missing key of the file
+        };
+        let mut declared: Vec<&'static str> = Vec::new();
+        for key in self.modules.iter().flat_map(|m| m.hosts().iter().copied()) {
+            if !declared.contains(&key) {
+                declared.push(key);
+            }
+        }
+        let mut errors = Vec::new();
+        if let NodeValue::Map(entries) = &hosts.value {
+            for entry in entries {
+                if declared.contains(&entry.key.as_str()) {
+                    continue;
+                }
+                let location = Location {
+                    file: hosts.file.to_path_buf(),
+                    line: entry.key_pos.line,
+                    column: entry.key_pos.column,
+                };
+                errors.push(
+                    ConfigError::new(
+                        location,
+                        join_key("hosts", &entry.key),
+                        format!("unknown key `{}`", entry.key),
+                    )
+                    .with_help(suggest::help_for(
+                        &entry.key,
+                        declared.iter().copied(),
+                        "valid keys here (the hosts the modules read)",
+                    )),
+                );
+            }
+        }
+        for key in &declared {
+            if hosts.get(key).is_none() {
+                errors.push(
+                    ConfigError::new(hosts.location(), "hosts", format!("missing key `{key}`"))
+                        .with_help(format!("add `{key}:` here")),
                 );
             }
         }
@@ -1643,26 +1697,34 @@ fn naming_rules(s: &Settings) -> Vec<BrokenRule> {
     .collect()
 }
 
-/// Each host is one DNS label, and the two differ.
-fn host_rules(s: &Settings) -> Vec<BrokenRule> {
-    let mut broken: Vec<BrokenRule> = [("nginx", &s.hosts.nginx), ("dex", &s.hosts.dex)]
-        .into_iter()
-        .filter_map(|(key, host)| {
-            rule(
-                &format!("hosts.{key}"),
-                validate::dns_label(host),
-                &format!("invalid host name `{host}`"),
-                "a host is one DNS label (lowercase letters, digits, `-`); the domain is added",
-            )
-        })
-        .collect();
-    if s.hosts.nginx == s.hosts.dex {
+/// Each host is one DNS label, and no two host keys share one (in file order: the second is
+/// refused, naming the first).
+fn host_rules(s: &Settings, tree: &Node) -> Vec<BrokenRule> {
+    // File order (the merged tree's), so that the clash is reported at the later key.
+    let keys: Vec<&str> = match tree.get("hosts").map(|n| &n.value) {
+        Some(NodeValue::Map(entries)) => entries.iter().map(|e| e.key.as_str()).collect(),
+        _ => s.hosts.keys().map(String::as_str).collect(),
+    };
+    let mut broken = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let Some(host) = s.hosts.get(*key) else {
+            continue;
+        };
+        let field = join_key("hosts", key);
         broken.extend(rule(
-            "hosts.dex",
-            Err(format!("`{}` is also the nginx host", s.hosts.dex)),
-            "hosts clash",
-            "Dex and the application need different host names",
+            &field,
+            validate::dns_label(host),
+            &format!("invalid host name `{host}`"),
+            "a host is one DNS label (lowercase letters, digits, `-`); the domain is added",
         ));
+        if let Some(first) = keys[..i].iter().find(|k| s.hosts.get(**k) == Some(host)) {
+            broken.extend(rule(
+                &field,
+                Err(format!("`{host}` is also the host of `{first}`")),
+                "hosts clash",
+                "each host key needs its own host name (they route to different services)",
+            ));
+        }
     }
     broken
 }

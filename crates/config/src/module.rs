@@ -28,6 +28,13 @@ pub trait ModuleDef: Sync {
         &[]
     }
 
+    /// The keys of `hosts:` in the environment file that the module reads (`dex`); the file
+    /// must set each. `config` refuses a key that no module declares and a missing one.
+    /// Two modules may declare the same key (both read it).
+    fn hosts(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// What the module wants: its resources, outputs and explicit dependencies.
     fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError>;
 

@@ -33,14 +33,17 @@ impl Settings {
         format!("{host}.{}", self.domain)
     }
 
-    /// The demo application's host name, e.g. `nginx.example.com`.
-    pub fn nginx_fqdn(&self) -> String {
-        self.fqdn(&self.hosts.nginx)
+    /// The FQDN of host key `key` (`hosts.<key>` + the domain), if `hosts:` has it; what
+    /// `${env.fqdn.<key>}` reads. A module reads the keys it declares
+    /// ([`crate::ModuleDef::hosts`]), which loading guarantees are set.
+    pub fn fqdn_of(&self, key: &str) -> Option<String> {
+        self.hosts.get(key).map(|host| self.fqdn(host))
     }
 
-    /// Dex's host name, e.g. `dex.example.com`.
-    pub fn dex_fqdn(&self) -> String {
-        self.fqdn(&self.hosts.dex)
+    /// The URL of host key `key` ([`Settings::url`]), if `hosts:` has it; what
+    /// `${env.url.<key>}` reads.
+    pub fn url_of(&self, key: &str) -> Option<String> {
+        self.hosts.get(key).map(|host| self.url(host))
     }
 
     /// The URL a browser uses for a host: `http://<host>.<domain>`, with `:<hostPort>` when the
@@ -55,10 +58,10 @@ impl Settings {
 
     /// Every host's URL by host key: what `${env.url.<key>}` reads (see [`Settings::url`]).
     pub fn urls(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("nginx".to_string(), self.url(&self.hosts.nginx)),
-            ("dex".to_string(), self.url(&self.hosts.dex)),
-        ])
+        self.hosts
+            .iter()
+            .map(|(key, host)| (key.clone(), self.url(host)))
+            .collect()
     }
 
     /// The version `versions.<key>` (`gatewayApi`), if the file (or a module's version check)
@@ -67,12 +70,12 @@ impl Settings {
         self.versions.get(key).map(String::as_str)
     }
 
-    /// Every host's FQDN by host key (`nginx`, `dex`): what `${env.fqdn.<key>}` reads.
+    /// Every host's FQDN by host key: what `${env.fqdn.<key>}` reads.
     pub fn fqdns(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("nginx".to_string(), self.nginx_fqdn()),
-            ("dex".to_string(), self.dex_fqdn()),
-        ])
+        self.hosts
+            .iter()
+            .map(|(key, host)| (key.clone(), self.fqdn(host)))
+            .collect()
     }
 }
 
@@ -143,15 +146,12 @@ pub fn parse_minor(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Host names (first DNS label) of the public endpoints.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Hosts {
-    /// The demo application (also carries OAuth2 Proxy's `/oauth2` paths).
-    pub nginx: String,
-    /// Dex (the OIDC issuer is `http://<dex fqdn>/dex`).
-    pub dex: String,
-}
+/// `hosts:` as written: the host name (first DNS label; the domain is added) of each public
+/// endpoint by host key (`app: nginx`). Each key is declared by a module that reads it
+/// ([`crate::ModuleDef::hosts`]); `config` refuses a key no module declares, a missing
+/// declared one, and two keys with the same host name. `${env.fqdn.<key>}` and
+/// `${env.url.<key>}` read them by key.
+pub type Hosts = BTreeMap<String, String>;
 
 /// `versions:` as written: a version string by key (`gatewayApi: v1.5.1`). Each key is read by
 /// the module that declares it ([`crate::ModuleDef::versions`]); `config` refuses a key no

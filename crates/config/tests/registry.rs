@@ -12,6 +12,7 @@ struct Toy {
     name: &'static str,
     outputs: &'static [&'static str],
     versions: &'static [VersionKey],
+    hosts: &'static [&'static str],
 }
 
 impl ModuleDef for Toy {
@@ -27,6 +28,10 @@ impl ModuleDef for Toy {
         self.versions
     }
 
+    fn hosts(&self) -> &'static [&'static str] {
+        self.hosts
+    }
+
     fn declare(&self, env: &Environment) -> Result<engine::Module, ConfigError> {
         let mut module = engine::Module::new(self.name);
         module.resources = env.declared_resources(self.name)?;
@@ -38,12 +43,14 @@ static WEB: Toy = Toy {
     name: "web",
     outputs: &["url"],
     versions: &[VersionKey::required("web")],
+    hosts: &["web"],
 };
 
 static CACHE: Toy = Toy {
     name: "cache",
     outputs: &[],
     versions: &[VersionKey::optional("cache")],
+    hosts: &["cache"],
 };
 
 const ENVIRONMENT: &str = "\
@@ -58,8 +65,8 @@ cluster:
     listenAddress: 127.0.0.1
 domain: example.com
 hosts:
-  nginx: nginx
-  dex: dex
+  web: web
+  cache: cache
 versions:
   web: 1.0.0
 charts: {}
@@ -74,6 +81,8 @@ metadata:
 data:
   version: ${env.versions.web}
   url: ${output.web.url}
+  link: ${env.url.web}/a
+  fqdn: ${env.fqdn.cache}
 ";
 
 /// A small infra directory: the files config reads, one manifest of module `web`, and a
@@ -122,6 +131,15 @@ fn a_local_registry_is_all_config_reads() {
     let data = &env.manifests[0].value["data"];
     assert_eq!(data["version"], "1.0.0");
     assert_eq!(data["url"], "${output.web.url}", "left for the engine");
+    assert_eq!(
+        data["link"], "http://web.example.com/a",
+        "any declared host key"
+    );
+    assert_eq!(data["fqdn"], "cache.example.com");
+    assert_eq!(
+        env.settings.fqdn_of("web").as_deref(),
+        Some("web.example.com")
+    );
     let module = WEB.declare(&env).unwrap();
     assert_eq!(
         module.resources[0].address.to_string(),
@@ -158,9 +176,55 @@ fn version_keys_are_those_the_registry_declares() {
     assert_eq!(missing.help.as_deref(), Some("add `web:` here"));
 }
 
+/// `hosts:` holds the keys the modules declare (`ModuleDef::hosts`), as `versions:` does.
+#[test]
+fn host_keys_are_those_the_registry_declares() {
+    let dir = infra(
+        &ENVIRONMENT.replace(
+            "  cache: cache
+",
+            "  cahce: cache
+",
+        ),
+        MANIFEST.replace("${env.fqdn.cache}", "x").as_str(),
+    );
+    let errors = load(dir.path()).unwrap_err();
+    let unknown = only_error(&errors, "unknown key `cahce`");
+    assert_eq!(unknown.field, "hosts.cahce");
+    assert_eq!((unknown.line, unknown.column), (13, 3));
+    assert!(unknown.help.unwrap().contains("did you mean `cache`?"));
+    let missing = only_error(&errors, "missing key `cache`");
+    assert_eq!(missing.field, "hosts");
+    assert_eq!((missing.line, missing.column), (12, 3));
+    assert_eq!(missing.help.as_deref(), Some("add `cache:` here"));
+}
+
+/// Two host keys with one host name: the later one is refused, naming the first.
+#[test]
+fn two_host_keys_with_one_host_name_are_refused_at_the_second() {
+    let dir = infra(
+        &ENVIRONMENT.replace(
+            "  cache: cache
+",
+            "  cache: web
+",
+        ),
+        MANIFEST,
+    );
+    let errors = load(dir.path()).unwrap_err();
+    let e = only_error(&errors, "hosts clash");
+    assert_eq!(e.message, "hosts clash: `web` is also the host of `web`");
+    assert_eq!(e.field, "hosts.cache");
+    assert_eq!((e.line, e.column), (13, 10));
+}
+
 #[test]
 fn a_module_the_registry_does_not_list_is_refused() {
-    let dir = infra(ENVIRONMENT, MANIFEST);
+    // Without the host key only `cache` declares.
+    let dir = infra(
+        &ENVIRONMENT.replace("  cache: cache\n", ""),
+        &MANIFEST.replace("${env.fqdn.cache}", "x"),
+    );
     let errors = config::load(dir.path(), None, &[&WEB]).unwrap_err().0;
     let e = only_error(&errors, "cache");
     assert!(e.file.ends_with("modules.yaml"), "{e:#?}");

@@ -22,6 +22,15 @@ impl live::session::ModuleCommands for Gateway {
     }
 }
 
+/// The key of `hosts:` of the demo application (its HTTPRoute's host name).
+pub const HOST_KEY: &str = "nginx";
+
+/// The demo application's FQDN (`nginx.example.com`), `None` when `hosts:` lacks
+/// [`HOST_KEY`] (loading refuses that while this module is registered).
+pub fn app_fqdn(settings: &config::Settings) -> Option<String> {
+    settings.fqdn_of(HOST_KEY)
+}
+
 /// The keys of `versions:` this module reads.
 const VERSIONS: &[VersionKey] = &[VersionKey::required(VERSION_KEY)];
 
@@ -40,6 +49,10 @@ impl config::ModuleDef for Gateway {
 
     fn versions(&self) -> &'static [VersionKey] {
         VERSIONS
+    }
+
+    fn hosts(&self) -> &'static [&'static str] {
+        &[HOST_KEY]
     }
 
     fn check_versions(&self, check: &mut VersionCheck<'_>) {

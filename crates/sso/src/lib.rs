@@ -34,6 +34,19 @@ const VERSIONS: &[VersionKey] = &[
     VersionKey::required("oauth2Proxy"),
 ];
 
+/// The key of `hosts:` of Dex (the OIDC issuer is `${env.url.dex}/dex`).
+pub const DEX_HOST_KEY: &str = "dex";
+
+/// The keys of `hosts:` this module reads: Dex's, and the protected application's (OAuth2
+/// Proxy's `/oauth2` paths and its redirect URI live on that host).
+const HOSTS: &[&str] = &[DEX_HOST_KEY, "nginx"];
+
+/// Dex's FQDN (`dex.example.com`), `None` when `hosts:` lacks [`DEX_HOST_KEY`] (loading
+/// refuses that while this module is registered).
+pub fn dex_fqdn(settings: &config::Settings) -> Option<String> {
+    settings.fqdn_of(DEX_HOST_KEY)
+}
+
 impl config::ModuleDef for Sso {
     fn name(&self) -> &'static str {
         NAME
@@ -54,6 +67,10 @@ impl config::ModuleDef for Sso {
     /// The chart versions of its releases (`versionFrom` in `modules.yaml`).
     fn versions(&self) -> &'static [VersionKey] {
         VERSIONS
+    }
+
+    fn hosts(&self) -> &'static [&'static str] {
+        HOSTS
     }
 
     fn check_settings(&self, section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
