@@ -2,6 +2,8 @@
 //!
 //! Each test copies the real `infra/` into a temp dir, breaks one thing, and checks the error.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,28 +14,11 @@ struct Infra {
     root: PathBuf,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 impl Infra {
     /// A copy of the real infra/.
     fn copy() -> Infra {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("infra");
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
-            &root,
-        );
+        let root = support::copy_infra(dir.path());
         Infra { _dir: dir, root }
     }
 

@@ -1,8 +1,10 @@
 //! The mesh's cross-version rules (Istio with Gateway API and Kubernetes), as `config::load`
 //! reports them: at the setting's file, line and column, with help.
 
+mod support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use config::ConfigError;
 
@@ -14,27 +16,10 @@ struct Infra {
     root: PathBuf,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 impl Infra {
     fn copy() -> Infra {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("infra");
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
-            &root,
-        );
+        let root = support::copy_infra(dir.path());
         Infra { _dir: dir, root }
     }
 

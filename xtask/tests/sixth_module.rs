@@ -2,6 +2,8 @@
 //! the same interface as the five real ones ([`config::ModuleDef`]), is read from
 //! `modules.yaml`, its output is a placeholder config accepts, and the graph orders it.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 
@@ -40,27 +42,10 @@ impl ModuleDef for Toy {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A copy of `infra/` with the toy's directory and its section in `modules.yaml`: a greeting
 /// that reads the gateway's output, and a reader of the toy's own output.
 fn infra_with_a_toy(dir: &Path) -> std::path::PathBuf {
-    let root = dir.join("infra");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
-        &root,
-    );
+    let root = support::copy_infra(dir);
     fs::create_dir(root.join("toy")).unwrap();
     fs::write(
         root.join("toy/greeting.yaml"),

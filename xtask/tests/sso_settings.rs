@@ -1,25 +1,14 @@
 //! The `sso:` section of the environment file is the sso module's: its typed form and rules
 //! live here, and `config::load` reports their errors at file, line, column and field.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use config::ConfigError;
 
 const ENV: &str = "environment.yaml";
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// A copy of `infra/` with one edit of the environment file; the errors of loading it, and
 /// the 1-based line and column of `needle` in the edited file.
@@ -29,11 +18,7 @@ fn load_with(
     needle: &str,
 ) -> (tempfile::TempDir, PathBuf, Vec<ConfigError>, (usize, usize)) {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("infra");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra"),
-        &root,
-    );
+    let root = support::copy_infra(dir.path());
     let text = fs::read_to_string(root.join(ENV)).unwrap();
     assert_eq!(text.matches(from).count(), 1, "`{from}` once in {ENV}");
     let text = text.replacen(from, to, 1);
