@@ -484,100 +484,70 @@ impl Loader<'_> {
     /// an unknown key is refused at its position, a missing required one at `versions`.
     /// `false` (errors recorded) when one is wrong: the modules cannot read their versions.
     fn check_version_keys(&mut self, tree: &Node) -> bool {
-        let Some(versions) = tree.get("versions") else {
-            return true; // a missing `versions:` is a missing key of the file
-        };
         let declared: Vec<VersionKey> = self
             .modules
             .iter()
             .flat_map(|m| m.versions().iter().copied())
             .collect();
-        let mut errors = Vec::new();
-        if let NodeValue::Map(entries) = &versions.value {
-            for entry in entries {
-                if declared.iter().any(|k| k.key == entry.key) {
-                    continue;
-                }
-                let location = Location {
-                    file: versions.file.to_path_buf(),
-                    line: entry.key_pos.line,
-                    column: entry.key_pos.column,
-                };
-                errors.push(
-                    ConfigError::new(
-                        location,
-                        format!("versions.{}", entry.key),
-                        format!("unknown key `{}`", entry.key),
-                    )
-                    .with_help(suggest::help_for(
-                        &entry.key,
-                        declared.iter().map(|k| k.key),
-                        "valid keys here (the versions the modules read)",
-                    )),
-                );
-            }
-        }
-        for key in declared.iter().filter(|k| k.required) {
-            if versions.get(key.key).is_none() {
-                errors.push(
-                    ConfigError::new(
-                        versions.location(),
-                        "versions",
-                        format!("missing key `{}`", key.key),
-                    )
-                    .with_help(format!("add `{}:` here", key.key)),
-                );
-            }
-        }
-        let ok = errors.is_empty();
-        for e in errors {
-            self.push(e);
-        }
-        ok
+        let keys: Vec<(&str, bool)> = declared.iter().map(|k| (k.key, k.required)).collect();
+        self.check_declared_keys(tree, "versions", &keys, "the versions the modules read")
     }
 
     /// The keys of `hosts:` are those the modules declare ([`crate::ModuleDef::hosts`]): an
     /// unknown key is refused at its position, a missing one at `hosts`. `false` (errors
     /// recorded) when one is wrong: the modules cannot read their hosts.
     fn check_host_keys(&mut self, tree: &Node) -> bool {
-        let Some(hosts) = tree.get("hosts") else {
-            return true; // a missing `hosts:` is a missing key of the file
-        };
-        let mut declared: Vec<&'static str> = Vec::new();
+        let mut keys: Vec<(&str, bool)> = Vec::new();
         for key in self.modules.iter().flat_map(|m| m.hosts().iter().copied()) {
-            if !declared.contains(&key) {
-                declared.push(key);
+            if !keys.iter().any(|(k, _)| *k == key) {
+                keys.push((key, true));
             }
         }
+        self.check_declared_keys(tree, "hosts", &keys, "the hosts the modules read")
+    }
+
+    /// A map of the file whose keys the modules declare (`(key, required)`): an unknown key is
+    /// refused at its position with the closest declared one, a missing required one at the
+    /// map. `false` (errors recorded) when one is wrong.
+    fn check_declared_keys(
+        &mut self,
+        tree: &Node,
+        section: &str,
+        declared: &[(&str, bool)],
+        what: &str,
+    ) -> bool {
+        let Some(map) = tree.get(section) else {
+            return true; // a missing section is a missing key of the file
+        };
         let mut errors = Vec::new();
-        if let NodeValue::Map(entries) = &hosts.value {
+        if let NodeValue::Map(entries) = &map.value {
             for entry in entries {
-                if declared.contains(&entry.key.as_str()) {
+                if declared.iter().any(|(k, _)| *k == entry.key) {
                     continue;
                 }
                 let location = Location {
-                    file: hosts.file.to_path_buf(),
+                    file: map.file.to_path_buf(),
                     line: entry.key_pos.line,
                     column: entry.key_pos.column,
                 };
                 errors.push(
                     ConfigError::new(
                         location,
-                        join_key("hosts", &entry.key),
+                        join_key(section, &entry.key),
                         format!("unknown key `{}`", entry.key),
                     )
                     .with_help(suggest::help_for(
                         &entry.key,
-                        declared.iter().copied(),
-                        "valid keys here (the hosts the modules read)",
+                        declared.iter().map(|(k, _)| *k),
+                        &format!("valid keys here ({what})"),
                     )),
                 );
             }
         }
-        for key in &declared {
-            if hosts.get(key).is_none() {
+        for (key, _) in declared.iter().filter(|(_, required)| *required) {
+            if map.get(key).is_none() {
                 errors.push(
-                    ConfigError::new(hosts.location(), "hosts", format!("missing key `{key}`"))
+                    ConfigError::new(map.location(), section, format!("missing key `{key}`"))
                         .with_help(format!("add `{key}:` here")),
                 );
             }
