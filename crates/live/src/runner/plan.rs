@@ -24,16 +24,20 @@ impl Runner<'_> {
         // Types this environment applied before (its inventory): an object whose kind no longer
         // appears in the configuration is still found, and pruned.
         let inventory = self.read_inventory().await?;
-        let facts = objects::gather(
-            &self.cluster,
-            &self.environment,
-            &resolved.objects,
-            &resolved.planned,
-            &inventory,
-            self.options.concurrency,
-        )
-        .await?;
-        let others = self.plan_others(&resolved.documents).await?;
+        // The objects' facts (lists, dry runs) and the other resources (releases: renders)
+        // do not depend on each other: gathered at once.
+        let (facts, others) = tokio::join!(
+            objects::gather(
+                &self.cluster,
+                &self.environment,
+                &resolved.objects,
+                &resolved.planned,
+                &inventory,
+                self.options.concurrency,
+            ),
+            self.plan_others(&resolved.documents)
+        );
+        let (facts, others) = (facts?, others?);
         let mut plan = Plan::new(&self.environment);
         self.push_changes(&mut plan, &resolved, &facts, others)?;
         self.push_prunes(&mut plan, &facts.orphans);
