@@ -336,9 +336,12 @@ fn every_architecture_invariant_names_its_test() {
             continue;
         };
         let list = tail.split(')').next().unwrap_or_default();
+        // The quoted names (the list may group them: `(test: `a`; the rules: `b`, `c`)`).
         let names: Vec<&str> = list
-            .split(',')
-            .map(|n| n.trim().trim_matches('`'))
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::trim)
             .filter(|n| !n.is_empty())
             .collect();
         if names.is_empty() {
