@@ -564,6 +564,7 @@ impl Loader<'_> {
 
     /// Each module's cross-version rules ([`crate::ModuleDef::check_versions`]), in registry
     /// order until one stops; `false` when one did (the versions cannot be used).
+    ///
     /// Each module first gives the versions its section holds for the others' rules
     /// ([`crate::ModuleDef::provided_versions`]).
     fn check_versions(
