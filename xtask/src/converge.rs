@@ -136,6 +136,7 @@ fn session_options(
         command: command.to_owned(),
         envctl_version: env!("CARGO_PKG_VERSION").to_owned(),
         interrupt,
+        readiness: xtask::readiness_rules(),
         ..SessionOptions::default()
     })
 }

@@ -11,6 +11,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 
+use crate::readiness::ReadinessRule;
 use crate::{Cluster, LiveError, TypeInfo};
 
 /// Whether an object is ready for what comes after it.
@@ -30,9 +31,8 @@ pub enum Readiness {
 /// - Deployment: the controller saw this generation, `Available`, every replica updated.
 /// - DaemonSet: rolled out (every scheduled pod updated and ready).
 /// - Namespace: `Active`.
-/// - HTTPRoute: every parent `Accepted` and `ResolvedRefs`.
-/// - Gateway: `Programmed` (callers only wait for it when a controller serves the class).
-/// - Everything else: ready once it exists.
+/// - Everything else: ready once it exists (a module's [`ReadinessRule`] says more for the
+///   kinds of its domain).
 pub fn readiness(object: &Value) -> Readiness {
     let kind = object
         .get("kind")
@@ -46,13 +46,37 @@ pub fn readiness(object: &Value) -> Readiness {
             Some("Active") => Readiness::Ready,
             phase => waiting("phase Active", phase.unwrap_or("no phase yet")),
         },
-        "HTTPRoute" => http_route(object),
-        "Gateway" => condition_ready(object, "Programmed"),
         _ => Readiness::Ready,
     }
 }
 
-fn waiting(what: &str, last: &str) -> Readiness {
+/// Live's own readiness rule: apply waits for CustomResourceDefinitions, Deployments,
+/// DaemonSets and Namespaces, ready as [`readiness`] says.
+pub struct BuiltIn;
+
+impl ReadinessRule for BuiltIn {
+    fn governs(&self, _api_version: &str, kind: &str) -> bool {
+        matches!(
+            kind,
+            "CustomResourceDefinition" | "Deployment" | "DaemonSet" | "Namespace"
+        )
+    }
+
+    fn wait_for<'a>(
+        &'a self,
+        _cluster: &'a Cluster,
+        _manifest: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<bool, LiveError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn readiness(&self, object: &Value) -> Readiness {
+        readiness(object)
+    }
+}
+
+/// Waiting for `what`, the latest state seen `last`.
+pub fn waiting(what: &str, last: &str) -> Readiness {
     Readiness::Waiting {
         what: what.to_owned(),
         last: last.to_owned(),
@@ -88,11 +112,14 @@ fn describe(condition: Option<&Value>, kind: &str) -> String {
     }
 }
 
-fn condition_ready(object: &Value, kind: &str) -> Readiness {
+/// Ready when the object's condition `kind` is `True`; else what it says.
+pub fn condition_ready(object: &Value, kind: &str) -> Readiness {
     conditions_ready(object.pointer("/status/conditions"), kind)
 }
 
-fn conditions_ready(conditions: Option<&Value>, kind: &str) -> Readiness {
+/// Ready when the condition `kind` of a `conditions` list is `True` (e.g. of one parent of
+/// a route's status); else what it says.
+pub fn conditions_ready(conditions: Option<&Value>, kind: &str) -> Readiness {
     let found = condition(conditions, kind);
     if found.and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True") {
         Readiness::Ready
@@ -148,23 +175,6 @@ fn daemon_set(object: &Value) -> Readiness {
     Readiness::Ready
 }
 
-fn http_route(object: &Value) -> Readiness {
-    let parents = object.pointer("/status/parents").and_then(Value::as_array);
-    let Some(parents) = parents.filter(|p| !p.is_empty()) else {
-        return waiting("Accepted by its parent Gateway", "no parent status yet");
-    };
-    for parent in parents {
-        for kind in ["Accepted", "ResolvedRefs"] {
-            if let Readiness::Waiting { what, last } =
-                conditions_ready(parent.get("conditions"), kind)
-            {
-                return Readiness::Waiting { what, last };
-            }
-        }
-    }
-    Readiness::Ready
-}
-
 /// How long to wait, how often to look for reasons, and how often to say so.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitOptions {
@@ -213,7 +223,7 @@ impl WaitOptions {
     }
 }
 
-/// Watches an object until [`readiness`] says ready, through the reporter: every Warning event
+/// Watches an object until `rule` says it is ready, through the reporter: every Warning event
 /// of the object and of what it owns (a Deployment's ReplicaSets and Pods, a DaemonSet's Pods)
 /// as it appears, and every `progress_every` what is awaited, the object's conditions that are
 /// not as they should be, its Pods' waiting reasons and the latest warning.
@@ -221,12 +231,14 @@ impl WaitOptions {
 /// A failure that will not heal by waiting (see [`heal`]) ends the wait early with its reason;
 /// otherwise the error after `timeout` names the object, what was awaited and the last reason
 /// seen. A failed read of the API server is reported and retried until the deadline.
+#[allow(clippy::too_many_arguments)]
 pub async fn wait_ready(
     cluster: &Cluster,
     ty: &TypeInfo,
     namespace: Option<&str>,
     name: &str,
     label: &str,
+    rule: &dyn ReadinessRule,
     options: WaitOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), LiveError> {
@@ -240,7 +252,7 @@ pub async fn wait_ready(
         progress,
         true,
         |object| match object {
-            Some(object) => match readiness(object) {
+            Some(object) => match rule.readiness(object) {
                 Readiness::Ready => None,
                 Readiness::Waiting { what, last } => Some((what, last)),
             },
@@ -1008,24 +1020,6 @@ mod tests {
         let ds = json!({"kind": "DaemonSet", "metadata": {"generation": 1},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1}});
         assert_eq!(readiness(&ds), Readiness::Ready);
-    }
-
-    #[test]
-    fn http_route_needs_every_parent_accepted_and_resolved() {
-        let route = json!({"kind": "HTTPRoute", "status": {"parents": [{"conditions": [
-            {"type": "Accepted", "status": "True"},
-            {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "message": "service sso/dex not found"}]}]}});
-        assert_eq!(
-            readiness(&route),
-            waiting(
-                "condition ResolvedRefs",
-                "ResolvedRefs=False: BackendNotFound: service sso/dex not found"
-            )
-        );
-        assert!(matches!(
-            readiness(&json!({"kind": "HTTPRoute"})),
-            Readiness::Waiting { .. }
-        ));
     }
 
     fn event(

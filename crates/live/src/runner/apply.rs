@@ -383,100 +383,40 @@ impl Runner<'_> {
             .await
             .map_err(|e| e.at(address))?;
         let (namespace, name) = identity(&manifest);
-        if kind == "CustomResourceDefinition" {
-            wait::wait_ready(
-                &self.cluster,
-                &ty,
-                None,
-                &name,
-                &address.to_string(),
-                self.options.wait,
-                self.report,
-            )
-            .await?;
-            self.cluster.refresh_discovery().await?;
-        } else if self.needs_wait(&manifest).await? {
+        if let Some(rule) = self.wait_rule(&manifest).await? {
             wait::wait_ready(
                 &self.cluster,
                 &ty,
                 namespace.as_deref(),
                 &name,
                 &address.to_string(),
+                rule,
                 self.options.wait,
                 self.report,
             )
             .await?;
         }
+        if kind == "CustomResourceDefinition" {
+            self.cluster.refresh_discovery().await?;
+        }
         Ok(())
     }
 
-    /// Waits for workloads and for anything others depend on; Gateway API objects only when a
-    /// controller serves their class (no controller means no status to wait for).
-    async fn needs_wait(&self, manifest: &Value) -> Result<bool, LiveError> {
-        let kind = text(manifest, "/kind");
-        match kind {
-            "Deployment" | "DaemonSet" | "Namespace" => Ok(true),
-            "Gateway" => {
-                self.class_has_controller(
-                    manifest
-                        .pointer("/spec/gatewayClassName")
-                        .and_then(Value::as_str),
-                )
-                .await
-            }
-            // A route is Accepted by its Gateway's controller: wait only where one runs.
-            "HTTPRoute" => {
-                let Some(ty) = self
-                    .cluster
-                    .resolve("gateway.networking.k8s.io/v1", "Gateway")
-                else {
-                    return Ok(false);
-                };
-                let route_ns = manifest
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str);
-                for parent in manifest
-                    .pointer("/spec/parentRefs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = text(parent, "/name");
-                    let ns = parent.get("namespace").and_then(Value::as_str).or(route_ns);
-                    let class = self.cluster.get(&ty, ns, name).await?.and_then(|g| {
-                        g.pointer("/spec/gatewayClassName")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    });
-                    if !self.class_has_controller(class.as_deref()).await? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn class_has_controller(&self, class: Option<&str>) -> Result<bool, LiveError> {
-        let Some(class) = class else { return Ok(false) };
-        let Some(ty) = self
-            .cluster
-            .resolve("gateway.networking.k8s.io/v1", "GatewayClass")
+    /// The readiness rule apply waits for an applied object by (a module's, for the kinds of
+    /// its domain, or live's built-in one); `None`: nothing to wait for.
+    async fn wait_rule(
+        &self,
+        manifest: &Value,
+    ) -> Result<Option<&'static dyn crate::ReadinessRule>, LiveError> {
+        let (api_version, kind) = type_of(manifest);
+        let Some(rule) = crate::readiness::rule_for(&self.options.readiness, api_version, kind)
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let accepted = self.cluster.get(&ty, None, class).await?.is_some_and(|c| {
-            c.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|conditions| {
-                    conditions.iter().any(|x| {
-                        x.get("type").and_then(Value::as_str) == Some("Accepted")
-                            && x.get("status").and_then(Value::as_str) == Some("True")
-                    })
-                })
-        });
-        Ok(accepted)
+        Ok(rule
+            .wait_for(&self.cluster, manifest)
+            .await?
+            .then_some(rule))
     }
 }
 

@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// Addresses of objects that exist but are not envctl's, to take over (`--adopt`);
     /// any other such object is refused.
     pub adopt: BTreeSet<String>,
+    /// The modules' readiness rules (see [`crate::readiness`]); live's built-in rule comes
+    /// after them.
+    pub readiness: Vec<&'static dyn crate::ReadinessRule>,
 }
 
 impl Default for RunOptions {
@@ -72,6 +75,7 @@ impl Default for RunOptions {
             helm: None,
             interrupt: Default::default(),
             adopt: BTreeSet::new(),
+            readiness: Vec::new(),
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct SessionOptions {
     pub envctl_version: String,
     /// The process's signals.
     pub interrupt: Interrupt,
+    /// The readiness rules of the modules ([`ModuleCommands::readiness`] of each).
+    pub readiness: Vec<&'static dyn crate::ReadinessRule>,
 }
 
 /// Why a session failed.
@@ -236,6 +238,7 @@ impl<'a> Session<'a> {
             helm,
             interrupt: self.options.interrupt.clone(),
             adopt: self.options.adopt.clone(),
+            readiness: self.options.readiness.clone(),
             wait: crate::wait::WaitOptions::from_env()?,
         })
     }
