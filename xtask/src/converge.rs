@@ -160,8 +160,8 @@ async fn plan_of(
     })
 }
 
-fn progress(line: &str) {
-    crate::live_line::progress(line);
+fn progress(event: &live::Progress) {
+    crate::live_line::progress(event);
 }
 
 fn show_plan(plan: &Plan) {

@@ -12,6 +12,7 @@ pub mod helm;
 pub mod helm_storage;
 pub mod objects;
 pub mod process;
+pub mod progress;
 pub mod provider;
 pub mod readiness;
 pub mod retry;
@@ -23,6 +24,7 @@ pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
 pub use process::ProcessError;
+pub use progress::{Progress, Step};
 pub use readiness::ReadinessRule;
 
 /// The status an API server answered a failed request with (`kube::Error::Api`).

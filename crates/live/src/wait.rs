@@ -11,6 +11,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 
+use crate::progress::Progress;
 use crate::readiness::ReadinessRule;
 use crate::{Cluster, LiveError, TypeInfo};
 
@@ -240,7 +241,7 @@ pub async fn wait_ready(
     label: &str,
     rule: &dyn ReadinessRule,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(), LiveError> {
     watch_until(
         cluster,
@@ -270,7 +271,7 @@ pub async fn wait_gone(
     name: &str,
     label: &str,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(), LiveError> {
     watch_until(
         cluster,
@@ -313,7 +314,7 @@ async fn watch_until(
     name: &str,
     label: &str,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
     diagnose: bool,
     pending: impl Fn(Option<&Value>) -> Option<(String, String)>,
 ) -> Result<(), LiveError> {
@@ -339,7 +340,8 @@ async fn watch_until(
     let mut next_report = options.progress_every;
     let mut installing_since: Option<Duration> = None;
     let mut nudged: Option<Duration> = None;
-    let say = |line: String| progress(&format!("{label}: {line}"));
+    let say = |event: Progress| progress(&event);
+    let address = || label.to_owned();
 
     loop {
         tokio::select! {
@@ -348,11 +350,11 @@ async fn watch_until(
                     Some(Ok(event)) => event,
                     Some(Err(error)) => {
                         if unreachable.is_none() {
-                            say(format!(
-                                "cannot read it from the API server ({}); still waiting [{}s elapsed]",
-                                crate::retry::chain_text(&error),
-                                start.elapsed().as_secs()
-                            ));
+                            say(Progress::Unreachable {
+                                address: address(),
+                                error: crate::retry::chain_text(&error),
+                                elapsed: start.elapsed(),
+                            });
                         }
                         unreachable = Some(crate::retry::chain_text(&error));
                         continue;
@@ -360,7 +362,7 @@ async fn watch_until(
                     None => return Err(LiveError::WatchEnded { address: label.to_owned() }),
                 };
                 if unreachable.take().is_some() {
-                    say("the API server answers again".into());
+                    say(Progress::Reachable { address: address() });
                 }
                 match event {
                     watcher::Event::Init => listing = None,
@@ -385,11 +387,10 @@ async fn watch_until(
                         && nudged.is_none_or(|at| elapsed.saturating_sub(at) >= CRD_NUDGE_AFTER * 3)
                     {
                         nudged = Some(elapsed);
-                        say(format!(
-                            "names accepted but not Established for {}s (an API server that \
-                             restarted misses it): updating it to wake the establishing controller",
-                            elapsed.saturating_sub(since).as_secs()
-                        ));
+                        say(Progress::Nudged {
+                            address: address(),
+                            stuck: elapsed.saturating_sub(since),
+                        });
                         if let Err(error) = nudge(cluster, ty, name).await {
                             unreachable = Some(error.to_string());
                         }
@@ -403,8 +404,13 @@ async fn watch_until(
                         Err(_) => unreachable = Some("no answer to the look for reasons".into()),
                         Ok(Err(error)) => unreachable = Some(error.to_string()),
                         Ok(Ok(found)) => {
-                            for line in reasons.observe(elapsed, found) {
-                                say(line);
+                            for warning in reasons.observe(elapsed, found) {
+                                say(Progress::Warning {
+                                    address: address(),
+                                    reason: warning.reason,
+                                    object: warning.object,
+                                    message: warning.message,
+                                });
                             }
                             if let Some(verdict) = reasons.verdict(elapsed, options.settle) {
                                 return Err(LiveError::WillNotBeReady {
@@ -419,11 +425,12 @@ async fn watch_until(
                     let (what, last) = state.clone().unwrap_or_else(|| {
                         ("the first read of the object".into(), "nothing read yet".into())
                     });
-                    say(format!(
-                        "still waiting for {what} [{}s elapsed] ({})",
-                        elapsed.as_secs(),
-                        reasons.summary(&last, unreachable.as_deref())
-                    ));
+                    say(Progress::Waiting {
+                        address: address(),
+                        what,
+                        elapsed,
+                        reason: reasons.summary(&last, unreachable.as_deref()),
+                    });
                     next_report += options.progress_every;
                 }
             }
@@ -846,9 +853,9 @@ struct Tracked {
 }
 
 impl Reasons {
-    /// Takes one look (at `now` since the wait started); returns the lines to report now: each
-    /// warning that happened during the wait, once per message.
-    pub fn observe(&mut self, now: Duration, found: Found) -> Vec<String> {
+    /// Takes one look (at `now` since the wait started); returns the warnings to report now:
+    /// each that happened during the wait, once per message.
+    pub fn observe(&mut self, now: Duration, found: Found) -> Vec<Warning> {
         let first = self.looks == 0;
         self.looks += 1;
         let mut lines = Vec::new();
@@ -871,10 +878,7 @@ impl Reasons {
                 && tracked.reported.as_deref() != Some(&tracked.warning.message)
             {
                 tracked.reported = Some(tracked.warning.message.clone());
-                lines.push(format!(
-                    "Warning {} on {}: {}",
-                    tracked.warning.reason, tracked.warning.object, tracked.warning.message
-                ));
+                lines.push(tracked.warning.clone());
             }
         }
         let mut conditions = BTreeMap::new();
@@ -1191,12 +1195,11 @@ mod tests {
                 "2",
             )]),
         );
-        assert_eq!(
-            lines,
-            [format!(
-                "Warning FailedCreate on replicaset/web/rs: {WEBHOOK_DOWN}"
-            )]
-        );
+        let seen: Vec<(&str, &str, &str)> = lines
+            .iter()
+            .map(|w| (w.reason.as_str(), w.object.as_str(), w.message.as_str()))
+            .collect();
+        assert_eq!(seen, [("FailedCreate", "replicaset/web/rs", WEBHOOK_DOWN)]);
         assert!(
             reasons
                 .observe(

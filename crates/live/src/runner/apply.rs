@@ -79,11 +79,10 @@ impl Runner<'_> {
                             tokio::select! {
                                 done = work => done,
                                 _ = cancelled.wait_for(|c| *c) => {
-                                    self.progress(&format!(
-                                        "{}: cancelled after {:.1}s: another change found the API server unreachable",
-                                        change.address,
-                                        start.elapsed().as_secs_f64()
-                                    ));
+                                    self.progress(Progress::Cancelled {
+                                        address: change.address.to_string(),
+                                        elapsed: start.elapsed(),
+                                    });
                                     (change, Err(LiveError::Cancelled { address: change.address.to_string() }))
                                 }
                             }
@@ -134,17 +133,20 @@ impl Runner<'_> {
                 return Ok(report);
             }
             let start = Instant::now();
-            self.progress(&format!("{}: Destroying...", change.address));
+            self.progress(Progress::Started {
+                address: change.address.to_string(),
+                step: Step::Destroy,
+            });
             let before = change.before.clone().unwrap_or_default();
             self.delete_object(&change.address, &before)
                 .await
                 .map_err(|e| again(&change.address, e))?;
             report.deleted += 1;
-            self.progress(&format!(
-                "{}: Destruction complete after {}s",
-                change.address,
-                start.elapsed().as_secs()
-            ));
+            self.progress(Progress::Done {
+                address: change.address.to_string(),
+                step: Step::Destroy,
+                elapsed: start.elapsed(),
+            });
         }
         self.write_inventory().await?;
         self.record_verified_releases().await?;
@@ -218,12 +220,15 @@ impl Runner<'_> {
     ) {
         let address = &change.address;
         let start = Instant::now();
-        let (verb, done) = match change.action {
-            Action::Create => ("Creating", "Creation complete"),
-            Action::Replace { .. } => ("Replacing", "Replacement complete"),
-            _ => ("Modifying", "Modifications complete"),
+        let step = match change.action {
+            Action::Create => Step::Create,
+            Action::Replace { .. } => Step::Replace,
+            _ => Step::Modify,
         };
-        self.progress(&format!("{address}: {verb}..."));
+        self.progress(Progress::Started {
+            address: address.to_string(),
+            step,
+        });
         let result = async {
             self.make_change(change, resource, &desired).await?;
             let mut outputs = Vec::new();
@@ -240,19 +245,20 @@ impl Runner<'_> {
         }
         .await;
         match &result {
-            Ok(_) => self.progress(&format!(
-                "{address}: {done} after {:.1}s",
-                start.elapsed().as_secs_f64()
-            )),
+            Ok(_) => self.progress(Progress::Done {
+                address: address.to_string(),
+                step,
+                elapsed: start.elapsed(),
+            }),
             Err(e) => {
                 // The error names the address itself (LiveError::at): not twice on one line.
                 let text = e.to_string();
                 let prefix = format!("{address}: ");
-                self.progress(&format!(
-                    "{address}: failed after {:.1}s: {}",
-                    start.elapsed().as_secs_f64(),
-                    text.strip_prefix(&prefix).unwrap_or(&text)
-                ))
+                self.progress(Progress::Failed {
+                    address: address.to_string(),
+                    elapsed: start.elapsed(),
+                    error: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+                })
             }
         }
         (change, result)
@@ -325,11 +331,16 @@ impl Runner<'_> {
         let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
             return Ok(());
         };
-        self.progress(&format!("{address}: {pending}"));
+        self.progress(Progress::Recovering {
+            address: address.to_string(),
+            pending: pending.clone(),
+        });
         helm.recover(release, namespace, &pending, self.options.wait.timeout)
             .await
             .map_err(helm_err)?;
-        self.progress(&format!("{address}: Recovery complete"));
+        self.progress(Progress::Recovered {
+            address: address.to_string(),
+        });
         Ok(())
     }
 

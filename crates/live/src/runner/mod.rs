@@ -80,8 +80,8 @@ impl Default for RunOptions {
     }
 }
 
-/// Where progress lines go (stderr in the CLI, a buffer in tests).
-pub type Reporter = dyn Fn(&str) + Send + Sync;
+pub use crate::progress::Reporter;
+use crate::progress::{Progress, Step};
 
 /// One environment against one cluster.
 pub struct Runner<'a> {
@@ -286,8 +286,8 @@ impl<'a> Runner<'a> {
         Ok(self.graph.desired(address, bindings, &self.environment)?)
     }
 
-    fn progress(&self, line: &str) {
-        (self.report)(line);
+    fn progress(&self, event: Progress) {
+        (self.report)(&event);
     }
 
     fn inventory_name(&self) -> String {

@@ -80,7 +80,7 @@ mod tests {
         b.resources.push(config_map("b", "three"));
         let graph = Graph::build(vec![a, b]).unwrap();
         let ui = Callbacks {
-            progress: &|_: &str| {},
+            progress: &|_: &crate::Progress| {},
             show_plan: &|_: &engine::Plan| {},
             confirm: &|_: &str, _: &Interrupt| Ok(false),
         };
