@@ -395,7 +395,7 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let again = counter.take();
         let writes: usize = again
             .iter()
-            .filter(|(v, _)| proxy::is_write(v) && !proxy::is_lock(v))
+            .filter(|(r, _)| r.is_write() && !r.lock)
             .map(|(_, n)| n)
             .sum();
         push_row(
@@ -485,7 +485,7 @@ fn charts_used(graph: &engine::Graph) -> String {
     out.join(", ")
 }
 
-fn verbs(counts: &BTreeMap<String, usize>) -> String {
+fn verbs(counts: &BTreeMap<proxy::Request, usize>) -> String {
     let total: usize = counts.values().sum();
     let each: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     format!("{total}: {}", each.join(", "))
