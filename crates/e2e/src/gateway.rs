@@ -550,6 +550,16 @@ async fn exchange(
         .unwrap_or_else(|_| Err(format!("{addr}: no answer within 20s")))
 }
 
+/// A request's whole body; empty if it could not be read.
+async fn body_bytes(request: Request<Incoming>) -> Bytes {
+    request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// A message's headers as `(name, value)` pairs, without those named in `skip`.
 fn header_pairs(headers: &hyper::HeaderMap, skip: &[&str]) -> Vec<(String, String)> {
     headers
@@ -589,12 +599,7 @@ async fn ingress(network: Network, request: Request<Incoming>) -> Answer {
         .unwrap_or("")
         .to_string();
     let mut headers: Vec<(String, String)> = header_pairs(request.headers(), &HOP_BY_HOP);
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(request).await;
     // As Envoy at the edge: the scheme the client used and its address.
     headers.retain(|(n, _)| n != "x-forwarded-proto" && n != "x-forwarded-for");
     headers.push(("x-forwarded-proto".into(), "http".into()));
@@ -775,12 +780,7 @@ async fn egress(network: Network, from: String, request: Request<Incoming>) -> A
     let method = request.method().as_str().to_string();
     let headers: Vec<(String, String)> = header_pairs(request.headers(), &HOP_BY_HOP);
     let path_and_query = path_and_query.as_str().to_string();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(request).await;
     match exchange(addr, &method, &path_and_query, &headers, body).await {
         Ok((status, h, b)) => {
             network.note(format!(
