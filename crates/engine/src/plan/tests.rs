@@ -37,7 +37,7 @@ fn plan_of(changes: Vec<ResourceChange>) -> Plan {
 
 /// A small plan with one of each action.
 fn mixed_plan() -> Plan {
-    let plan = plan_of(vec![
+    plan_of(vec![
         create("app.object.configmap/app/new", cm("new", json!({"k": "v"})))
             .with_waits_for(["customresourcedefinition/things.example.com".to_owned()]),
         change(
@@ -74,8 +74,7 @@ fn mixed_plan() -> Plan {
             Some(json!({"name": "istio", "node_image": "kindest/node:v1.35.0"})),
             Some(json!({"name": "istio", "node_image": "kindest/node:v1.36.1"})),
         ),
-    ]);
-    plan
+    ])
 }
 
 const MIXED_PLAN_TEXT: &str = r#"envctl plan for environment "dev"
