@@ -141,10 +141,21 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
         .map(|a| failed_at(a).unwrap_or_else(|| panic!("{a} failed:\n{text}")))
         .min()
         .expect("two failures");
-    // Nothing started after the first failure; what was in flight finished after it.
-    for a in &later {
-        assert_eq!(started(a), None, "{a} started after a failure:\n{text}");
-    }
+    // Nothing started after the first failure came in; what was in flight finished after it.
+    // (A start is said when it is decided: when `good` ends before both refusals come back,
+    // its slot goes to `later-1` before any failure is known, which is right; usually the
+    // refusals come first and neither later change starts.)
+    let started_before_failure: Vec<&String> = later
+        .iter()
+        .filter(|a| match started(a) {
+            Some(line) => {
+                assert!(line < first_failure, "{a} started after a failure:\n{text}");
+                true
+            }
+            None => false,
+        })
+        .collect();
+    eprintln!("started before the first failure came in: {started_before_failure:?}");
     let slow_done =
         completed(&slow).unwrap_or_else(|| panic!("the Deployment in flight finished:\n{text}"));
     assert!(
@@ -167,7 +178,7 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
         );
     }
     assert!(error.contains("192.0.2.10"), "the refused value:\n{text}");
-    for a in &later {
+    for a in later.iter().filter(|a| !started_before_failure.contains(a)) {
         assert!(
             error.contains(a.as_str()),
             "{a} named as not started:\n{text}"
@@ -192,9 +203,13 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
     let fixed = infra.xtask_gateway(&["apply", "--auto-approve", "--parallelism", "4"]);
     assert!(fixed.status.success(), "{}", describe(&fixed));
     let fixed_out = String::from_utf8_lossy(&fixed.stdout);
+    let added = 4 - started_before_failure.len();
     assert!(
-        fixed_out.contains("Resources: 4 added, 0 changed, 0 destroyed."),
-        "the two refused Services and the two not started:\n{}",
+        fixed_out.contains(&format!(
+            "Resources: {added} added, 0 changed, 0 destroyed."
+        )),
+        "the two refused Services and the {} not started:\n{}",
+        2 - started_before_failure.len(),
         describe(&fixed)
     );
     let plan = infra.xtask_gateway(&["plan", "--detailed-exitcode"]);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::retry::{again, helm_again};
+use futures::FutureExt;
 
 impl Runner<'_> {
     /// Applies `plan` along the graph: a change starts as soon as every change it depends on
@@ -79,6 +80,13 @@ impl Runner<'_> {
                 let (change, _) = waiting.remove(i);
                 match self.start_change(change, &bindings) {
                     Ok((resource, desired)) => {
+                        // Said when it is started, not when its future is first polled: the
+                        // lines then show the order of the decisions (a change started before a
+                        // failure came in is seen to be).
+                        self.progress(Progress::Started {
+                            address: change.address.to_string(),
+                            step: step_of(change),
+                        });
                         let cancellable = !matches!(resource.spec, ResourceSpec::HelmRelease(_));
                         let work = self.apply_change(change, resource, desired);
                         let mut cancelled = cancelled.clone();
@@ -102,7 +110,7 @@ impl Runner<'_> {
                     Err(e) => failures.push(e.at(&change.address)),
                 }
             }
-            let (change, result) = tokio::select! {
+            let first = tokio::select! {
                 next = in_flight.next() => match next {
                     Some(next) => next,
                     None => break,
@@ -114,30 +122,38 @@ impl Runner<'_> {
                     continue;
                 }
             };
-            match result {
-                Ok(outputs) => {
-                    if let Some(ResourceSpec::HelmRelease(spec)) =
-                        self.graph.resource(&change.address).map(|r| &r.spec)
-                    {
-                        let address = change.address.clone();
-                        checking.push(async move {
-                            let check = self.check_release_objects(&address, spec).await;
-                            (address, check)
-                        });
+            // Every change that has ended by now is taken in before anything new starts, so a
+            // failure that came in together with a success stops the next start.
+            let mut ended = vec![first];
+            while let Some(Some(next)) = in_flight.next().now_or_never() {
+                ended.push(next);
+            }
+            for (change, result) in ended {
+                match result {
+                    Ok(outputs) => {
+                        if let Some(ResourceSpec::HelmRelease(spec)) =
+                            self.graph.resource(&change.address).map(|r| &r.spec)
+                        {
+                            let address = change.address.clone();
+                            checking.push(async move {
+                                let check = self.check_release_objects(&address, spec).await;
+                                (address, check)
+                            });
+                        }
+                        match change.action {
+                            Action::Create => report.created += 1,
+                            Action::Replace { .. } => report.replaced += 1,
+                            _ => report.updated += 1,
+                        }
+                        bindings.outputs.extend(outputs);
+                        done.insert(change.address.clone());
                     }
-                    match change.action {
-                        Action::Create => report.created += 1,
-                        Action::Replace { .. } => report.replaced += 1,
-                        _ => report.updated += 1,
+                    Err(e) => {
+                        if found_unreachable(&e) {
+                            let _ = cancel.send(true);
+                        }
+                        failures.push(e.at(&change.address));
                     }
-                    bindings.outputs.extend(outputs);
-                    done.insert(change.address.clone());
-                }
-                Err(e) => {
-                    if found_unreachable(&e) {
-                        let _ = cancel.send(true);
-                    }
-                    failures.push(e.at(&change.address));
                 }
             }
         }
@@ -241,8 +257,8 @@ impl Runner<'_> {
         Ok((resource, desired))
     }
 
-    /// Makes one change, with a progress line when it starts and one when it is done (and
-    /// ready), with its elapsed time; returns the outputs it produces.
+    /// Makes one change (its start was said by the caller), with a progress line when it is
+    /// done (and ready) or failed, with its elapsed time; returns the outputs it produces.
     async fn apply_change<'c>(
         &self,
         change: &'c ResourceChange,
@@ -254,15 +270,7 @@ impl Runner<'_> {
     ) {
         let address = &change.address;
         let start = Instant::now();
-        let step = match change.action {
-            Action::Create => Step::Create,
-            Action::Replace { .. } => Step::Replace,
-            _ => Step::Modify,
-        };
-        self.progress(Progress::Started {
-            address: address.to_string(),
-            step,
-        });
+        let step = step_of(change);
         let result = async {
             self.make_change(change, resource, &desired).await?;
             let mut outputs = Vec::new();
@@ -467,6 +475,15 @@ impl Runner<'_> {
             .wait_for(&self.cluster, manifest)
             .await?
             .then_some(rule))
+    }
+}
+
+/// What a change does, as its progress lines say it.
+fn step_of(change: &ResourceChange) -> Step {
+    match change.action {
+        Action::Create => Step::Create,
+        Action::Replace { .. } => Step::Replace,
+        _ => Step::Modify,
     }
 }
 
