@@ -18,6 +18,7 @@ impl Runner<'_> {
     /// every document resolved, the facts of the objects gathered (one list per type), the
     /// other resources planned concurrently, then the changes in graph order and the prunes.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
+        *self.plan_lists.lock().expect("plan lists") = Default::default();
         let bindings = self.bindings().await?;
         let resolved = self.resolve_documents(&bindings).await?;
         self.check_adopt(&resolved.objects)?;
@@ -486,7 +487,9 @@ impl Runner<'_> {
         let verified = status.is_deployed()
             && before == desired.doc
             && desired.unknown.is_empty()
-            && self.still_verified(&stored, &chart_ref, &caps).await?;
+            && self
+                .still_verified(&stored, &chart_ref, &caps, true)
+                .await?;
         let deployed_objects = self.deployed_objects(address, spec, &stored)?;
         let drift = if verified {
             crate::helm::ReleaseDrift::default()
@@ -560,11 +563,13 @@ impl Runner<'_> {
 impl Runner<'_> {
     /// Whether the release's record (see [`crate::helm_storage`]) still holds: recorded for
     /// this revision, the same chart and capabilities, every object at its resourceVersion.
+    /// `in_plan`: read through the plan's shared metadata lists (after an apply, never).
     async fn still_verified(
         &self,
         stored: &crate::helm_storage::StoredRelease,
         chart: &ChartRef,
         caps: &crate::helm::Capabilities,
+        in_plan: bool,
     ) -> Result<bool, LiveError> {
         let Some(record) = &stored.record else {
             return Ok(false);
@@ -575,7 +580,8 @@ impl Runner<'_> {
         {
             return Ok(false);
         }
-        crate::helm_storage::unchanged_since(&self.cluster, record).await
+        let shared = in_plan.then(|| self.plan_lists.lock().expect("plan lists").clone());
+        crate::helm_storage::unchanged_since(&self.cluster, record, shared.as_deref()).await
     }
 
     /// The objects of a release's deployed revision (its stored manifest, hooks excluded),
@@ -670,11 +676,13 @@ impl Runner<'_> {
         let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
             return Ok(());
         };
-        if !stored.status.is_deployed() || self.still_verified(&stored, &chart, caps).await? {
+        if !stored.status.is_deployed() || self.still_verified(&stored, &chart, caps, false).await?
+        {
             return Ok(());
         }
         let objects = self.deployed_objects(address, spec, &stored)?;
-        let Some(versions) = crate::helm_storage::live_versions(&self.cluster, &objects).await?
+        let Some(versions) =
+            crate::helm_storage::live_versions(&self.cluster, &objects, None).await?
         else {
             return Ok(());
         };
@@ -682,11 +690,26 @@ impl Runner<'_> {
         if !drift.is_empty() {
             return Ok(());
         }
+        // Each object's content as verified in sync: a later write of its status alone (no
+        // generation tells that apart for every type) leaves the record valid.
+        let objects = versions
+            .into_iter()
+            .map(|mut o| {
+                let identity = (
+                    o.api_version.clone(),
+                    o.kind.clone(),
+                    o.namespace.clone(),
+                    o.name.clone(),
+                );
+                o.content = drift.in_sync.get(&identity).cloned();
+                o
+            })
+            .collect();
         let record = crate::helm_storage::VerifiedRecord {
             revision: stored.status.revision,
             chart: crate::helm_storage::chart_digest(&chart)?,
             capabilities: crate::helm_storage::capabilities_digest(caps),
-            objects: versions,
+            objects,
         };
         crate::helm_storage::write_record(&self.cluster, &spec.namespace, &stored.secret, &record)
             .await?;
