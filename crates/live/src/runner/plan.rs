@@ -146,13 +146,9 @@ impl Runner<'_> {
             let resource = self.graph.resource(address).expect("graph resource");
             let change = match &resource.spec {
                 ResourceSpec::Object(_) => {
-                    let state = facts
-                        .states
-                        .get(&address.to_string())
-                        .expect("a state per desired object");
-                    let sent = sent_by_address
-                        .get(address.to_string().as_str())
-                        .map(|m| (*m).clone());
+                    let key = address.to_string();
+                    let state = facts.states.get(&key).expect("a state per desired object");
+                    let sent = sent_by_address.get(key.as_str()).copied();
                     let desired = &resolved.documents[address];
                     self.object_change(address, desired, sent, state, &pending)?
                 }
@@ -206,15 +202,14 @@ impl Runner<'_> {
         &self,
         address: &Address,
         desired: &Desired,
-        sent: Option<Value>,
+        sent: Option<&Value>,
         state: &ObjectState,
         pending: &BTreeSet<Address>,
     ) -> Result<ResourceChange, LiveError> {
-        let waits = self.graph.waits_for(address);
         // A pinned upstream file is shown by name and source, not as its (large) content.
         let pinned = annotation(&desired.doc, SOURCE_ANNOTATION).is_some();
         let shown = match sent {
-            Some(manifest) if !pinned => strip_bookkeeping(&manifest),
+            Some(manifest) if !pinned => strip_bookkeeping(manifest),
             _ => desired.doc.clone(),
         };
         let change = |action, before: Option<Value>, after: Option<Value>| {
@@ -236,7 +231,7 @@ impl Runner<'_> {
                 let mut c =
                     change(Action::Create, None, Some(shown)).with_waits_for(waits_for.clone());
                 if waits_for.is_none() && !*validated && desired.unknown.is_empty() {
-                    c = c.with_waits_for(waits);
+                    c = c.with_waits_for(self.graph.waits_for(address));
                 }
                 c
             }
