@@ -90,10 +90,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `$KUBECONFIG` the testenv's, else the default (`$KUBECONFIG`, `~/.kube/config`).
 fn kubeconfig(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
     args.kubeconfig.clone().or_else(|| {
-        (loaded.env.settings.cluster.provider == config::Provider::Kwok
-            && std::env::var_os("KUBECONFIG").is_none())
-        .then(|| testenv_kubeconfig(&loaded.env.settings.cluster.name))
-        .flatten()
+        let cluster = cluster::settings(&loaded.env).ok()?;
+        (cluster.provider == cluster::Provider::Kwok && std::env::var_os("KUBECONFIG").is_none())
+            .then(|| testenv_kubeconfig(&cluster.name))
+            .flatten()
     })
 }
 
@@ -101,12 +101,17 @@ fn kubeconfig(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
 /// testenv (provider kwok, which has no network by design) the testenv's mirror.
 fn mirror(loaded: &Loaded, args: &LiveArgs) -> Option<PathBuf> {
     args.mirror.clone().or_else(|| {
-        (loaded.env.settings.cluster.provider == config::Provider::Kwok)
+        is_kwok(loaded)
             .then(|| crate::testenv::Layout::discover().ok())
             .flatten()
             .map(|layout| layout.mirror_dir())
             .filter(|dir| dir.is_dir())
     })
+}
+
+/// Whether the environment runs on the test control plane (provider kwok).
+fn is_kwok(loaded: &Loaded) -> bool {
+    cluster::settings(&loaded.env).is_ok_and(|c| c.provider == cluster::Provider::Kwok)
 }
 
 /// The kubeconfig `cargo xtask testenv up` writes for a kwok cluster of that name, if it exists.
@@ -314,7 +319,10 @@ pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
 
 /// Fails early when a prerequisite of the cluster provider is missing (`cargo xtask doctor`).
 fn preflight(loaded: &Loaded) -> anyhow::Result<()> {
-    let provider = loaded.env.settings.cluster.provider.as_str();
+    let provider = cluster::settings(&loaded.env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .provider
+        .as_str();
     let checks = crate::doctor::check(provider);
     if checks.iter().any(|c| c.blocks()) {
         anyhow::bail!(

@@ -45,7 +45,8 @@ pub fn main(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let loaded = environment::load(&args.env)?;
     let settings = &loaded.env.settings;
     let password = read_password(args.password_stdin)?;
-    let kind = &settings.cluster.kind;
+    let cluster = cluster::settings(&loaded.env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kind = &cluster.kind;
     let gateway = match args.gateway {
         Some(address) => address,
         None => {

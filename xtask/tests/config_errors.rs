@@ -695,6 +695,51 @@ fn context_required_for_an_existing_cluster() {
 }
 
 #[test]
+fn context_refused_for_a_cluster_envctl_creates() {
+    let infra = Infra::copy();
+    infra.edit(
+        ENV,
+        "provider: kind\n",
+        "provider: kind\n  context: kind-istio\n",
+    );
+    infra.expect(
+        None,
+        "`context` is only for provider `existing`: provider `kind` picks its own context",
+        ENV,
+        infra.pos(ENV, "context:", "kind-istio"),
+        "cluster.context",
+    );
+}
+
+/// The cluster module owns `cluster:`: a file without it is refused (at its first key), and an
+/// overlay's value is reported in the overlay.
+#[test]
+fn the_cluster_section_is_the_cluster_modules() {
+    let infra = Infra::copy();
+    let text = infra.read(ENV);
+    let start = text.find("\ncluster:\n").unwrap() + 1;
+    let end = start + text[start..].find("\n\n").unwrap() + 1;
+    infra.write(ENV, &format!("{}{}", &text[..start], &text[end..]));
+    let at = infra.pos(ENV, "", "name: default");
+    let e = infra.expect(None, "missing key `cluster`", ENV, at, "cluster");
+    assert!(e.help.unwrap().contains("module `cluster`"));
+
+    let infra = Infra::copy();
+    infra.edit(
+        "envs/staging.yaml",
+        "hostPort: 8080",
+        "hostPort: 8080\n    nodePort: 99",
+    );
+    infra.expect(
+        Some("staging"),
+        "nodePort must be in Kubernetes' NodePort range: 99 is outside 30000-32767",
+        "envs/staging.yaml",
+        infra.pos("envs/staging.yaml", "nodePort:", "99"),
+        "cluster.kind.nodePort",
+    );
+}
+
+#[test]
 fn errors_display_like_rustc() {
     let infra = Infra::copy();
     infra.edit(ENV, "hostPort: 80", "hostPort: 0");

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use config::{ChartSource, Ownership, Provider};
+use cluster::Provider;
+use config::{ChartSource, Ownership};
 
 fn infra() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra")
@@ -17,7 +18,7 @@ fn default_environment_loads() {
     let env = load(None);
     let s = &env.settings;
     assert_eq!(s.name, "default");
-    assert_eq!(s.cluster.provider, Provider::Kind);
+    assert_eq!(cluster::settings(&env).unwrap().provider, Provider::Kind);
     assert_eq!(gateway::app_fqdn(s).unwrap(), "nginx.example.com");
     assert_eq!(s.version("istio"), Some("1.30.3"));
     let pins = gateway::pinned_files(&env).unwrap();
@@ -97,7 +98,7 @@ fn default_environment_loads() {
 fn kwok_environment_loads() {
     let env = load(Some("kwok"));
     assert_eq!(env.settings.name, "kwok");
-    assert_eq!(env.settings.cluster.provider, Provider::Kwok);
+    assert_eq!(cluster::settings(&env).unwrap().provider, Provider::Kwok);
     // The real charts, from their repositories (served by the mirror), as by default.
     let default = load(None);
     for release in &env.releases {
@@ -141,7 +142,7 @@ fn kwok_environment_loads() {
 fn staging_environment_loads() {
     let env = load(Some("staging"));
     assert_eq!(env.settings.name, "staging");
-    assert_eq!(env.settings.cluster.name, "istio-staging");
+    assert_eq!(cluster::settings(&env).unwrap().name, "istio-staging");
     assert_eq!(
         gateway::app_fqdn(&env.settings).unwrap(),
         "app.staging.example.com"

@@ -14,8 +14,7 @@ fn load(env: Option<&str>) -> config::Environment {
 
 mod cluster_declares {
     use super::load;
-    use ::cluster::{declare, kind_config};
-    use config::Environment;
+    use ::cluster::{ClusterSettings, declare, kind_config, settings, spec};
     use engine::{ClusterProvider, ResourceSpec};
     use serde_json::{Value, json};
 
@@ -43,7 +42,7 @@ mod cluster_declares {
     #[test]
     fn kind_config_publishes_the_gateway_node_port_on_the_host() {
         let env = load(None);
-        let config = kind_config(&env);
+        let config = kind_config(&settings(&env).unwrap());
         assert_eq!(
             config,
             json!({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "istio",
@@ -68,26 +67,30 @@ mod cluster_declares {
     #[test]
     fn shipped_config_changes_decide_a_replacement() {
         let env = load(None);
-        let document = |env: &Environment| {
-            let module = declare(env).unwrap();
-            let ResourceSpec::Cluster(spec) = &module.resources[0].spec else {
-                panic!("a cluster")
-            };
-            live::provider::cluster_document(spec)
+        let module = declare(&env).unwrap();
+        let ResourceSpec::Cluster(declared) = &module.resources[0].spec else {
+            panic!("a cluster")
         };
-        let recorded = document(&env);
+        let cluster = settings(&env).unwrap();
+        assert_eq!(
+            declared,
+            &spec(&cluster),
+            "the module declares the section's cluster"
+        );
+        let document = |cluster: &ClusterSettings| live::provider::cluster_document(&spec(cluster));
+        let recorded = document(&cluster);
         assert_eq!(
             live::provider::replace_decision(Some(&recorded), &recorded),
             None
         );
-        let mut moved = env.clone();
-        moved.settings.cluster.kind.host_port = 8080;
+        let mut moved = cluster.clone();
+        moved.kind.host_port = 8080;
         assert_eq!(
             live::provider::replace_decision(Some(&recorded), &document(&moved)).as_deref(),
             Some("provider.config.nodes[0].extraPortMappings[0].hostPort 80 -> 8080")
         );
-        let mut newer = env.clone();
-        newer.settings.cluster.kind.node_image = "kindest/node:v1.37.0".into();
+        let mut newer = cluster.clone();
+        newer.kind.node_image = "kindest/node:v1.37.0".into();
         assert_eq!(
             live::provider::replace_decision(Some(&recorded), &document(&newer)).as_deref(),
             Some("node image kindest/node:v1.36.1 -> kindest/node:v1.37.0")
@@ -102,7 +105,10 @@ mod cluster_declares {
             panic!("a cluster")
         };
         assert!(matches!(spec.provider, ClusterProvider::Kwok));
-        assert_eq!(spec.context, format!("kwok-{}", env.settings.cluster.name));
+        assert_eq!(
+            spec.context,
+            format!("kwok-{}", settings(&env).unwrap().name)
+        );
     }
 }
 

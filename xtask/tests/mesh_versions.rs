@@ -133,3 +133,27 @@ fn the_pairing_rule_is_the_mesh_modules() {
         "{errors:?}"
     );
 }
+
+/// Mesh reads the cluster's Kubernetes through the version the cluster module provides
+/// (`kubernetes`): a kwok cluster provides none, so an old node image (unused there) is not
+/// held against Istio; without the cluster module, nothing is.
+#[test]
+fn the_kubernetes_version_comes_from_the_cluster_module() {
+    let infra = Infra::copy();
+    infra.edit("kindest/node:v1.36.1\n", "kindest/node:v1.29.2\n");
+    let without_cluster: Vec<&dyn config::ModuleDef> = xtask::REGISTRY
+        .iter()
+        .copied()
+        .filter(|m| m.name() != cluster::NAME)
+        .collect();
+    let errors = match config::load(&infra.root, None, &without_cluster) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.into_iter().collect(),
+    };
+    assert!(
+        !errors.iter().any(|e| e.message.contains("Kubernetes 1.29")),
+        "{errors:?}"
+    );
+    infra.edit("provider: kind", "provider: kwok");
+    config::load(&infra.root, None, &xtask::REGISTRY).unwrap_or_else(|e| panic!("{e}"));
+}

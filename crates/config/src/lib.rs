@@ -47,12 +47,12 @@ use serde_json::Value;
 
 pub use error::{ConfigError, Errors, Location};
 pub use load::load;
-pub use module::{ModuleDef, Registry, Section, VersionCheck, VersionKey};
+pub use module::{
+    ModuleDef, OtherEnvironment, ProvidedVersion, Registry, Section, VersionCheck, VersionKey,
+};
 pub use pins::{Compatibility, PinnedEntry, PinnedObject, PinnedRelease, Pins};
 pub use placeholder::{Placeholder, PlaceholderError, placeholders};
-pub use settings::{
-    ChartSpec, ClusterSettings, Hosts, KindSettings, Provider, Settings, Versions, parse_minor,
-};
+pub use settings::{ChartSpec, Hosts, Settings, Versions, parse_minor};
 pub use suggest::help_for;
 
 /// The whole environment as typed data: what the modules declare their resources from.

@@ -1,7 +1,6 @@
 //! `load`: reads `infra/` into an [`Environment`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,10 +9,10 @@ use serde_json::Value;
 
 use crate::de::from_node;
 use crate::error::{ConfigError, Errors, Location};
-use crate::module::{Registry, Section, VersionCheck, VersionKey, known_outputs};
+use crate::module::{OtherEnvironment, Registry, Section, VersionCheck, VersionKey, known_outputs};
 use crate::pins::Pins;
 use crate::placeholder::{Placeholder, placeholders};
-use crate::settings::{ChartSpec, KindSettings, Provider, Settings};
+use crate::settings::{ChartSpec, Settings};
 use crate::yaml::{
     Entry, MAX_FILE_BYTES, Node, NodeValue, SourceFile, SourceMap, join_index, join_key,
     locate_in_tree,
@@ -296,10 +295,11 @@ impl Loader<'_> {
         let pins = self.read_pins();
         self.check_settings(&settings, &tree);
         let pins = pins?;
-        if !self.check_versions(&mut settings, &tree, &pins) {
+        settings.url_port = self.url_port(&sections);
+        if !self.check_versions(&mut settings, &sections, &tree, &pins) {
             return None;
         }
-        self.check_port_clashes(&settings, &tree, env);
+        self.check_environments(&sections, env);
 
         let env_json = env_context(&settings, &sections);
         let modules_file = self.read(MODULES_FILE, "the module index", no_field)?;
@@ -360,6 +360,14 @@ impl Loader<'_> {
             sections.insert(name.to_owned(), section);
         }
         readable.then_some(sections)
+    }
+
+    /// The port of the environment's URLs: the first module's that decides it
+    /// ([`crate::ModuleDef::url_port`]).
+    fn url_port(&self, sections: &BTreeMap<String, Section>) -> Option<u16> {
+        self.modules
+            .iter()
+            .find_map(|m| m.url_port(sections.get(m.name())?))
     }
 
     /// `modules.yaml`: one section per module of the registry (others are refused).
@@ -464,14 +472,9 @@ impl Loader<'_> {
         ConfigError::new(location, field, message)
     }
 
-    /// The rules of the generic settings: names, hosts, the kind settings, the kube context.
+    /// The rules of the generic settings: names, hosts.
     fn check_settings(&mut self, s: &Settings, tree: &Node) {
-        let broken = [
-            naming_rules(s),
-            host_rules(s, tree),
-            kind_rules(&s.cluster.kind),
-            context_rules(s),
-        ];
+        let broken = [naming_rules(s), host_rules(s, tree)];
         for rule in broken.into_iter().flatten() {
             let error = self
                 .setting_error(tree, &rule.field, rule.message)
@@ -561,13 +564,29 @@ impl Loader<'_> {
 
     /// Each module's cross-version rules ([`crate::ModuleDef::check_versions`]), in registry
     /// order until one stops; `false` when one did (the versions cannot be used).
-    fn check_versions(&mut self, settings: &mut Settings, tree: &Node, pins: &Pins) -> bool {
+    ///
+    /// Each module first gives the versions its section holds for the others' rules
+    /// ([`crate::ModuleDef::provided_versions`]).
+    fn check_versions(
+        &mut self,
+        settings: &mut Settings,
+        sections: &BTreeMap<String, Section>,
+        tree: &Node,
+        pins: &Pins,
+    ) -> bool {
+        let provided = self
+            .modules
+            .iter()
+            .filter_map(|m| Some(m.provided_versions(sections.get(m.name())?)))
+            .flatten()
+            .collect();
         let mut check = VersionCheck {
             settings,
             compatibility: &pins.compatibility,
             pins,
             pins_file: PINS_FILE,
             tree,
+            provided,
             errors: Vec::new(),
             stopped: false,
         };
@@ -586,11 +605,9 @@ impl Loader<'_> {
         !stopped
     }
 
-    /// Two kind environments cannot both bind the same host port.
-    fn check_port_clashes(&mut self, settings: &Settings, tree: &Node, env: Option<&str>) {
-        if settings.cluster.provider != Provider::Kind {
-            return;
-        }
+    /// Each module's rules across environments ([`crate::ModuleDef::check_environments`]):
+    /// its section here against its section in every other environment of the directory.
+    fn check_environments(&mut self, sections: &BTreeMap<String, Section>, env: Option<&str>) {
         let mut others: Vec<Option<String>> = available_envs(&self.path(ENVS_DIR))
             .into_iter()
             .filter(|e| Some(e.as_str()) != env)
@@ -599,37 +616,24 @@ impl Loader<'_> {
         if env.is_some() {
             others.push(None);
         }
-        let owners: Vec<&str> = self
-            .modules
-            .iter()
-            .filter(|m| m.has_settings())
-            .map(|m| m.name())
-            .collect();
-        for other in others {
-            let Some(theirs) = quiet_settings(&self.infra_dir, other.as_deref(), &owners) else {
+        let owners: Vec<&str> = sections.keys().map(String::as_str).collect();
+        let mut theirs: BTreeMap<String, Vec<OtherEnvironment>> = BTreeMap::new();
+        for other in &others {
+            let name = other.as_deref().unwrap_or("default");
+            for (module, section) in quiet_sections(&self.infra_dir, other.as_deref(), &owners) {
+                theirs.entry(module).or_default().push(OtherEnvironment {
+                    name: name.to_owned(),
+                    section,
+                });
+            }
+        }
+        for module in self.modules {
+            let Some(section) = sections.get(module.name()) else {
                 continue;
             };
-            let (a, b) = (&settings.cluster.kind, &theirs.cluster.kind);
-            let overlapping = a.listen_address == b.listen_address
-                || a.listen_address == "0.0.0.0"
-                || b.listen_address == "0.0.0.0";
-            if theirs.cluster.provider == Provider::Kind
-                && theirs.cluster.name != settings.cluster.name
-                && a.host_port == b.host_port
-                && overlapping
-            {
-                let name = other.as_deref().unwrap_or("default");
-                self.push(
-                    self.setting_error(
-                        tree,
-                        "cluster.kind.hostPort",
-                        format!(
-                            "hostPort {} clashes with environment `{name}` (cluster `{}`), which binds the same port",
-                            a.host_port, theirs.cluster.name
-                        ),
-                    )
-                    .with_help("give each kind environment its own hostPort, e.g. 8080"),
-                );
+            let others = theirs.get(module.name()).map_or(&[][..], Vec::as_slice);
+            for error in module.check_environments(section, others) {
+                self.push(error);
             }
         }
     }
@@ -1640,7 +1644,7 @@ fn rule(
     })
 }
 
-/// The environment's and the cluster's names, and the domain, are DNS names.
+/// The environment's name and the domain are DNS names.
 fn naming_rules(s: &Settings) -> Vec<BrokenRule> {
     [
         rule(
@@ -1648,12 +1652,6 @@ fn naming_rules(s: &Settings) -> Vec<BrokenRule> {
             validate::dns_label(&s.name),
             &format!("invalid environment name `{}`", s.name),
             "use lowercase letters, digits and `-` (it becomes an annotation value and file name)",
-        ),
-        rule(
-            "cluster.name",
-            validate::dns_label(&s.cluster.name),
-            &format!("invalid cluster name `{}`", s.cluster.name),
-            "use lowercase letters, digits and `-`, e.g. `istio-staging`",
         ),
         rule(
             "domain",
@@ -1697,75 +1695,6 @@ fn host_rules(s: &Settings, tree: &Node) -> Vec<BrokenRule> {
         }
     }
     broken
-}
-
-/// The kind settings: ports in range, an IP address to bind, a node image with its version.
-fn kind_rules(kind: &KindSettings) -> Vec<BrokenRule> {
-    let host_port = match kind.host_port {
-        0 => Err("0 is not a port".to_owned()),
-        _ => Ok(()),
-    };
-    let node_port = match (30000..=32767).contains(&kind.node_port) {
-        true => Ok(()),
-        false => Err(format!("{} is outside 30000-32767", kind.node_port)),
-    };
-    [
-        rule(
-            "cluster.kind.hostPort",
-            host_port,
-            "hostPort must be between 1 and 65535",
-            "pick a free port on this machine, e.g. 80 or 8080",
-        ),
-        rule(
-            "cluster.kind.nodePort",
-            node_port,
-            "nodePort must be in Kubernetes' NodePort range",
-            "pick a port from 30000 to 32767, e.g. 30080",
-        ),
-        rule(
-            "cluster.kind.listenAddress",
-            kind.listen_address
-                .parse::<IpAddr>()
-                .map(|_| ())
-                .map_err(|_| format!("`{}` is not an IP address", kind.listen_address)),
-            "invalid listenAddress",
-            "write an IP address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
-        ),
-        rule(
-            "cluster.kind.nodeImage",
-            kind.kubernetes_version()
-                .map(|_| ())
-                .ok_or_else(|| format!("`{}` has no version tag", kind.node_image)),
-            "invalid nodeImage",
-            "write the image with its Kubernetes version tag, e.g. kindest/node:v1.36.1",
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
-/// `cluster.context` is set exactly for provider `existing`.
-fn context_rules(s: &Settings) -> Vec<BrokenRule> {
-    let broken = match (s.cluster.provider, &s.cluster.context) {
-        (Provider::Existing, None) => rule(
-            "cluster.provider",
-            Err("provider `existing` needs `cluster.context`".into()),
-            "missing kube context",
-            "add `context: <name>` under `cluster:` (see `kubectl config get-contexts`)",
-        ),
-        (Provider::Kind | Provider::Kwok, Some(_)) => rule(
-            "cluster.context",
-            Err(format!(
-                "provider `{}` picks its own context",
-                s.cluster.provider.as_str()
-            )),
-            "`context` is only for provider `existing`",
-            "remove `context:`, or set `provider: existing`",
-        ),
-        _ => None,
-    };
-    broken.into_iter().collect()
 }
 
 fn read_text(path: &Path) -> std::io::Result<Result<String, ConfigError>> {
@@ -1859,20 +1788,31 @@ fn available_envs(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Another environment's settings, for cross-environment checks; `None` if it does not load.
-fn quiet_settings(infra_dir: &Path, env: Option<&str>, owners: &[&str]) -> Option<Settings> {
+/// Another environment's sections of `owners` (module names), as written, for the rules
+/// across environments; none when its files do not read.
+fn quiet_sections(infra_dir: &Path, env: Option<&str>, owners: &[&str]) -> Vec<(String, Section)> {
     let read = |rel: &str| {
         let path = infra_dir.join(rel);
         let text = std::fs::read_to_string(&path).ok()?;
         let (file, errors) = SourceFile::parse(&path, &text);
         errors.is_empty().then(|| single_doc(&file))?
     };
-    let mut tree = read(ENVIRONMENT_FILE)?;
-    if let Some(name) = env {
-        tree.merge(read(&format!("{ENVS_DIR}/{name}.yaml"))?);
-    }
-    take_sections(&mut tree, owners);
-    from_node(&tree, "").ok()
+    let tree = read(ENVIRONMENT_FILE).and_then(|mut tree| {
+        if let Some(name) = env {
+            tree.merge(read(&format!("{ENVS_DIR}/{name}.yaml"))?);
+        }
+        Some(tree)
+    });
+    let Some(mut tree) = tree else {
+        return Vec::new();
+    };
+    take_sections(&mut tree, owners)
+        .into_iter()
+        .map(|(name, node)| {
+            let section = Section::new(&name, node);
+            (name, section)
+        })
+        .collect()
 }
 
 /// The entries `owners` (module names) of a mapping, taken out of it.

@@ -57,6 +57,64 @@ pub trait ModuleDef: Sync {
     /// the versions it installs against the pinned compatibility table, before anything else
     /// is read from them. Errors go to [`VersionCheck::push`] or [`VersionCheck::stop`].
     fn check_versions(&self, _check: &mut VersionCheck<'_>) {}
+
+    /// The versions the module's section gives for other modules' cross-version rules, by key
+    /// (the cluster's `kubernetes`, from its node image): every [`ModuleDef::check_versions`]
+    /// sees them through [`VersionCheck::provided`], whatever the registry order. Called
+    /// with a section that passed [`ModuleDef::check_settings`].
+    fn provided_versions(&self, _section: &Section) -> Vec<ProvidedVersion> {
+        Vec::new()
+    }
+
+    /// The port browsers reach the environment's hosts on, if the module's section decides it
+    /// (the cluster maps the gateway to a host port): `${env.url.<key>}` carries it when it is
+    /// not 80 ([`Settings::url`]). The first module of the registry that answers decides.
+    fn url_port(&self, _section: &Section) -> Option<u16> {
+        None
+    }
+
+    /// Rules across environments: the module's section in this environment against the same
+    /// section of every other environment of the infra directory (`environment.yaml` alone and
+    /// with each other overlay, those that read without error). Errors are at fields of
+    /// `section` ([`Section::error`]).
+    fn check_environments(
+        &self,
+        _section: &Section,
+        _others: &[OtherEnvironment],
+    ) -> Vec<ConfigError> {
+        Vec::new()
+    }
+}
+
+/// Another environment's section of a module, for [`ModuleDef::check_environments`].
+#[derive(Clone, Debug)]
+pub struct OtherEnvironment {
+    /// The environment's name (`default` for `environment.yaml` alone).
+    pub name: String,
+    /// Its section of the module, as written (merged with its overlay).
+    pub section: Section,
+}
+
+/// A version that one module's section gives and another's rules read
+/// ([`ModuleDef::provided_versions`]), with the setting it comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvidedVersion {
+    /// What other modules ask for (`kubernetes`).
+    pub key: &'static str,
+    /// The version (`v1.36.1`).
+    pub version: String,
+    /// The setting as written, for messages (`kindest/node:v1.36.1`).
+    pub written: String,
+    /// The setting's field path (`cluster.kind.nodeImage`).
+    pub field: String,
+    location: Location,
+}
+
+impl ProvidedVersion {
+    /// An error at the setting the version comes from.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.location.clone(), &self.field, message)
+    }
 }
 
 /// A key of `versions:` that a module reads ([`ModuleDef::versions`]).
@@ -115,15 +173,41 @@ impl Section {
     /// An error at `field` of the section (`clientId`, `staticUser.email`): where the file or
     /// its overlay writes it, at the section when not written.
     pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
-        let location = locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location());
-        // The section's name before the field, in the one path syntax (`sso["a.b"]`).
-        let full = match field.parse::<engine::FieldPath>() {
+        ConfigError::new(self.locate(field), self.full_field(field), message)
+    }
+
+    /// `key`'s version, given by the setting `field` of the section (written there as
+    /// `written`): what [`ModuleDef::provided_versions`] returns.
+    pub fn provide(
+        &self,
+        key: &'static str,
+        field: &str,
+        version: impl Into<String>,
+        written: impl Into<String>,
+    ) -> ProvidedVersion {
+        ProvidedVersion {
+            key,
+            version: version.into(),
+            written: written.into(),
+            field: self.full_field(field),
+            location: self.locate(field),
+        }
+    }
+
+    /// Where the file or its overlay writes `field` of the section; the section when not
+    /// written.
+    fn locate(&self, field: &str) -> Location {
+        locate_in_tree(&self.node, field).unwrap_or_else(|| self.node.location())
+    }
+
+    /// The section's name before the field, in the one path syntax (`sso["a.b"]`).
+    fn full_field(&self, field: &str) -> String {
+        match field.parse::<engine::FieldPath>() {
             Ok(path) => path
                 .prefixed(&engine::FieldPath::root().key(&self.name))
                 .to_string(),
             Err(_) => format!("{}.{field}", self.name),
-        };
-        ConfigError::new(location, full, message)
+        }
     }
 }
 
@@ -140,11 +224,19 @@ pub struct VersionCheck<'a> {
     /// The file the table is in (for help texts), relative to the infra directory.
     pub pins_file: &'static str,
     pub(crate) tree: &'a Node,
+    pub(crate) provided: Vec<ProvidedVersion>,
     pub(crate) errors: Vec<ConfigError>,
     pub(crate) stopped: bool,
 }
 
 impl VersionCheck<'_> {
+    /// The version `key` another module's section gives ([`ModuleDef::provided_versions`]),
+    /// if one does (the cluster gives `kubernetes` only for a cluster it creates from a node
+    /// image).
+    pub fn provided(&self, key: &str) -> Option<&ProvidedVersion> {
+        self.provided.iter().find(|p| p.key == key)
+    }
+
     /// Whether the environment file (or its overlay) writes `field` (`versions.istio`).
     pub fn is_written(&self, field: &str) -> bool {
         locate_in_tree(self.tree, field).is_some()

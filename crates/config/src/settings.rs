@@ -10,14 +10,13 @@ use serde::{Deserialize, Serialize};
 /// sections modules own (see [`crate::Section`]).
 ///
 /// `${env.<path>}` placeholders read this structure serialized with the file's key names
-/// (e.g. `${env.cluster.kind.nodePort}`), plus the computed `fqdn` and `url` maps (see
-/// [`Settings::fqdns`], [`Settings::urls`]).
+/// (e.g. `${env.domain}`), the modules' sections (`${env.cluster.kind.nodePort}`), plus the
+/// computed `fqdn` and `url` maps (see [`Settings::fqdns`], [`Settings::urls`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// Environment name (`default`, or the overlay's file name).
     pub name: String,
-    pub cluster: ClusterSettings,
     /// DNS domain of every host: a host is `<host>.<domain>`.
     pub domain: String,
     pub hosts: Hosts,
@@ -25,6 +24,11 @@ pub struct Settings {
     /// Chart source per Helm release name, as written; see [`crate::ReleaseConfig::chart`] for
     /// the resolved source.
     pub charts: BTreeMap<String, ChartSpec>,
+    /// The port a browser reaches the hosts on, when a module's section decides it
+    /// ([`crate::ModuleDef::url_port`]: the cluster's gateway host port); 80 when none does.
+    /// Not a key of the file.
+    #[serde(skip)]
+    pub url_port: Option<u16>,
 }
 
 impl Settings {
@@ -46,11 +50,11 @@ impl Settings {
         self.hosts.get(key).map(|host| self.url(host))
     }
 
-    /// The URL a browser uses for a host: `http://<host>.<domain>`, with `:<hostPort>` when the
-    /// gateway's host port is not 80 (a browser sends that port in `Host`, and OIDC compares
+    /// The URL a browser uses for a host: `http://<host>.<domain>`, with `:<port>` when the
+    /// [`Settings::url_port`] is not 80 (a browser sends that port in `Host`, and OIDC compares
     /// issuer and redirect URIs exactly).
     pub fn url(&self, host: &str) -> String {
-        match self.cluster.kind.host_port {
+        match self.url_port.unwrap_or(80) {
             80 => format!("http://{}", self.fqdn(host)),
             port => format!("http://{}:{port}", self.fqdn(host)),
         }
@@ -76,64 +80,6 @@ impl Settings {
             .iter()
             .map(|(key, host)| (key.clone(), self.fqdn(host)))
             .collect()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClusterSettings {
-    /// Cluster name (kind cluster `--name`; kube context `kind-<name>` for kind).
-    pub name: String,
-    pub provider: Provider,
-    /// Kube context to use; required with provider `existing`, refused otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    /// kind settings (used by provider `kind` only; still validated for the others).
-    pub kind: KindSettings,
-}
-
-/// What kind of cluster the environment runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// A local kind cluster, created and deleted by envctl.
-    Kind,
-    /// The test control plane (kube-apiserver + kwok) from `infra/testenv`.
-    Kwok,
-    /// A cluster envctl does not create or delete; reached through `cluster.context`.
-    Existing,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Kind => "kind",
-            Provider::Kwok => "kwok",
-            Provider::Existing => "existing",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KindSettings {
-    /// e.g. `kindest/node:v1.36.1`; its tag gives the Kubernetes version checked against the
-    /// compatibility table.
-    pub node_image: String,
-    /// Port on the host (1-65535) mapped to `nodePort` (kind `extraPortMappings.hostPort`).
-    pub host_port: u16,
-    /// NodePort of the gateway's Service port 80 (30000-32767).
-    pub node_port: u16,
-    /// Host address `hostPort` binds to (an IP address).
-    pub listen_address: String,
-}
-
-impl KindSettings {
-    /// The Kubernetes `(major, minor)` of `nodeImage`'s tag (`kindest/node:v1.36.1` -> (1, 36)).
-    pub fn kubernetes_version(&self) -> Option<(u32, u32)> {
-        let tag = self.node_image.rsplit_once(':')?.1;
-        let tag = tag.split('@').next()?;
-        parse_minor(tag.strip_prefix('v').unwrap_or(tag))
     }
 }
 

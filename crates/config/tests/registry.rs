@@ -5,7 +5,10 @@
 use std::fs;
 use std::path::Path;
 
-use config::{ConfigError, Environment, ModuleDef, VersionKey};
+use config::{
+    ConfigError, Environment, ModuleDef, OtherEnvironment, ProvidedVersion, Section, VersionCheck,
+    VersionKey,
+};
 
 /// A module that declares outputs and version keys, and nothing else.
 struct Toy {
@@ -55,14 +58,6 @@ static CACHE: Toy = Toy {
 
 const ENVIRONMENT: &str = "\
 name: default
-cluster:
-  name: demo
-  provider: kwok
-  kind:
-    nodeImage: kindest/node:v1.36.1
-    hostPort: 80
-    nodePort: 30080
-    listenAddress: 127.0.0.1
 domain: example.com
 hosts:
   web: web
@@ -169,7 +164,7 @@ fn version_keys_are_those_the_registry_declares() {
     let errors = load(dir.path()).unwrap_err();
     let unknown = only_error(&errors, "unknown key `cahce`");
     assert_eq!(unknown.field, "versions.cahce");
-    assert_eq!((unknown.line, unknown.column), (15, 3));
+    assert_eq!((unknown.line, unknown.column), (7, 3));
     assert!(unknown.help.unwrap().contains("did you mean `cache`?"));
     let missing = only_error(&errors, "missing key `web`");
     assert_eq!(missing.field, "versions");
@@ -191,11 +186,11 @@ fn host_keys_are_those_the_registry_declares() {
     let errors = load(dir.path()).unwrap_err();
     let unknown = only_error(&errors, "unknown key `cahce`");
     assert_eq!(unknown.field, "hosts.cahce");
-    assert_eq!((unknown.line, unknown.column), (13, 3));
+    assert_eq!((unknown.line, unknown.column), (5, 3));
     assert!(unknown.help.unwrap().contains("did you mean `cache`?"));
     let missing = only_error(&errors, "missing key `cache`");
     assert_eq!(missing.field, "hosts");
-    assert_eq!((missing.line, missing.column), (12, 3));
+    assert_eq!((missing.line, missing.column), (4, 3));
     assert_eq!(missing.help.as_deref(), Some("add `cache:` here"));
 }
 
@@ -215,7 +210,7 @@ fn two_host_keys_with_one_host_name_are_refused_at_the_second() {
     let e = only_error(&errors, "hosts clash");
     assert_eq!(e.message, "hosts clash: `web` is also the host of `web`");
     assert_eq!(e.field, "hosts.cache");
-    assert_eq!((e.line, e.column), (13, 10));
+    assert_eq!((e.line, e.column), (5, 10));
 }
 
 #[test]
@@ -228,4 +223,141 @@ fn a_module_the_registry_does_not_list_is_refused() {
     let errors = config::load(dir.path(), None, &[&WEB]).unwrap_err().0;
     let e = only_error(&errors, "cache");
     assert!(e.file.ends_with("modules.yaml"), "{e:#?}");
+}
+
+/// A module with a section (`edge: {port, engine}`) that gives the three facts others read
+/// through config's generic hooks: the port of `${env.url.*}`, a version (`engine`) for the
+/// other modules' version rules, and a rule across environments (no two share a port).
+struct Edge;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgeSettings {
+    port: u16,
+    engine: String,
+}
+
+impl ModuleDef for Edge {
+    fn name(&self) -> &'static str {
+        "edge"
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn declare(&self, _env: &Environment) -> Result<engine::Module, ConfigError> {
+        Ok(engine::Module::new("edge"))
+    }
+
+    fn has_settings(&self) -> bool {
+        true
+    }
+
+    fn check_settings(&self, section: &Section) -> Result<Vec<ConfigError>, ConfigError> {
+        section.parse::<EdgeSettings>().map(|_| Vec::new())
+    }
+
+    fn provided_versions(&self, section: &Section) -> Vec<ProvidedVersion> {
+        let edge: EdgeSettings = section.parse().unwrap();
+        vec![section.provide(
+            "engine",
+            "engine",
+            &edge.engine,
+            format!("engine {}", edge.engine),
+        )]
+    }
+
+    fn url_port(&self, section: &Section) -> Option<u16> {
+        section.parse::<EdgeSettings>().ok().map(|e| e.port)
+    }
+
+    fn check_environments(
+        &self,
+        section: &Section,
+        others: &[OtherEnvironment],
+    ) -> Vec<ConfigError> {
+        let ours: EdgeSettings = section.parse().unwrap();
+        others
+            .iter()
+            .filter(|o| {
+                o.section
+                    .parse::<EdgeSettings>()
+                    .is_ok_and(|t| t.port == ours.port)
+            })
+            .map(|o| section.error("port", format!("port {} is also `{}`'s", ours.port, o.name)))
+            .collect()
+    }
+}
+
+/// A module whose version rule reads the version `Edge` gives (listed before it: the order
+/// of the registry does not matter).
+struct NeedsEngine;
+
+impl ModuleDef for NeedsEngine {
+    fn name(&self) -> &'static str {
+        "needs"
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn declare(&self, _env: &Environment) -> Result<engine::Module, ConfigError> {
+        Ok(engine::Module::new("needs"))
+    }
+
+    fn check_versions(&self, check: &mut VersionCheck<'_>) {
+        let Some(engine) = check.provided("engine") else {
+            return check.push(check.error("versions", "no engine version provided"));
+        };
+        if config::parse_minor(&engine.version) < Some((2, 0)) {
+            let error = engine.error(format!("{} is older than 2.0", engine.written));
+            check.push(error.with_help("use engine 2.0 or newer".to_owned()));
+        }
+    }
+}
+
+const EDGE: &str = "edge:\n  port: 8080\n  engine: \"2.1\"\n";
+
+fn load_with_edge(root: &Path, env: Option<&str>) -> Result<Environment, Vec<ConfigError>> {
+    config::load(root, env, &[&WEB, &CACHE, &NeedsEngine, &Edge]).map_err(|e| e.0)
+}
+
+#[test]
+fn a_module_section_decides_the_url_port() {
+    let dir = infra(&format!("{ENVIRONMENT}{EDGE}"), MANIFEST);
+    let env = load_with_edge(dir.path(), None).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(env.settings.url_port, Some(8080));
+    assert_eq!(
+        env.manifests[0].value["data"]["link"],
+        "http://web.example.com:8080/a"
+    );
+    assert_eq!(env.section("edge").unwrap().value["port"], 8080);
+}
+
+#[test]
+fn a_version_one_module_provides_is_read_by_another_at_its_setting() {
+    let dir = infra(
+        &format!("{ENVIRONMENT}{}", EDGE.replace("2.1", "1.9")),
+        MANIFEST,
+    );
+    let errors = load_with_edge(dir.path(), None).unwrap_err();
+    let e = only_error(&errors, "engine 1.9 is older than 2.0");
+    assert_eq!(e.field, "edge.engine");
+    assert_eq!((e.line, e.column), (11, 11));
+}
+
+#[test]
+fn a_rule_across_environments_sees_the_other_overlays() {
+    let dir = infra(&format!("{ENVIRONMENT}{EDGE}"), MANIFEST);
+    let overlay = dir.path().join("envs/other.yaml");
+    fs::create_dir_all(overlay.parent().unwrap()).unwrap();
+    fs::write(&overlay, "edge:\n  port: 8081\n").unwrap();
+    load_with_edge(dir.path(), None).unwrap_or_else(|e| panic!("{e:#?}"));
+    fs::write(&overlay, "domain: other.example.com\n").unwrap();
+    let errors = load_with_edge(dir.path(), Some("other")).unwrap_err();
+    let e = only_error(&errors, "port 8080 is also `default`'s");
+    assert_eq!((e.field.as_str(), e.line, e.column), ("edge.port", 10, 9));
+    assert!(e.file.ends_with("environment.yaml"), "{e:#?}");
 }

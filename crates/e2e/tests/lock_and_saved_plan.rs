@@ -7,7 +7,10 @@
 //! - `force-unlock ID` removes a lock (and refuses another ID);
 //! - a saved plan is applied only as it was reviewed: a value edited in `infra/` after
 //!   `plan --out` is refused, naming the resource and "configuration"; a hand-edited plan file
-//!   is refused; an unchanged one is applied.
+//!   is refused; an unchanged one is applied;
+//! - a lock removed while its run applies (`force-unlock` from another terminal) is noticed by
+//!   the run at its next renewal: it stops after the steps in flight and fails saying the lock
+//!   was lost; the next apply completes the environment.
 //!
 //! One scenario, in order; this file is its own test binary.
 
@@ -191,6 +194,38 @@ async fn the_lock_refuses_a_second_run_and_a_saved_plan_is_applied_only_as_revie
     std::fs::write(&plan_file, &saved).unwrap();
     ok(&infra, &["apply", &plan_path]);
     assert_eq!(helm_revision("dex", "sso"), revision.map(|r| r + 1));
+    let plan = run(&infra, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+
+    // A lock removed while its run applies the whole environment from empty.
+    ok(&infra, &["destroy", "--auto-approve"]);
+    let mut apply = Background::start(&infra, &["apply", "--auto-approve"]);
+    let started = apply.wait_line(RUN_TIMEOUT, |l| l.ends_with(": Creating..."));
+    assert!(
+        started.is_some(),
+        "apply started: {}",
+        apply.seen.join("\n")
+    );
+    let refused = run(&infra, &["plan"]);
+    let id = lock_id(&describe(&refused)).expect("the running apply holds the lock");
+    ok(&infra, &["force-unlock", &id]);
+    let unlocked_at = Instant::now();
+    let (code, text, _) = apply.finish(RUN_TIMEOUT);
+    eprintln!(
+        "the apply ended {:?} after its lock was removed",
+        unlocked_at.elapsed()
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the lock of environment `kwok` was lost during the run")
+            && text.contains("its Lease was removed")
+            && text.contains("changes done, recorded")
+            && text.contains("run `cargo xtask plan`"),
+        "{text}"
+    );
+    assert!(!text.contains("Apply complete!"), "{text}");
+    assert_eq!(pending_releases(), Vec::<String>::new());
+    ok(&infra, &["apply", "--auto-approve"]);
     let plan = run(&infra, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
 

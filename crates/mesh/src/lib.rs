@@ -5,7 +5,7 @@
 //! istiod waits for the Gateway API CRDs (it creates the `istio` GatewayClass) and carries the
 //! ext-authz provider in its mesh config before the CUSTOM policy exists.
 
-use config::{ConfigError, Environment, Provider, VersionCheck, VersionKey};
+use config::{ConfigError, Environment, VersionCheck, VersionKey};
 use engine::{Address, Dependency, Module, Output, OutputRef, ResourceKind};
 use serde_json::Value;
 
@@ -64,7 +64,8 @@ const GATEWAY_API: &str = "gatewayApi";
 
 /// Istio with Gateway API and Kubernetes: `versions.istio` (filled from the compatibility row
 /// of `versions.gatewayApi` when left out) must be a release whose minor is in the table and
-/// pairs with the chosen Gateway API; a kind node image must be a Kubernetes that Istio minor
+/// pairs with the chosen Gateway API; the cluster's Kubernetes, when a module provides it
+/// (`kubernetes`: the cluster module, for a kind node image), must be one that Istio minor
 /// supports.
 pub fn check_istio_version(check: &mut VersionCheck<'_>) {
     let Some(istio) = istio_release(check) else {
@@ -183,27 +184,29 @@ fn unpaired(
         .with_help(format!("set versions.gatewayApi: {}{other}", row.gateway_api))
 }
 
-/// A kind node image older than the oldest Kubernetes the Istio minor supports.
+/// The version another module's section gives for the cluster's Kubernetes (the cluster
+/// module, from a kind node image; no other provider says which Kubernetes it runs before it
+/// is reached).
+const KUBERNETES: &str = "kubernetes";
+
+/// A cluster's Kubernetes (a kind node image's) older than the oldest the Istio minor
+/// supports, at the setting it comes from.
 fn check_kubernetes(check: &mut VersionCheck<'_>, istio_minor: &str, row: &config::Compatibility) {
-    let cluster = &check.settings.cluster;
-    if cluster.provider != Provider::Kind {
+    let Some(kubernetes) = check.provided(KUBERNETES) else {
         return;
-    }
+    };
     let (Some(have), Some(need)) = (
-        cluster.kind.kubernetes_version(),
+        config::parse_minor(&kubernetes.version),
         config::parse_minor(&row.min_kubernetes),
     ) else {
         return;
     };
     if have < need {
-        let error = check
-            .error(
-                "cluster.kind.nodeImage",
-                format!(
-                    "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
-                    have.0, have.1, cluster.kind.node_image, row.min_kubernetes
-                ),
-            )
+        let error = kubernetes
+            .error(format!(
+                "Kubernetes {}.{} ({}) is older than {}, the oldest Istio {istio_minor} supports",
+                have.0, have.1, kubernetes.written, row.min_kubernetes
+            ))
             .with_help(format!(
                 "use a kindest/node image of Kubernetes {} or newer, e.g. kindest/node:v1.36.1",
                 row.min_kubernetes

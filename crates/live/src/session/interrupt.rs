@@ -58,6 +58,16 @@ impl Interrupt {
         self.inner.changed.notify_waiters();
     }
 
+    /// Asks the run to stop before the next step, as a first signal does (unless one already
+    /// came); a Ctrl-C after it then stops the run at once. What a lost lock does.
+    pub fn request_stop(&self) {
+        let _ = self
+            .inner
+            .count
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
+    }
+
     /// True once a first signal arrived: stop before the next step.
     pub fn requested(&self) -> bool {
         self.inner.count.load(Ordering::SeqCst) >= 1

@@ -9,6 +9,10 @@
 //! - Says who holds it: `holderIdentity` is the lock's ID; annotations hold user, host, pid,
 //!   command and start time.
 //! - Released by deleting it with the Lease's `uid` as precondition (never someone else's).
+//! - Watched while held: when a renewal finds the Lease gone (`force-unlock`) or someone
+//!   else's, or no renewal succeeded for the Lease's whole duration (so another run may have
+//!   taken it), the lock is [`Lost`]: the run is asked to stop after the steps in flight, as a
+//!   first Ctrl-C does, and ends with an error that says why.
 
 use std::time::Duration;
 
@@ -17,8 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
+use std::sync::{Arc, OnceLock};
+
 use tokio::task::JoinHandle;
 
+use super::Interrupt;
 use crate::{Cluster, LiveError};
 
 /// The namespace of the locks (every cluster has it).
@@ -78,6 +85,41 @@ pub enum LockError {
         #[source]
         source: LiveError,
     },
+    #[error(
+        "the lock of environment `{environment}` was lost during the run: {why}. The run stopped \
+         after the steps in flight ({done} of {total} changes done, recorded); another run may \
+         have changed the environment meanwhile: run `cargo xtask plan` to see where it stands"
+    )]
+    Lost {
+        environment: String,
+        why: Lost,
+        done: usize,
+        total: usize,
+    },
+}
+
+/// Why a held lock stopped being this run's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    /// The Lease was deleted (`force-unlock`).
+    Removed,
+    /// The Lease now names another holder.
+    TakenBy(String),
+    /// No renewal succeeded for the Lease's whole duration: another run may take it.
+    NotRenewed { seconds: u64, error: String },
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::Removed => write!(f, "its Lease was removed (force-unlock?)"),
+            Lost::TakenBy(holder) => write!(f, "its Lease is now held by {holder}"),
+            Lost::NotRenewed { seconds, error } => write!(
+                f,
+                "it could not be renewed for {seconds}s, so another run may take it (last error: {error})"
+            ),
+        }
+    }
 }
 
 /// A lock this run holds. Released by [`Lock::release`]; if the run dies, it expires.
@@ -86,6 +128,7 @@ pub struct Lock {
     name: String,
     id: String,
     renewer: JoinHandle<()>,
+    lost: Arc<OnceLock<Lost>>,
 }
 
 fn now() -> Timestamp {
@@ -178,10 +221,13 @@ fn api_error(environment: &str, e: kube::Error) -> LockError {
 
 /// Takes the lock of `environment` for `command` (e.g. `apply`), or says who holds it. One
 /// try, no waiting: a second run is refused at once.
+///
+/// `stop` is asked to stop the run (as a first signal does) if the lock is lost while held.
 pub async fn acquire(
     client: &kube::Client,
     environment: &str,
     command: &str,
+    stop: &Interrupt,
 ) -> Result<Lock, LockError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LOCK_NAMESPACE);
     let name = lease_name(environment);
@@ -190,7 +236,7 @@ pub async fn acquire(
     // Two rounds: the second when the Lease vanished or expired between our reads.
     for _ in 0..3 {
         match api.create(&PostParams::default(), &wanted).await {
-            Ok(_) => return Ok(Lock::hold(api, name, id)),
+            Ok(_) => return Ok(Lock::hold(api, name, id, stop.clone())),
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
             Err(e) => return Err(api_error(environment, e)),
         }
@@ -211,7 +257,7 @@ pub async fn acquire(
         let mut takeover = wanted.clone();
         takeover.metadata.resource_version = current.metadata.resource_version.clone();
         match api.replace(&name, &PostParams::default(), &takeover).await {
-            Ok(_) => return Ok(Lock::hold(api, name, id)),
+            Ok(_) => return Ok(Lock::hold(api, name, id, stop.clone())),
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => continue,
             Err(e) => return Err(api_error(environment, e)),
         }
@@ -236,15 +282,22 @@ pub async fn acquire(
 }
 
 impl Lock {
-    fn hold(api: Api<Lease>, name: String, id: String) -> Lock {
+    fn hold(api: Api<Lease>, name: String, id: String, stop: Interrupt) -> Lock {
+        let lost = Arc::new(OnceLock::new());
         let renewer = tokio::spawn({
-            let (api, name, id) = (api.clone(), name.clone(), id.clone());
+            let (api, name, id, lost) = (api.clone(), name.clone(), id.clone(), lost.clone());
             async move {
+                let mut watch = Renewals::new(tokio::time::Instant::now());
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
+                    let result = renew(&api, &name, &id).await;
                     // A failed renewal is tried again at the next tick; the Lease outlives
-                    // several missed ones.
-                    let _ = renew(&api, &name, &id).await;
+                    // several missed ones, but not its whole duration.
+                    if let Some(why) = watch.record(result, tokio::time::Instant::now()) {
+                        let _ = lost.set(why);
+                        stop.request_stop();
+                        return;
+                    }
                 }
             }
         });
@@ -253,7 +306,13 @@ impl Lock {
             name,
             id,
             renewer,
+            lost,
         }
+    }
+
+    /// Why the lock was lost while held, if it was (see [`Lost`]).
+    pub fn lost(&self) -> Option<Lost> {
+        self.lost.get().cloned()
     }
 
     /// The lock's ID.
@@ -302,17 +361,68 @@ impl Drop for Lock {
     }
 }
 
-async fn renew(api: &Api<Lease>, name: &str, id: &str) -> Result<(), kube::Error> {
+/// What one renewal found.
+#[derive(Debug)]
+enum Renewal {
+    Renewed,
+    Gone,
+    Taken(String),
+}
+
+async fn renew(api: &Api<Lease>, name: &str, id: &str) -> Result<Renewal, kube::Error> {
     let Some(mut current) = api.get_opt(name).await? else {
-        return Ok(());
+        return Ok(Renewal::Gone);
     };
-    let spec = current.spec.get_or_insert_with(LeaseSpec::default);
-    if spec.holder_identity.as_deref() != Some(id) {
-        return Ok(());
+    if current
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        != Some(id)
+    {
+        return Ok(Renewal::Taken(holder_of(&current, now()).to_string()));
     }
+    let spec = current.spec.get_or_insert_with(LeaseSpec::default);
     spec.renew_time = Some(MicroTime(now()));
     api.replace(name, &PostParams::default(), &current).await?;
-    Ok(())
+    Ok(Renewal::Renewed)
+}
+
+/// The renewals of a held lock, in order: tells when the lock is lost.
+struct Renewals {
+    last_renewed: tokio::time::Instant,
+}
+
+impl Renewals {
+    fn new(taken: tokio::time::Instant) -> Renewals {
+        Renewals {
+            last_renewed: taken,
+        }
+    }
+
+    /// Records one renewal's result at `at`; `Some` once the lock is lost. A `409 Conflict`
+    /// (someone wrote the Lease between our read and write) is a failed renewal like any other:
+    /// the next one reads who holds it.
+    fn record(
+        &mut self,
+        result: Result<Renewal, kube::Error>,
+        at: tokio::time::Instant,
+    ) -> Option<Lost> {
+        match result {
+            Ok(Renewal::Renewed) => {
+                self.last_renewed = at;
+                None
+            }
+            Ok(Renewal::Gone) => Some(Lost::Removed),
+            Ok(Renewal::Taken(holder)) => Some(Lost::TakenBy(holder)),
+            Err(error) => {
+                let since = at.duration_since(self.last_renewed);
+                (since >= LEASE_DURATION).then(|| Lost::NotRenewed {
+                    seconds: since.as_secs(),
+                    error: error.to_string(),
+                })
+            }
+        }
+    }
 }
 
 /// Deletes the Lease `name` when its holder is `id` (any holder when `None`); returns whether a
@@ -426,6 +536,48 @@ mod tests {
                 ..LeaseSpec::default()
             }),
         }
+    }
+
+    fn failed() -> Result<Renewal, kube::Error> {
+        Err(kube::Error::Api(Box::new(
+            kube::core::Status::failure("etcdserver: request timed out", "Timeout").with_code(504),
+        )))
+    }
+
+    #[test]
+    fn failed_renewals_lose_the_lock_only_after_the_lease_duration() {
+        let start = tokio::time::Instant::now();
+        let mut renewals = Renewals::new(start);
+        assert_eq!(renewals.record(failed(), start + RENEW_EVERY), None);
+        let renewed = start + RENEW_EVERY * 2;
+        assert_eq!(renewals.record(Ok(Renewal::Renewed), renewed), None);
+        // Failures for less than the duration since the last renewal: still ours.
+        let almost = renewed + LEASE_DURATION - Duration::from_secs(1);
+        assert_eq!(renewals.record(failed(), almost), None);
+        let lost = renewals.record(failed(), renewed + LEASE_DURATION);
+        match lost {
+            Some(Lost::NotRenewed { seconds, error }) => {
+                assert_eq!(seconds, LEASE_DURATION.as_secs());
+                assert!(error.contains("request timed out"), "{error}");
+            }
+            other => panic!("expected NotRenewed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_removed_or_taken_lease_is_lost_at_once() {
+        let start = tokio::time::Instant::now();
+        let mut renewals = Renewals::new(start);
+        assert_eq!(
+            renewals.record(Ok(Renewal::Gone), start + RENEW_EVERY),
+            Some(Lost::Removed)
+        );
+        let holder = holder_of(&lease_at(1_000, 30), Timestamp::from_second(1_005).unwrap());
+        let taken = renewals.record(Ok(Renewal::Taken(holder.to_string())), start + RENEW_EVERY);
+        let Some(why @ Lost::TakenBy(_)) = taken else {
+            panic!("expected TakenBy, got {taken:?}");
+        };
+        assert!(why.to_string().contains("lock ID id-1"), "{why}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod module;
 pub mod saved;
 
 pub use interrupt::Interrupt;
-pub use lock::{Holder, Lock, LockError};
+pub use lock::{Holder, Lock, LockError, Lost};
 pub use module::ModuleCommands;
 pub use saved::StalePlan;
 
@@ -193,6 +193,32 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The run's outcome, unless the lock was lost while it ran ([`lock::Lost`]): then the
+    /// lock's error, with how far the run got. An error stays the error (when the API server
+    /// stopped answering, that is also why the lock could not be renewed).
+    fn unless_lost(
+        &self,
+        lock: &Lock,
+        result: Result<Outcome, SessionError>,
+    ) -> Result<Outcome, SessionError> {
+        let (Ok(outcome), Some(why)) = (&result, lock.lost()) else {
+            return result;
+        };
+        let (done, total) = match outcome {
+            Outcome::Interrupted { done, total } => (*done, *total),
+            Outcome::Applied { report, .. } | Outcome::Destroyed { report, .. } => {
+                (report.done(), report.total)
+            }
+            _ => (0, 0),
+        };
+        Err(SessionError::Lock(Box::new(LockError::Lost {
+            environment: self.environment.clone(),
+            why,
+            done,
+            total,
+        })))
+    }
+
     /// The environment's cluster resource.
     fn cluster_spec(&self) -> Result<(Address, ClusterSpec), SessionError> {
         self.graph
@@ -265,9 +291,14 @@ impl<'a> Session<'a> {
     }
 
     async fn lock(&self, cluster: &Cluster) -> Result<Lock, SessionError> {
-        let lock = lock::acquire(cluster.client(), &self.environment, &self.options.command)
-            .await
-            .map_err(|e| SessionError::Lock(Box::new(e)))?;
+        let lock = lock::acquire(
+            cluster.client(),
+            &self.environment,
+            &self.options.command,
+            &self.options.interrupt,
+        )
+        .await
+        .map_err(|e| SessionError::Lock(Box::new(e)))?;
         *self.held.lock().expect("lock slot") = Some(lock.handle());
         Ok(lock)
     }
@@ -280,13 +311,20 @@ impl<'a> Session<'a> {
         let Some(client) = lock::quick_client(self.kubeconfig(), &spec.context).await else {
             return Ok(None);
         };
-        match lock::acquire(&client, &self.environment, &self.options.command).await {
+        match lock::acquire(
+            &client,
+            &self.environment,
+            &self.options.command,
+            &self.options.interrupt,
+        )
+        .await
+        {
             Ok(lock) => {
                 *self.held.lock().expect("lock slot") = Some(lock.handle());
                 Ok(Some(lock))
             }
-            Err(held @ LockError::Held { .. }) => Err(SessionError::Lock(Box::new(held))),
             Err(LockError::Api { .. }) => Ok(None),
+            Err(refused) => Err(SessionError::Lock(Box::new(refused))),
         }
     }
 
@@ -412,6 +450,7 @@ impl<'a> Session<'a> {
         let result = self
             .apply_locked(cluster, &address, &spec, saved, created)
             .await;
+        let result = self.unless_lost(&lock, result);
         release(Some(lock)).await;
         result
     }
@@ -496,6 +535,7 @@ impl<'a> Session<'a> {
             Ok(applied(runner.apply(&plan).await?, true, true))
         }
         .await;
+        let result = self.unless_lost(&lock, result);
         release(Some(lock)).await;
         result
     }
@@ -551,6 +591,10 @@ impl<'a> Session<'a> {
             }))
         }
         .await;
+        let result = match result {
+            Ok(Some(outcome)) => self.unless_lost(&lock, Ok(outcome)).map(Some),
+            other => other,
+        };
         // The lock lives in the cluster: released before the cluster goes.
         release(Some(lock)).await;
         match result? {
