@@ -485,11 +485,14 @@ impl Runner<'_> {
             && self
                 .still_verified(&stored, &chart_ref, &caps, true)
                 .await?;
-        let deployed_objects = self.deployed_objects(address, spec, &stored)?;
+        // The deployed manifest parsed only when it is used (istio-base's holds its CRDs: a
+        // steady-state plan of a verified release does not read it).
+        let mut deployed_objects: Option<Vec<Value>> = None;
         let drift = if verified {
             crate::helm::ReleaseDrift::default()
         } else {
-            crate::helm::objects_drift(&self.cluster, &deployed_objects).await?
+            let objects = deployed_objects.insert(self.deployed_objects(address, spec, &stored)?);
+            crate::helm::objects_drift(&self.cluster, objects).await?
         };
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
@@ -540,9 +543,12 @@ impl Runner<'_> {
                     crate::helm::Render::Upgrade,
                 )
                 .await?;
+            let deployed = match deployed_objects.take() {
+                Some(objects) => objects,
+                None => self.deployed_objects(address, spec, &stored)?,
+            };
             let changes =
-                crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
-                    .await?;
+                crate::helm::upgrade_changes(&self.cluster, &deployed, &rendered, &secrets).await?;
             for skipped in changes.skipped {
                 notes.push(format!("object not compared: {skipped}"));
             }
