@@ -152,12 +152,13 @@ impl Bench {
         Ok((path, count))
     }
 
-    /// Apply from what is there, timed; each resource's time from its first progress line to
-    /// its `complete` line.
+    /// Apply from what is there, timed; each resource's time from its first progress event to
+    /// its `Done` (read as JSON events: `ENVCTL_PROGRESS=json`).
     fn timed_apply(&self) -> anyhow::Result<(Duration, BTreeMap<String, Duration>)> {
         let start = Instant::now();
         let mut child = self
             .xtask(&["apply", "--auto-approve"], &self.kubeconfig)
+            .env("ENVCTL_PROGRESS", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -168,16 +169,20 @@ impl Bench {
         for line in std::io::BufReader::new(stderr).lines() {
             let line = line?;
             let now = Instant::now();
-            transcript.push_str(&line);
-            transcript.push('\n');
-            let Some((address, rest)) = line.split_once(": ") else {
+            // Anything else on stderr (the error at the end) is not an event.
+            let Ok(event) = serde_json::from_str::<live::Progress>(&line) else {
+                transcript.push_str(&line);
+                transcript.push('\n');
                 continue;
             };
+            transcript.push_str(&event.to_string());
+            transcript.push('\n');
+            let address = event.address();
             if address.parse::<Address>().is_err() {
                 continue;
             }
             let first = *started.entry(address.to_owned()).or_insert(now);
-            if rest.contains("complete") {
+            if let live::Progress::Done { .. } = event {
                 took.insert(address.to_owned(), now - first);
             }
         }
@@ -390,7 +395,7 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         let again = counter.take();
         let writes: usize = again
             .iter()
-            .filter(|(v, _)| proxy::is_write(v) && !proxy::is_lock(v))
+            .filter(|(r, _)| r.is_write() && !r.lock)
             .map(|(_, n)| n)
             .sum();
         push_row(
@@ -480,7 +485,7 @@ fn charts_used(graph: &engine::Graph) -> String {
     out.join(", ")
 }
 
-fn verbs(counts: &BTreeMap<String, usize>) -> String {
+fn verbs(counts: &BTreeMap<proxy::Request, usize>) -> String {
     let total: usize = counts.values().sum();
     let each: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     format!("{total}: {}", each.join(", "))

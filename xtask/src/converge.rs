@@ -141,6 +141,7 @@ fn session_options(
         command: command.to_owned(),
         envctl_version: env!("CARGO_PKG_VERSION").to_owned(),
         interrupt,
+        readiness: xtask::readiness_rules(),
         ..SessionOptions::default()
     })
 }
@@ -164,8 +165,8 @@ async fn plan_of(
     })
 }
 
-fn progress(line: &str) {
-    crate::live_line::progress(line);
+fn progress(event: &live::Progress) {
+    crate::live_line::progress(event);
 }
 
 fn show_plan(plan: &Plan) {

@@ -30,3 +30,8 @@ pub static REGISTRY: LazyLock<Vec<&'static dyn config::ModuleDef>> = LazyLock::n
 pub fn module(name: &str) -> Option<&'static dyn Module> {
     MODULES.iter().copied().find(|m| m.name() == name)
 }
+
+/// The readiness rules of the modules that have one (what apply waits for, and how).
+pub fn readiness_rules() -> Vec<&'static dyn live::ReadinessRule> {
+    MODULES.iter().filter_map(|m| m.readiness()).collect()
+}

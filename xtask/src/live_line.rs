@@ -6,15 +6,19 @@
 //!
 //! The live line is drawn only when both stdout and stderr are terminals, `CI` is not set and
 //! `TERM` is not `dumb`: a log (CI, a pipe, a file) gets the progress lines and nothing else.
-//! What it shows comes from the progress lines themselves ([`Tracker::observe`]): a change is
-//! in flight from its first `...` line to its `complete after`/`failed after`/`Fields removed
-//! after`/`cancelled after` line, and a `still waiting for`
-//! line says what it waits for and why.
+//! What it shows comes from the session's progress events ([`Tracker::observe`]): a change is
+//! in flight from its `Started` to its `Done`, `Failed` or `Cancelled`, and a `Waiting` says
+//! what it waits for and why.
+//!
+//! With `ENVCTL_PROGRESS=json`, each event is printed as one JSON object per line instead (its
+//! serde form, `live::Progress`), for a program to read (`cargo xtask bench`), and no live line.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use live::Progress;
 
 /// A change is shown on the live line once it has run this long (short steps never flicker).
 const SHOW_AFTER: Duration = Duration::from_secs(2);
@@ -40,40 +44,37 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Takes in one progress line (`<address>: <text>`), seen at `now`.
-    pub fn observe(&mut self, line: &str, now: Instant) {
-        let Some((address, text)) = line.split_once(": ") else {
-            return;
-        };
-        if address.contains(' ') || address.is_empty() {
-            return;
-        }
-        if text.contains("complete after")
-            || text.starts_with("failed after")
-            || text.starts_with("cancelled after")
-            || text.starts_with("Fields removed after")
-        {
-            self.in_flight.remove(address);
-        } else if text.ends_with("...") {
-            self.in_flight
-                .entry(address.to_owned())
-                .or_insert_with(|| Flight {
-                    started: now,
-                    what: None,
-                    last: None,
-                });
-        } else if let Some(rest) = text.strip_prefix("still waiting for ")
-            && let Some(flight) = self.in_flight.get_mut(address)
-        {
-            // "still waiting for WHAT [12s elapsed] (REASON)"
-            let (what, after) = rest.split_once(" [").unwrap_or((rest, ""));
-            flight.what = Some(what.to_owned());
-            let reason = after
-                .split_once("] (")
-                .map(|(_, r)| r.strip_suffix(')').unwrap_or(r));
-            if let Some(reason) = reason.filter(|r| !r.is_empty()) {
-                flight.last = Some(reason.to_owned());
+    /// Takes in one progress event, seen at `now`.
+    pub fn observe(&mut self, event: &Progress, now: Instant) {
+        match event {
+            Progress::Started { address, .. } => {
+                self.in_flight
+                    .entry(address.clone())
+                    .or_insert_with(|| Flight {
+                        started: now,
+                        what: None,
+                        last: None,
+                    });
             }
+            Progress::Done { address, .. }
+            | Progress::Failed { address, .. }
+            | Progress::Cancelled { address, .. } => {
+                self.in_flight.remove(address);
+            }
+            Progress::Waiting {
+                address,
+                what,
+                reason,
+                ..
+            } => {
+                if let Some(flight) = self.in_flight.get_mut(address) {
+                    flight.what = Some(what.clone());
+                    if !reason.is_empty() {
+                        flight.last = Some(reason.clone());
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -174,8 +175,23 @@ fn printer() -> &'static Printer {
     })
 }
 
-/// Prints one progress line of the session (the callback given to it).
-pub fn progress(line: &str) {
+/// Whether `ENVCTL_PROGRESS=json` asks for the events as JSON lines.
+fn json_wanted() -> bool {
+    static JSON: OnceLock<bool> = OnceLock::new();
+    *JSON.get_or_init(|| std::env::var("ENVCTL_PROGRESS").is_ok_and(|v| v == "json"))
+}
+
+/// Prints one progress event of the session (the callback given to it): its line, or its JSON
+/// form with `ENVCTL_PROGRESS=json`.
+pub fn progress(event: &Progress) {
+    if json_wanted() {
+        match serde_json::to_string(event) {
+            Ok(json) => eprintln!("{json}"),
+            Err(_) => eprintln!("{event}"),
+        }
+        return;
+    }
+    let line = event.to_string();
     match &printer().live {
         None => eprintln!("{line}"),
         Some(live) => {
@@ -183,7 +199,7 @@ pub fn progress(line: &str) {
             let mut err = std::io::stderr().lock();
             redraw(&mut live, &mut err, true);
             let _ = writeln!(err, "{line}");
-            live.tracker.observe(line, Instant::now());
+            live.tracker.observe(event, Instant::now());
             redraw(&mut live, &mut err, false);
         }
     }
@@ -213,12 +229,19 @@ mod tests {
         assert!(!enabled(true, true, None, Some("dumb")));
     }
 
+    fn started(address: &str) -> Progress {
+        Progress::Started {
+            address: address.into(),
+            step: live::Step::Create,
+        }
+    }
+
     #[test]
     fn the_line_follows_the_oldest_change_in_flight_with_what_it_waits_for() {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut tracker = Tracker::default();
-        tracker.observe("sso.helm_release.dex: Creating...", at(0));
+        tracker.observe(&started("sso.helm_release.dex"), at(0));
         assert_eq!(
             tracker.render(at(1), 200),
             None,
@@ -228,9 +251,14 @@ mod tests {
             tracker.render(at(3), 200).as_deref(),
             Some("[3s] sso.helm_release.dex: in progress")
         );
-        tracker.observe("gateway.object.namespace/gateway: Creating...", at(4));
+        tracker.observe(&started("gateway.object.namespace/gateway"), at(4));
         tracker.observe(
-            "sso.helm_release.dex: still waiting for Deployment available [10s elapsed] (pod dex-5d9: ContainerCreating)",
+            &Progress::Waiting {
+                address: "sso.helm_release.dex".into(),
+                what: "Deployment available".into(),
+                elapsed: Duration::from_secs(10),
+                reason: "pod dex-5d9: ContainerCreating".into(),
+            },
             at(10),
         );
         assert_eq!(
@@ -240,21 +268,44 @@ mod tests {
             )
         );
         tracker.observe(
-            "sso.helm_release.dex: Creation complete after 13.0s",
+            &Progress::Done {
+                address: "sso.helm_release.dex".into(),
+                step: live::Step::Create,
+                elapsed: Duration::from_secs(13),
+            },
             at(13),
         );
         assert_eq!(
             tracker.render(at(14), 200).as_deref(),
             Some("[10s] gateway.object.namespace/gateway: in progress")
         );
+        // A warning or a recovery does not end a change.
         tracker.observe(
-            "gateway.object.namespace/gateway: failed after 11.0s: refused",
+            &Progress::Recovered {
+                address: "gateway.object.namespace/gateway".into(),
+            },
+            at(14),
+        );
+        assert!(tracker.render(at(14), 200).is_some());
+        tracker.observe(
+            &Progress::Failed {
+                address: "gateway.object.namespace/gateway".into(),
+                elapsed: Duration::from_secs(11),
+                error: "refused".into(),
+            },
             at(15),
         );
         assert_eq!(tracker.render(at(16), 200), None, "nothing in flight");
-        // Lines that are not a change's own are ignored.
-        tracker.observe("Apply complete! Resources: 1 added", at(17));
-        tracker.observe("error: something", at(17));
+        // A wait of a change not in flight (a destroy's) starts nothing.
+        tracker.observe(
+            &Progress::Waiting {
+                address: "gateway.object.namespace/gateway".into(),
+                what: "its deletion".into(),
+                elapsed: Duration::from_secs(10),
+                reason: String::new(),
+            },
+            at(17),
+        );
         assert_eq!(tracker.render(at(18), 200), None);
     }
 
@@ -262,7 +313,13 @@ mod tests {
     fn a_long_line_is_cut_to_the_width() {
         let t0 = Instant::now();
         let mut tracker = Tracker::default();
-        tracker.observe("mesh.helm_release.istiod: Modifying...", t0);
+        tracker.observe(
+            &Progress::Started {
+                address: "mesh.helm_release.istiod".into(),
+                step: live::Step::Modify,
+            },
+            t0,
+        );
         let line = tracker
             .render(t0 + Duration::from_secs(5), 20)
             .expect("shown");

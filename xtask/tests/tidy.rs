@@ -302,6 +302,22 @@ fn nothing_outside_xtask_prints() {
     );
 }
 
+/// Live knows no module's domain: the Gateway API's readiness (wait for a Gateway only where a
+/// controller serves its class) is the gateway module's rule, handed to live through
+/// `ModuleCommands::readiness`.
+#[test]
+fn live_holds_no_modules_readiness_rule() {
+    let found = occurrences(
+        "live",
+        &["gateway.networking.k8s.io", "\"Gateway\"", "\"HTTPRoute\""],
+    );
+    assert!(
+        found.is_empty(),
+        "Gateway API knowledge in live (it belongs to the gateway module's ReadinessRule):\n{}",
+        found.join("\n")
+    );
+}
+
 /// Each `**Architecture Invariant:**` paragraph names the tests that hold it as
 /// ``(tests: `name`, `name`)``, and each named test exists.
 #[test]

@@ -700,7 +700,7 @@ impl CountedApi {
     }
 
     /// The requests counted since the last call, by verb (`patch (dry run)` apart).
-    pub fn take(&self) -> std::collections::BTreeMap<String, usize> {
+    pub fn take(&self) -> std::collections::BTreeMap<counting_proxy::Request, usize> {
         self.counter.take()
     }
 }

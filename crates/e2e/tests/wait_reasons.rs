@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use e2e::TestNamespace;
 use engine::{Graph, Module, Ownership, Resource};
-use live::Cluster;
 use live::runner::{RunOptions, Runner};
 use live::wait::WaitOptions;
+use live::{Cluster, Progress};
 use serde_json::json;
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
@@ -80,14 +80,11 @@ async fn a_webhook_refusing_every_pod_ends_the_wait_early_with_its_reason() {
     let address = resource.address.to_string();
     let graph = Graph::build(vec![Module::new("web").with_resource(resource)]).expect("a graph");
     let environment = e2e::unique_name("waits");
-    let lines = Arc::new(Mutex::new(Vec::<(Duration, String)>::new()));
+    let lines = Arc::new(Mutex::new(Vec::<(Duration, Progress)>::new()));
     let start = Instant::now();
     let sink = lines.clone();
-    let reporter = move |line: &str| {
-        sink.lock()
-            .unwrap()
-            .push((start.elapsed(), line.to_owned()))
-    };
+    let reporter =
+        move |event: &Progress| sink.lock().unwrap().push((start.elapsed(), event.clone()));
     let options = RunOptions {
         wait: WaitOptions {
             timeout: Duration::from_secs(300),
@@ -146,8 +143,10 @@ async fn a_webhook_refusing_every_pod_ends_the_wait_early_with_its_reason() {
         .lock()
         .unwrap()
         .iter()
-        .find(|(_, l)| {
-            l.contains("Warning FailedCreate on replicaset/") && l.contains("refuse.envctl.test")
+        .find(|(_, event)| {
+            matches!(event, Progress::Warning { address: a, reason, object, message }
+                if a == &address && reason == "FailedCreate"
+                    && object.starts_with("replicaset/") && message.contains("refuse.envctl.test"))
         })
         .cloned()
         .unwrap_or_else(|| panic!("no FailedCreate warning among the progress lines:\n{printed}"));

@@ -6,6 +6,8 @@ use config::{ConfigError, Environment, PinnedObject, Pins, VersionCheck, Version
 use engine::{Module, Output, OutputRef, Ownership, Resource, ResourceSpec};
 use serde_json::{Value, json};
 
+pub mod readiness;
+
 /// This module's name: the first part of its addresses.
 pub const NAME: &str = "gateway";
 
@@ -19,6 +21,11 @@ pub struct Gateway;
 impl live::session::ModuleCommands for Gateway {
     fn module_name(&self) -> &'static str {
         NAME
+    }
+
+    /// Gateways and HTTPRoutes are awaited only where a controller serves their class.
+    fn readiness(&self) -> Option<&'static dyn live::ReadinessRule> {
+        Some(&readiness::RULE)
     }
 }
 

@@ -763,7 +763,7 @@ impl Helm {
 
 /// What brings a release left `pending-*` (its run was killed mid-operation) back to a state
 /// helm accepts an upgrade from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub enum Recovery {
     /// Roll back to the last revision that was deployed.
     Rollback { to: u64 },
@@ -772,7 +772,7 @@ pub enum Recovery {
 }
 
 /// A release found pending, and how it is recovered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Pending {
     /// `pending-install`, `pending-upgrade` or `pending-rollback`.
     pub status: String,

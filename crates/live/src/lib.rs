@@ -12,7 +12,9 @@ pub mod helm;
 pub mod helm_storage;
 pub mod objects;
 pub mod process;
+pub mod progress;
 pub mod provider;
+pub mod readiness;
 pub mod retry;
 pub mod runner;
 pub mod secrets;
@@ -22,6 +24,8 @@ pub mod wait;
 
 pub use cluster::{Cluster, Conflict, FIELD_MANAGER, TypeInfo};
 pub use process::ProcessError;
+pub use progress::{Progress, Step};
+pub use readiness::ReadinessRule;
 
 /// The status an API server answered a failed request with (`kube::Error::Api`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -447,7 +447,7 @@ pub async fn create(
 }
 
 /// What [`destroy`] did with the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Destroyed {
     /// `kind delete cluster` ran.
     Deleted { name: String },

@@ -11,6 +11,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 
+use crate::progress::Progress;
+use crate::readiness::ReadinessRule;
 use crate::{Cluster, LiveError, TypeInfo};
 
 /// Whether an object is ready for what comes after it.
@@ -30,9 +32,8 @@ pub enum Readiness {
 /// - Deployment: the controller saw this generation, `Available`, every replica updated.
 /// - DaemonSet: rolled out (every scheduled pod updated and ready).
 /// - Namespace: `Active`.
-/// - HTTPRoute: every parent `Accepted` and `ResolvedRefs`.
-/// - Gateway: `Programmed` (callers only wait for it when a controller serves the class).
-/// - Everything else: ready once it exists.
+/// - Everything else: ready once it exists (a module's [`ReadinessRule`] says more for the
+///   kinds of its domain).
 pub fn readiness(object: &Value) -> Readiness {
     let kind = object
         .get("kind")
@@ -46,13 +47,37 @@ pub fn readiness(object: &Value) -> Readiness {
             Some("Active") => Readiness::Ready,
             phase => waiting("phase Active", phase.unwrap_or("no phase yet")),
         },
-        "HTTPRoute" => http_route(object),
-        "Gateway" => condition_ready(object, "Programmed"),
         _ => Readiness::Ready,
     }
 }
 
-fn waiting(what: &str, last: &str) -> Readiness {
+/// Live's own readiness rule: apply waits for CustomResourceDefinitions, Deployments,
+/// DaemonSets and Namespaces, ready as [`readiness`] says.
+pub struct BuiltIn;
+
+impl ReadinessRule for BuiltIn {
+    fn governs(&self, _api_version: &str, kind: &str) -> bool {
+        matches!(
+            kind,
+            "CustomResourceDefinition" | "Deployment" | "DaemonSet" | "Namespace"
+        )
+    }
+
+    fn wait_for<'a>(
+        &'a self,
+        _cluster: &'a Cluster,
+        _manifest: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<bool, LiveError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn readiness(&self, object: &Value) -> Readiness {
+        readiness(object)
+    }
+}
+
+/// Waiting for `what`, the latest state seen `last`.
+pub fn waiting(what: &str, last: &str) -> Readiness {
     Readiness::Waiting {
         what: what.to_owned(),
         last: last.to_owned(),
@@ -88,11 +113,14 @@ fn describe(condition: Option<&Value>, kind: &str) -> String {
     }
 }
 
-fn condition_ready(object: &Value, kind: &str) -> Readiness {
+/// Ready when the object's condition `kind` is `True`; else what it says.
+pub fn condition_ready(object: &Value, kind: &str) -> Readiness {
     conditions_ready(object.pointer("/status/conditions"), kind)
 }
 
-fn conditions_ready(conditions: Option<&Value>, kind: &str) -> Readiness {
+/// Ready when the condition `kind` of a `conditions` list is `True` (e.g. of one parent of
+/// a route's status); else what it says.
+pub fn conditions_ready(conditions: Option<&Value>, kind: &str) -> Readiness {
     let found = condition(conditions, kind);
     if found.and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True") {
         Readiness::Ready
@@ -148,23 +176,6 @@ fn daemon_set(object: &Value) -> Readiness {
     Readiness::Ready
 }
 
-fn http_route(object: &Value) -> Readiness {
-    let parents = object.pointer("/status/parents").and_then(Value::as_array);
-    let Some(parents) = parents.filter(|p| !p.is_empty()) else {
-        return waiting("Accepted by its parent Gateway", "no parent status yet");
-    };
-    for parent in parents {
-        for kind in ["Accepted", "ResolvedRefs"] {
-            if let Readiness::Waiting { what, last } =
-                conditions_ready(parent.get("conditions"), kind)
-            {
-                return Readiness::Waiting { what, last };
-            }
-        }
-    }
-    Readiness::Ready
-}
-
 /// How long to wait, how often to look for reasons, and how often to say so.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitOptions {
@@ -213,7 +224,7 @@ impl WaitOptions {
     }
 }
 
-/// Watches an object until [`readiness`] says ready, through the reporter: every Warning event
+/// Watches an object until `rule` says it is ready, through the reporter: every Warning event
 /// of the object and of what it owns (a Deployment's ReplicaSets and Pods, a DaemonSet's Pods)
 /// as it appears, and every `progress_every` what is awaited, the object's conditions that are
 /// not as they should be, its Pods' waiting reasons and the latest warning.
@@ -221,14 +232,16 @@ impl WaitOptions {
 /// A failure that will not heal by waiting (see [`heal`]) ends the wait early with its reason;
 /// otherwise the error after `timeout` names the object, what was awaited and the last reason
 /// seen. A failed read of the API server is reported and retried until the deadline.
+#[allow(clippy::too_many_arguments)]
 pub async fn wait_ready(
     cluster: &Cluster,
     ty: &TypeInfo,
     namespace: Option<&str>,
     name: &str,
     label: &str,
+    rule: &dyn ReadinessRule,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(), LiveError> {
     watch_until(
         cluster,
@@ -240,7 +253,7 @@ pub async fn wait_ready(
         progress,
         true,
         |object| match object {
-            Some(object) => match readiness(object) {
+            Some(object) => match rule.readiness(object) {
                 Readiness::Ready => None,
                 Readiness::Waiting { what, last } => Some((what, last)),
             },
@@ -258,7 +271,7 @@ pub async fn wait_gone(
     name: &str,
     label: &str,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(), LiveError> {
     watch_until(
         cluster,
@@ -301,7 +314,7 @@ async fn watch_until(
     name: &str,
     label: &str,
     options: WaitOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
     diagnose: bool,
     pending: impl Fn(Option<&Value>) -> Option<(String, String)>,
 ) -> Result<(), LiveError> {
@@ -327,7 +340,8 @@ async fn watch_until(
     let mut next_report = options.progress_every;
     let mut installing_since: Option<Duration> = None;
     let mut nudged: Option<Duration> = None;
-    let say = |line: String| progress(&format!("{label}: {line}"));
+    let say = |event: Progress| progress(&event);
+    let address = || label.to_owned();
 
     loop {
         tokio::select! {
@@ -336,11 +350,11 @@ async fn watch_until(
                     Some(Ok(event)) => event,
                     Some(Err(error)) => {
                         if unreachable.is_none() {
-                            say(format!(
-                                "cannot read it from the API server ({}); still waiting [{}s elapsed]",
-                                crate::retry::chain_text(&error),
-                                start.elapsed().as_secs()
-                            ));
+                            say(Progress::Unreachable {
+                                address: address(),
+                                error: crate::retry::chain_text(&error),
+                                elapsed: start.elapsed(),
+                            });
                         }
                         unreachable = Some(crate::retry::chain_text(&error));
                         continue;
@@ -348,7 +362,7 @@ async fn watch_until(
                     None => return Err(LiveError::WatchEnded { address: label.to_owned() }),
                 };
                 if unreachable.take().is_some() {
-                    say("the API server answers again".into());
+                    say(Progress::Reachable { address: address() });
                 }
                 match event {
                     watcher::Event::Init => listing = None,
@@ -373,11 +387,10 @@ async fn watch_until(
                         && nudged.is_none_or(|at| elapsed.saturating_sub(at) >= CRD_NUDGE_AFTER * 3)
                     {
                         nudged = Some(elapsed);
-                        say(format!(
-                            "names accepted but not Established for {}s (an API server that \
-                             restarted misses it): updating it to wake the establishing controller",
-                            elapsed.saturating_sub(since).as_secs()
-                        ));
+                        say(Progress::Nudged {
+                            address: address(),
+                            stuck: elapsed.saturating_sub(since),
+                        });
                         if let Err(error) = nudge(cluster, ty, name).await {
                             unreachable = Some(error.to_string());
                         }
@@ -391,8 +404,13 @@ async fn watch_until(
                         Err(_) => unreachable = Some("no answer to the look for reasons".into()),
                         Ok(Err(error)) => unreachable = Some(error.to_string()),
                         Ok(Ok(found)) => {
-                            for line in reasons.observe(elapsed, found) {
-                                say(line);
+                            for warning in reasons.observe(elapsed, found) {
+                                say(Progress::Warning {
+                                    address: address(),
+                                    reason: warning.reason,
+                                    object: warning.object,
+                                    message: warning.message,
+                                });
                             }
                             if let Some(verdict) = reasons.verdict(elapsed, options.settle) {
                                 return Err(LiveError::WillNotBeReady {
@@ -407,11 +425,12 @@ async fn watch_until(
                     let (what, last) = state.clone().unwrap_or_else(|| {
                         ("the first read of the object".into(), "nothing read yet".into())
                     });
-                    say(format!(
-                        "still waiting for {what} [{}s elapsed] ({})",
-                        elapsed.as_secs(),
-                        reasons.summary(&last, unreachable.as_deref())
-                    ));
+                    say(Progress::Waiting {
+                        address: address(),
+                        what,
+                        elapsed,
+                        reason: reasons.summary(&last, unreachable.as_deref()),
+                    });
                     next_report += options.progress_every;
                 }
             }
@@ -834,9 +853,9 @@ struct Tracked {
 }
 
 impl Reasons {
-    /// Takes one look (at `now` since the wait started); returns the lines to report now: each
-    /// warning that happened during the wait, once per message.
-    pub fn observe(&mut self, now: Duration, found: Found) -> Vec<String> {
+    /// Takes one look (at `now` since the wait started); returns the warnings to report now:
+    /// each that happened during the wait, once per message.
+    pub fn observe(&mut self, now: Duration, found: Found) -> Vec<Warning> {
         let first = self.looks == 0;
         self.looks += 1;
         let mut lines = Vec::new();
@@ -859,10 +878,7 @@ impl Reasons {
                 && tracked.reported.as_deref() != Some(&tracked.warning.message)
             {
                 tracked.reported = Some(tracked.warning.message.clone());
-                lines.push(format!(
-                    "Warning {} on {}: {}",
-                    tracked.warning.reason, tracked.warning.object, tracked.warning.message
-                ));
+                lines.push(tracked.warning.clone());
             }
         }
         let mut conditions = BTreeMap::new();
@@ -1008,24 +1024,6 @@ mod tests {
         let ds = json!({"kind": "DaemonSet", "metadata": {"generation": 1},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1}});
         assert_eq!(readiness(&ds), Readiness::Ready);
-    }
-
-    #[test]
-    fn http_route_needs_every_parent_accepted_and_resolved() {
-        let route = json!({"kind": "HTTPRoute", "status": {"parents": [{"conditions": [
-            {"type": "Accepted", "status": "True"},
-            {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "message": "service sso/dex not found"}]}]}});
-        assert_eq!(
-            readiness(&route),
-            waiting(
-                "condition ResolvedRefs",
-                "ResolvedRefs=False: BackendNotFound: service sso/dex not found"
-            )
-        );
-        assert!(matches!(
-            readiness(&json!({"kind": "HTTPRoute"})),
-            Readiness::Waiting { .. }
-        ));
     }
 
     fn event(
@@ -1197,12 +1195,11 @@ mod tests {
                 "2",
             )]),
         );
-        assert_eq!(
-            lines,
-            [format!(
-                "Warning FailedCreate on replicaset/web/rs: {WEBHOOK_DOWN}"
-            )]
-        );
+        let seen: Vec<(&str, &str, &str)> = lines
+            .iter()
+            .map(|w| (w.reason.as_str(), w.object.as_str(), w.message.as_str()))
+            .collect();
+        assert_eq!(seen, [("FailedCreate", "replicaset/web/rs", WEBHOOK_DOWN)]);
         assert!(
             reasons
                 .observe(

@@ -8,7 +8,37 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-pub type Counts = Arc<Mutex<BTreeMap<String, usize>>>;
+pub type Counts = Arc<Mutex<BTreeMap<Request, usize>>>;
+
+/// One request as counted: its Kubernetes verb, and whether it was a dry run or a write of
+/// envctl's lock (a Lease: the only Leases a run writes). Shown as `patch (dry run)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Request {
+    /// `discovery`, `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...
+    pub verb: String,
+    pub dry_run: bool,
+    pub lock: bool,
+}
+
+impl Request {
+    /// Whether it changes the cluster.
+    pub fn is_write(&self) -> bool {
+        !self.dry_run && !matches!(self.verb.as_str(), "discovery" | "get" | "list" | "watch")
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.verb)?;
+        if self.dry_run {
+            write!(f, " (dry run)")
+        } else if self.lock {
+            write!(f, " (lock)")
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// A running proxy: its port, and the requests counted so far.
 pub struct Counter {
@@ -35,7 +65,7 @@ impl Counter {
     }
 
     /// The counts so far, and zero them.
-    pub fn take(&self) -> BTreeMap<String, usize> {
+    pub fn take(&self) -> BTreeMap<Request, usize> {
         std::mem::take(&mut *self.counts.lock().expect("counts"))
     }
 }
@@ -87,19 +117,24 @@ fn forward(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> std::io:
     client.shutdown(std::net::Shutdown::Both)
 }
 
-/// The Kubernetes verb of a request: `discovery`, `get`, `list`, `watch`, `create`, `update`,
-/// `patch`, `delete`, with ` (dry run)` for dry runs and ` (lock)` for a Lease (envctl's lock;
-/// the only Leases a run writes).
-pub fn classify(method: &str, target: &str) -> String {
+/// What a request is: its Kubernetes verb (`discovery`, `get`, `list`, `watch`, `create`,
+/// `update`, `patch`, `delete`), whether it is a dry run, whether it is about a Lease (envctl's
+/// lock; the only Leases a run writes).
+pub fn classify(method: &str, target: &str) -> Request {
+    let discovery = Request {
+        verb: "discovery".into(),
+        dry_run: false,
+        lock: false,
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let rest: &[&str] = match segments.as_slice() {
         ["api", "v1", rest @ ..] => rest,
         ["apis", _, _, rest @ ..] => rest,
-        _ => return "discovery".into(),
+        _ => return discovery,
     };
     if rest.is_empty() {
-        return "discovery".into();
+        return discovery;
     }
     let named = if rest[0] == "namespaces" && rest.len() >= 3 {
         rest.len() >= 4
@@ -125,73 +160,72 @@ pub fn classify(method: &str, target: &str) -> String {
         other => other,
     };
     // envctl's lock is a Lease (kube-public/envctl-lock-<env>): its writes are told apart.
-    let lock = rest.contains(&"leases");
-    if dry {
-        format!("{verb} (dry run)")
-    } else if lock {
-        format!("{verb} (lock)")
-    } else {
-        verb.to_owned()
+    Request {
+        verb: verb.to_owned(),
+        dry_run: dry,
+        lock: rest.contains(&"leases"),
     }
-}
-
-/// Whether a verb is a write of envctl's lock (its Lease).
-pub fn is_lock(verb: &str) -> bool {
-    verb.ends_with("(lock)")
-}
-
-/// Whether a verb changes the cluster.
-pub fn is_write(verb: &str) -> bool {
-    !verb.ends_with("(dry run)") && !matches!(verb, "discovery" | "get" | "list" | "watch")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn shown(method: &str, target: &str) -> String {
+        classify(method, target).to_string()
+    }
+
     #[test]
     fn requests_are_classified_by_verb() {
-        assert_eq!(classify("GET", "/apis"), "discovery");
-        assert_eq!(classify("GET", "/api/v1/namespaces"), "list");
-        assert_eq!(classify("GET", "/api/v1/namespaces/sso"), "get");
+        assert_eq!(shown("GET", "/apis"), "discovery");
+        assert_eq!(shown("GET", "/api/v1/namespaces"), "list");
+        assert_eq!(shown("GET", "/api/v1/namespaces/sso"), "get");
         assert_eq!(
-            classify(
+            shown(
                 "GET",
                 "/api/v1/namespaces/sso/secrets?labelSelector=owner%3Dhelm"
             ),
             "list"
         );
         assert_eq!(
-            classify("GET", "/apis/apps/v1/namespaces/sso/deployments/dex"),
+            shown("GET", "/apis/apps/v1/namespaces/sso/deployments/dex"),
             "get"
         );
         assert_eq!(
-            classify(
+            shown(
                 "PATCH",
                 "/apis/apps/v1/namespaces/sso/deployments/dex?dryRun=All&force=true"
             ),
             "patch (dry run)"
         );
         assert_eq!(
-            classify("GET", "/apis/apps/v1/deployments?watch=true"),
+            shown("GET", "/apis/apps/v1/deployments?watch=true"),
             "watch"
         );
-        assert_eq!(classify("GET", "/version"), "discovery");
-        assert!(is_write("patch") && !is_write("patch (dry run)") && !is_write("list"));
+        assert_eq!(shown("GET", "/version"), "discovery");
+        let patch = |target| classify("PATCH", target);
+        assert!(patch("/api/v1/namespaces/a/configmaps/b").is_write());
+        assert!(!patch("/api/v1/namespaces/a/configmaps/b?dryRun=All").is_write());
+        assert!(!classify("GET", "/api/v1/namespaces").is_write());
         assert_eq!(
-            classify(
+            shown(
                 "POST",
                 "/apis/coordination.k8s.io/v1/namespaces/kube-public/leases"
             ),
             "create (lock)"
         );
         assert_eq!(
-            classify(
+            shown(
                 "DELETE",
                 "/apis/coordination.k8s.io/v1/namespaces/kube-public/leases/envctl-lock-kwok"
             ),
             "delete (lock)"
         );
-        assert!(is_write("delete (lock)") && is_lock("delete (lock)") && !is_lock("delete"));
+        let lease = classify(
+            "DELETE",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-public/leases/envctl-lock-kwok",
+        );
+        assert!(lease.is_write() && lease.lock);
+        assert!(!classify("DELETE", "/api/v1/namespaces/a/configmaps/b").lock);
     }
 }

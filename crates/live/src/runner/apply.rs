@@ -79,11 +79,10 @@ impl Runner<'_> {
                             tokio::select! {
                                 done = work => done,
                                 _ = cancelled.wait_for(|c| *c) => {
-                                    self.progress(&format!(
-                                        "{}: cancelled after {:.1}s: another change found the API server unreachable",
-                                        change.address,
-                                        start.elapsed().as_secs_f64()
-                                    ));
+                                    self.progress(Progress::Cancelled {
+                                        address: change.address.to_string(),
+                                        elapsed: start.elapsed(),
+                                    });
                                     (change, Err(LiveError::Cancelled { address: change.address.to_string() }))
                                 }
                             }
@@ -134,17 +133,20 @@ impl Runner<'_> {
                 return Ok(report);
             }
             let start = Instant::now();
-            self.progress(&format!("{}: Destroying...", change.address));
+            self.progress(Progress::Started {
+                address: change.address.to_string(),
+                step: Step::Destroy,
+            });
             let before = change.before.clone().unwrap_or_default();
             self.delete_object(&change.address, &before)
                 .await
                 .map_err(|e| again(&change.address, e))?;
             report.deleted += 1;
-            self.progress(&format!(
-                "{}: Destruction complete after {}s",
-                change.address,
-                start.elapsed().as_secs()
-            ));
+            self.progress(Progress::Done {
+                address: change.address.to_string(),
+                step: Step::Destroy,
+                elapsed: start.elapsed(),
+            });
         }
         self.write_inventory().await?;
         self.record_verified_releases().await?;
@@ -218,12 +220,15 @@ impl Runner<'_> {
     ) {
         let address = &change.address;
         let start = Instant::now();
-        let (verb, done) = match change.action {
-            Action::Create => ("Creating", "Creation complete"),
-            Action::Replace { .. } => ("Replacing", "Replacement complete"),
-            _ => ("Modifying", "Modifications complete"),
+        let step = match change.action {
+            Action::Create => Step::Create,
+            Action::Replace { .. } => Step::Replace,
+            _ => Step::Modify,
         };
-        self.progress(&format!("{address}: {verb}..."));
+        self.progress(Progress::Started {
+            address: address.to_string(),
+            step,
+        });
         let result = async {
             self.make_change(change, resource, &desired).await?;
             let mut outputs = Vec::new();
@@ -240,19 +245,20 @@ impl Runner<'_> {
         }
         .await;
         match &result {
-            Ok(_) => self.progress(&format!(
-                "{address}: {done} after {:.1}s",
-                start.elapsed().as_secs_f64()
-            )),
+            Ok(_) => self.progress(Progress::Done {
+                address: address.to_string(),
+                step,
+                elapsed: start.elapsed(),
+            }),
             Err(e) => {
                 // The error names the address itself (LiveError::at): not twice on one line.
                 let text = e.to_string();
                 let prefix = format!("{address}: ");
-                self.progress(&format!(
-                    "{address}: failed after {:.1}s: {}",
-                    start.elapsed().as_secs_f64(),
-                    text.strip_prefix(&prefix).unwrap_or(&text)
-                ))
+                self.progress(Progress::Failed {
+                    address: address.to_string(),
+                    elapsed: start.elapsed(),
+                    error: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+                })
             }
         }
         (change, result)
@@ -325,11 +331,16 @@ impl Runner<'_> {
         let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
             return Ok(());
         };
-        self.progress(&format!("{address}: {pending}"));
+        self.progress(Progress::Recovering {
+            address: address.to_string(),
+            pending: pending.clone(),
+        });
         helm.recover(release, namespace, &pending, self.options.wait.timeout)
             .await
             .map_err(helm_err)?;
-        self.progress(&format!("{address}: Recovery complete"));
+        self.progress(Progress::Recovered {
+            address: address.to_string(),
+        });
         Ok(())
     }
 
@@ -383,100 +394,40 @@ impl Runner<'_> {
             .await
             .map_err(|e| e.at(address))?;
         let (namespace, name) = identity(&manifest);
-        if kind == "CustomResourceDefinition" {
-            wait::wait_ready(
-                &self.cluster,
-                &ty,
-                None,
-                &name,
-                &address.to_string(),
-                self.options.wait,
-                self.report,
-            )
-            .await?;
-            self.cluster.refresh_discovery().await?;
-        } else if self.needs_wait(&manifest).await? {
+        if let Some(rule) = self.wait_rule(&manifest).await? {
             wait::wait_ready(
                 &self.cluster,
                 &ty,
                 namespace.as_deref(),
                 &name,
                 &address.to_string(),
+                rule,
                 self.options.wait,
                 self.report,
             )
             .await?;
         }
+        if kind == "CustomResourceDefinition" {
+            self.cluster.refresh_discovery().await?;
+        }
         Ok(())
     }
 
-    /// Waits for workloads and for anything others depend on; Gateway API objects only when a
-    /// controller serves their class (no controller means no status to wait for).
-    async fn needs_wait(&self, manifest: &Value) -> Result<bool, LiveError> {
-        let kind = text(manifest, "/kind");
-        match kind {
-            "Deployment" | "DaemonSet" | "Namespace" => Ok(true),
-            "Gateway" => {
-                self.class_has_controller(
-                    manifest
-                        .pointer("/spec/gatewayClassName")
-                        .and_then(Value::as_str),
-                )
-                .await
-            }
-            // A route is Accepted by its Gateway's controller: wait only where one runs.
-            "HTTPRoute" => {
-                let Some(ty) = self
-                    .cluster
-                    .resolve("gateway.networking.k8s.io/v1", "Gateway")
-                else {
-                    return Ok(false);
-                };
-                let route_ns = manifest
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str);
-                for parent in manifest
-                    .pointer("/spec/parentRefs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = text(parent, "/name");
-                    let ns = parent.get("namespace").and_then(Value::as_str).or(route_ns);
-                    let class = self.cluster.get(&ty, ns, name).await?.and_then(|g| {
-                        g.pointer("/spec/gatewayClassName")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    });
-                    if !self.class_has_controller(class.as_deref()).await? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn class_has_controller(&self, class: Option<&str>) -> Result<bool, LiveError> {
-        let Some(class) = class else { return Ok(false) };
-        let Some(ty) = self
-            .cluster
-            .resolve("gateway.networking.k8s.io/v1", "GatewayClass")
+    /// The readiness rule apply waits for an applied object by (a module's, for the kinds of
+    /// its domain, or live's built-in one); `None`: nothing to wait for.
+    async fn wait_rule(
+        &self,
+        manifest: &Value,
+    ) -> Result<Option<&'static dyn crate::ReadinessRule>, LiveError> {
+        let (api_version, kind) = type_of(manifest);
+        let Some(rule) = crate::readiness::rule_for(&self.options.readiness, api_version, kind)
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let accepted = self.cluster.get(&ty, None, class).await?.is_some_and(|c| {
-            c.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|conditions| {
-                    conditions.iter().any(|x| {
-                        x.get("type").and_then(Value::as_str) == Some("Accepted")
-                            && x.get("status").and_then(Value::as_str) == Some("True")
-                    })
-                })
-        });
-        Ok(accepted)
+        Ok(rule
+            .wait_for(&self.cluster, manifest)
+            .await?
+            .then_some(rule))
     }
 }
 

@@ -260,7 +260,10 @@ impl Runner<'_> {
             let start = Instant::now();
             match change.action {
                 Action::Delete => {
-                    self.progress(&format!("{address}: Destroying..."));
+                    self.progress(Progress::Started {
+                        address: address.to_string(),
+                        step: Step::Destroy,
+                    });
                     let before = change.before.clone().unwrap_or_default();
                     match address.kind {
                         ResourceKind::HelmRelease => {
@@ -277,13 +280,17 @@ impl Runner<'_> {
                             .map_err(|e| e.at(address))?,
                     }
                     report.deleted += 1;
-                    self.progress(&format!(
-                        "{address}: Destruction complete after {}s",
-                        start.elapsed().as_secs()
-                    ));
+                    self.progress(Progress::Done {
+                        address: address.to_string(),
+                        step: Step::Destroy,
+                        elapsed: start.elapsed(),
+                    });
                 }
                 Action::Update => {
-                    self.progress(&format!("{address}: Removing envctl's fields..."));
+                    self.progress(Progress::Started {
+                        address: address.to_string(),
+                        step: Step::RemoveFields,
+                    });
                     let manifest =
                         objects::release_fields(change.before.as_ref().unwrap_or(&Value::Null));
                     let (api_version, kind) = type_of(&manifest);
@@ -294,10 +301,11 @@ impl Runner<'_> {
                             .map_err(|e| e.at(address))?;
                     }
                     report.updated += 1;
-                    self.progress(&format!(
-                        "{address}: Fields removed after {}s",
-                        start.elapsed().as_secs()
-                    ));
+                    self.progress(Progress::Done {
+                        address: address.to_string(),
+                        step: Step::RemoveFields,
+                        elapsed: start.elapsed(),
+                    });
                 }
                 _ => {}
             }

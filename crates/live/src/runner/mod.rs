@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// Addresses of objects that exist but are not envctl's, to take over (`--adopt`);
     /// any other such object is refused.
     pub adopt: BTreeSet<String>,
+    /// The modules' readiness rules (see [`crate::readiness`]); live's built-in rule comes
+    /// after them.
+    pub readiness: Vec<&'static dyn crate::ReadinessRule>,
 }
 
 impl Default for RunOptions {
@@ -72,12 +75,13 @@ impl Default for RunOptions {
             helm: None,
             interrupt: Default::default(),
             adopt: BTreeSet::new(),
+            readiness: Vec::new(),
         }
     }
 }
 
-/// Where progress lines go (stderr in the CLI, a buffer in tests).
-pub type Reporter = dyn Fn(&str) + Send + Sync;
+pub use crate::progress::Reporter;
+use crate::progress::{Progress, Step};
 
 /// One environment against one cluster.
 pub struct Runner<'a> {
@@ -284,8 +288,8 @@ impl<'a> Runner<'a> {
         Ok(self.graph.desired(address, bindings, &self.environment)?)
     }
 
-    fn progress(&self, line: &str) {
-        (self.report)(line);
+    fn progress(&self, event: Progress) {
+        (self.report)(&event);
     }
 
     fn inventory_name(&self) -> String {

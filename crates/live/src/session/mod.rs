@@ -21,6 +21,7 @@ use std::time::Instant;
 use engine::{Action, Address, ClusterSpec, Graph, Plan, ResourceKind, ResourceSpec};
 
 use crate::helm::Helm;
+use crate::progress::{Progress, Step};
 use crate::provider::{self, Destroyed, Target};
 use crate::runner::{ApplyReport, RunOptions, Runner};
 use crate::sources::Sources;
@@ -39,8 +40,8 @@ pub use saved::StalePlan;
 /// What the CLI hands in: how progress, plans and questions reach the user.
 #[derive(Clone, Copy)]
 pub struct Callbacks<'a> {
-    /// A progress line (`address: Creating...`).
-    pub progress: &'a crate::runner::Reporter,
+    /// A progress event (shown as `address: Creating...`).
+    pub progress: &'a crate::progress::Reporter,
     /// Shows a plan before it is confirmed or applied.
     pub show_plan: &'a (dyn Fn(&Plan) + Send + Sync),
     /// Asks a yes/no question; `Err` when it cannot be asked (no terminal). Should give up
@@ -76,6 +77,8 @@ pub struct SessionOptions {
     pub envctl_version: String,
     /// The process's signals.
     pub interrupt: Interrupt,
+    /// The readiness rules of the modules ([`ModuleCommands::readiness`] of each).
+    pub readiness: Vec<&'static dyn crate::ReadinessRule>,
 }
 
 /// Why a session failed.
@@ -269,6 +272,7 @@ impl<'a> Session<'a> {
             helm,
             interrupt: self.options.interrupt.clone(),
             adopt: self.options.adopt.clone(),
+            readiness: self.options.readiness.clone(),
             wait: crate::wait::WaitOptions::from_env()?,
         })
     }
@@ -461,12 +465,16 @@ impl<'a> Session<'a> {
         spec: &ClusterSpec,
     ) -> Result<Cluster, SessionError> {
         let start = Instant::now();
-        (self.ui.progress)(&format!("{address}: Creating..."));
+        (self.ui.progress)(&Progress::Started {
+            address: address.to_string(),
+            step: Step::Create,
+        });
         let cluster = provider::create(spec, self.kubeconfig(), &self.environment, address).await?;
-        (self.ui.progress)(&format!(
-            "{address}: Creation complete after {}s",
-            start.elapsed().as_secs()
-        ));
+        (self.ui.progress)(&Progress::Done {
+            address: address.to_string(),
+            step: Step::Create,
+            elapsed: start.elapsed(),
+        });
         Ok(cluster)
     }
 
@@ -523,8 +531,11 @@ impl<'a> Session<'a> {
                     "{kept}; delete it yourself to replace it"
                 )));
             }
-            deleted @ Destroyed::Deleted { .. } => {
-                (self.ui.progress)(&format!("{address}: {deleted}"));
+            destroyed @ Destroyed::Deleted { .. } => {
+                (self.ui.progress)(&Progress::ClusterDestroyed {
+                    address: address.to_string(),
+                    destroyed,
+                });
             }
         }
         let cluster = self.create_cluster(address, spec).await?;

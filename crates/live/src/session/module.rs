@@ -1,6 +1,6 @@
 //! `plan`, `apply` and `destroy` of one module's part of the environment: what `--module M`
 //! runs. Each module crate implements [`ModuleCommands`] (its name; the commands are these
-//! defaults), so the CLI reaches a module's commands through the registry of modules, while
+//! defaults) and, where its domain has one, its readiness rule, so the CLI reaches a module's commands through the registry of modules, while
 //! the session below stays ignorant of any particular module.
 
 use futures::future::LocalBoxFuture;
@@ -11,6 +11,12 @@ use super::{Outcome, Planned, SavedPlan, Session, SessionError};
 pub trait ModuleCommands: Sync {
     /// The module's name: the first part of its addresses.
     fn module_name(&self) -> &'static str;
+
+    /// The readiness rule of the module's domain, if it has one: when apply waits for an
+    /// object of its kinds, and what ready means for it (see [`crate::readiness`]).
+    fn readiness(&self) -> Option<&'static dyn crate::ReadinessRule> {
+        None
+    }
 
     /// This module's part of the plan.
     fn plan<'s>(
@@ -74,7 +80,7 @@ mod tests {
         b.resources.push(config_map("b", "three"));
         let graph = Graph::build(vec![a, b]).unwrap();
         let ui = Callbacks {
-            progress: &|_: &str| {},
+            progress: &|_: &crate::Progress| {},
             show_plan: &|_: &engine::Plan| {},
             confirm: &|_: &str, _: &Interrupt| Ok(false),
         };
