@@ -87,69 +87,91 @@ pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
             fix: Some("use one of: kind, kwok, existing".into()),
         }];
     };
-    let sh = match Shell::new() {
-        Ok(sh) => sh,
-        Err(e) => {
-            return vec![Check {
-                name: "shell",
-                status: Status::Missing,
-                required: true,
-                detail: format!("cannot run commands: {e}"),
-                fix: None,
-            }];
-        }
-    };
-    let mut checks = Vec::new();
-    let docker = locate(None, "docker");
-    checks.push(tool_check(
-        &sh,
-        "docker",
-        docker.as_deref(),
-        &["--version"],
-        needs.docker,
-        "install Docker: https://docs.docker.com/engine/install/",
-    ));
-    checks.push(docker_daemon(&sh, docker.as_deref(), needs.docker));
-    checks.push(tool_check(
-        &sh,
-        "kind",
-        locate(Some("ENVCTL_KIND"), "kind").as_deref(),
-        &["version"],
-        needs.kind,
-        "go install sigs.k8s.io/kind@v0.32.0 (or https://kind.sigs.k8s.io/docs/user/quick-start/#installation); \
-         or set ENVCTL_KIND",
-    ));
-    let mut helm = tool_check(
-        &sh,
-        "helm",
-        locate(Some("ENVCTL_HELM"), "helm").as_deref(),
-        &["version", "--short"],
-        true,
-        "go install helm.sh/helm/v3/cmd/helm@v3.22.0 (or https://helm.sh/docs/intro/install/); \
-         or set ENVCTL_HELM",
-    );
-    if helm.status == Status::Ok && !helm.detail.starts_with("v3.") {
-        helm.detail
-            .push_str(" (envctl is tested with helm v3; v4 changed flags it uses)");
+    if let Err(e) = Shell::new() {
+        return vec![Check {
+            name: "shell",
+            status: Status::Missing,
+            required: true,
+            detail: format!("cannot run commands: {e}"),
+            fix: None,
+        }];
     }
-    checks.push(helm);
+    // Each probe starts a program (a fraction of a second each, and `apply` waits for them
+    // before it plans): they run at once, each on its own thread, and are listed in order.
+    let shell = || Shell::new().expect("a shell was created above");
+    let docker = locate(None, "docker");
     let kubectl = locate(Some("ENVCTL_KUBECTL"), "kubectl");
-    checks.push(tool_check(
-        &sh,
-        "kubectl",
-        kubectl.as_deref(),
-        &["version", "--client"],
-        false,
-        "optional: https://kubernetes.io/docs/tasks/tools/ (or set ENVCTL_KUBECTL)",
-    ));
-    checks.push(context_check(
-        &sh,
-        kubectl.as_deref(),
-        context,
-        needs.context,
-        provider,
-    ));
-    checks
+    std::thread::scope(|scope| {
+        let docker_version = scope.spawn(|| {
+            tool_check(
+                &shell(),
+                "docker",
+                docker.as_deref(),
+                &["--version"],
+                needs.docker,
+                "install Docker: https://docs.docker.com/engine/install/",
+            )
+        });
+        let docker_daemon =
+            scope.spawn(|| docker_daemon(&shell(), docker.as_deref(), needs.docker));
+        let kind = scope.spawn(|| {
+            tool_check(
+                &shell(),
+                "kind",
+                locate(Some("ENVCTL_KIND"), "kind").as_deref(),
+                &["version"],
+                needs.kind,
+                "go install sigs.k8s.io/kind@v0.32.0 (or https://kind.sigs.k8s.io/docs/user/quick-start/#installation); \
+                 or set ENVCTL_KIND",
+            )
+        });
+        let helm = scope.spawn(|| {
+            let mut helm = tool_check(
+                &shell(),
+                "helm",
+                locate(Some("ENVCTL_HELM"), "helm").as_deref(),
+                &["version", "--short"],
+                true,
+                "go install helm.sh/helm/v3/cmd/helm@v3.22.0 (or https://helm.sh/docs/intro/install/); \
+                 or set ENVCTL_HELM",
+            );
+            if helm.status == Status::Ok && !helm.detail.starts_with("v3.") {
+                helm.detail
+                    .push_str(" (envctl is tested with helm v3; v4 changed flags it uses)");
+            }
+            helm
+        });
+        let kubectl_version = scope.spawn(|| {
+            tool_check(
+                &shell(),
+                "kubectl",
+                kubectl.as_deref(),
+                &["version", "--client"],
+                false,
+                "optional: https://kubernetes.io/docs/tasks/tools/ (or set ENVCTL_KUBECTL)",
+            )
+        });
+        let context = scope.spawn(|| {
+            context_check(
+                &shell(),
+                kubectl.as_deref(),
+                context,
+                needs.context,
+                provider,
+            )
+        });
+        [
+            docker_version,
+            docker_daemon,
+            kind,
+            helm,
+            kubectl_version,
+            context,
+        ]
+        .into_iter()
+        .map(|probe| probe.join().expect("a probe thread panicked"))
+        .collect()
+    })
 }
 
 struct Needs {

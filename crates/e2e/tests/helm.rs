@@ -51,10 +51,14 @@ async fn an_installed_release_shows_out_of_band_changes_and_deletions_as_drift()
     assert_eq!(helm.status("dex", ns.name()).await.unwrap(), None);
     assert_eq!(helm.deployed_values("dex", ns.name()).await.unwrap(), None);
 
-    let status = helm
-        .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
+    helm.upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("installing the dex chart: {e}"));
+    let status = helm
+        .status("dex", ns.name())
+        .await
+        .unwrap()
+        .expect("installed");
     assert_eq!(status.revision, 1);
     assert_eq!(
         (status.chart_name.as_str(), status.chart_version.as_str()),
@@ -128,10 +132,14 @@ async fn an_installed_release_shows_out_of_band_changes_and_deletions_as_drift()
     assert_eq!(drift.missing, [format!("service/{}/dex", ns.name())]);
 
     // An upgrade with the same values converges: revision 2, no drift left.
-    let status = helm
-        .upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
+    helm.upgrade_install("dex", ns.name(), &chart, &values, false, INSTALL_TIMEOUT)
         .await
         .unwrap();
+    let status = helm
+        .status("dex", ns.name())
+        .await
+        .unwrap()
+        .expect("upgraded");
     assert_eq!(status.revision, 2);
     let drift = release_drift(&cluster, &helm, "dex", ns.name(), &chart, &deployed)
         .await

@@ -517,7 +517,9 @@ impl Helm {
     }
 
     /// `helm upgrade --install` with exactly `values` (`--reset-values`), waiting up to
-    /// `timeout` for the objects to be ready (`--wait`); returns the new revision's status.
+    /// `timeout` for the objects to be ready (`--wait`). helm's success is the answer: no
+    /// further helm process asks for the new revision's status (it would add a process start
+    /// to every release of an apply).
     pub async fn upgrade_install(
         &self,
         release: &str,
@@ -526,7 +528,7 @@ impl Helm {
         values: &Value,
         create_namespace: bool,
         timeout: Duration,
-    ) -> Result<ReleaseStatus, HelmError> {
+    ) -> Result<(), HelmError> {
         let (release_o, namespace_o, chart_o, values_o) = (
             release.to_owned(),
             namespace.to_owned(),
@@ -549,13 +551,7 @@ impl Helm {
             })
         })
         .await?;
-        self.status(release, namespace)
-            .await?
-            .ok_or_else(|| HelmError::Command {
-                command: format!("helm upgrade --install {release}"),
-                exit: None,
-                stderr: "helm reported success, but the release is not found afterwards".into(),
-            })
+        Ok(())
     }
 
     /// `helm uninstall`; with `wait`, waits up to that long for the objects to be deleted.

@@ -268,6 +268,42 @@ pub async fn read_release(
     }))
 }
 
+/// The recovery of a release whose latest revision is `pending-*` (as `helm history` would
+/// tell, see [`crate::helm::pending_from_history`]), read from the labels of Helm's storage
+/// Secrets (`version`, `status`) with one metadata-only list and no helm process; the pending
+/// revision's Secret's creation time is when it was written. `None`: not pending, or no
+/// release.
+pub async fn pending(
+    cluster: &Cluster,
+    release: &str,
+    namespace: &str,
+) -> Result<Option<crate::helm::Pending>, LiveError> {
+    let api: Api<Secret> = Api::namespaced(cluster.client().clone(), namespace);
+    let list = api
+        .list_metadata(
+            &ListParams::default()
+                .labels(&format!("owner=helm,name={release}"))
+                .fields("type=helm.sh/release.v1"),
+        )
+        .await?;
+    let history: Vec<(u64, String, String)> = list
+        .items
+        .into_iter()
+        .filter_map(|s| {
+            let labels = s.metadata.labels?;
+            let revision = labels.get("version")?.parse::<u64>().ok()?;
+            let status = labels.get("status")?.clone();
+            let since = s
+                .metadata
+                .creation_timestamp
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            Some((revision, status, since))
+        })
+        .collect();
+    Ok(crate::helm::pending_from_history(&history))
+}
+
 /// A digest of what a chart renders from: for a repository chart its repository, name,
 /// version and pin; for a chart directory every file's path and content (a directory changes
 /// without a version change).

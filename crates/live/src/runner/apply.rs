@@ -7,7 +7,8 @@ use crate::retry::{again, helm_again};
 impl Runner<'_> {
     /// Applies `plan` along the graph: a change starts as soon as every change it depends on
     /// (directly, or through resources the plan leaves alone) is applied and ready, at most
-    /// [`RunOptions::parallelism`] at once. A document is resolved when its change starts, with
+    /// [`RunOptions::parallelism`] at once; of the ready ones, the one heading the costliest
+    /// chain of changes still to come first ([`schedule`]). A document is resolved when its change starts, with
     /// every output known by then (its producers are among what it depends on), so values
     /// "known after apply" are filled in. A failure stops new starts; the changes in flight
     /// finish, and every failure is reported; once the API server is found unreachable, the
@@ -23,7 +24,7 @@ impl Runner<'_> {
             ..ApplyReport::default()
         };
         if report.total == 0 {
-            self.record_verified_releases().await?;
+            self.record_verified_releases(&BTreeMap::new()).await?;
             return Ok(report);
         }
         // Write-ahead: every type this run may create is recorded before the first object.
@@ -44,6 +45,13 @@ impl Runner<'_> {
             .iter()
             .map(|c| (*c, self.changed_dependencies(c, &pending)))
             .collect();
+        let priority = schedule::priorities(
+            &waiting
+                .iter()
+                .map(|(c, deps)| (c.address.clone(), deps.clone()))
+                .collect(),
+            schedule::cost,
+        );
         let mut done: BTreeSet<Address> = BTreeSet::new();
         let mut in_flight = futures::stream::FuturesUnordered::new();
         let mut failures: Vec<LiveError> = Vec::new();
@@ -52,6 +60,11 @@ impl Runner<'_> {
         // are cancelled rather than each running out its own retries and wait (a Helm
         // release in flight is left to finish: its helm process would outlive the run).
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
+        // A release just installed has its objects checked for the record of
+        // `record_verified_releases` while the other changes run, rather than all at the end
+        // (a check that fails is left to be made there again).
+        let mut checking = futures::stream::FuturesUnordered::new();
+        let mut checked = BTreeMap::new();
         loop {
             // Start what is ready, in plan order, while there is room, nothing failed and no
             // signal asked to stop (the changes in flight finish either way).
@@ -59,9 +72,7 @@ impl Runner<'_> {
                 report.interrupted = true;
             }
             while failures.is_empty() && !report.interrupted && in_flight.len() < parallelism {
-                let Some(i) = waiting
-                    .iter()
-                    .position(|(_, deps)| deps.iter().all(|d| done.contains(d)))
+                let Some(i) = schedule::next_ready(&waiting, |c| &c.address, &done, &priority)
                 else {
                     break;
                 };
@@ -91,11 +102,29 @@ impl Runner<'_> {
                     Err(e) => failures.push(e.at(&change.address)),
                 }
             }
-            let Some((change, result)) = in_flight.next().await else {
-                break;
+            let (change, result) = tokio::select! {
+                next = in_flight.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                Some((address, check)) = checking.next(), if !checking.is_empty() => {
+                    if let Ok(Some(release)) = check {
+                        checked.insert(address, release);
+                    }
+                    continue;
+                }
             };
             match result {
                 Ok(outputs) => {
+                    if let Some(ResourceSpec::HelmRelease(spec)) =
+                        self.graph.resource(&change.address).map(|r| &r.spec)
+                    {
+                        let address = change.address.clone();
+                        checking.push(async move {
+                            let check = self.check_release_objects(&address, spec).await;
+                            (address, check)
+                        });
+                    }
                     match change.action {
                         Action::Create => report.created += 1,
                         Action::Replace { .. } => report.replaced += 1,
@@ -148,8 +177,13 @@ impl Runner<'_> {
                 elapsed: start.elapsed(),
             });
         }
+        while let Some((address, check)) = checking.next().await {
+            if let Ok(Some(release)) = check {
+                checked.insert(address, release);
+            }
+        }
         self.write_inventory().await?;
-        self.record_verified_releases().await?;
+        self.record_verified_releases(&checked).await?;
         Ok(report)
     }
 
@@ -319,7 +353,9 @@ impl Runner<'_> {
     }
 
     /// A release left `pending-*` by a run that died is rolled back (or uninstalled, if it
-    /// never deployed) before it is upgraded: helm refuses to upgrade it otherwise.
+    /// never deployed) before it is upgraded: helm refuses to upgrade it otherwise. Its
+    /// history is read from Helm's storage (one request, no helm process: this is on the
+    /// way of every release).
     async fn recover_release(
         &self,
         address: &Address,
@@ -328,7 +364,10 @@ impl Runner<'_> {
         namespace: &str,
     ) -> Result<(), LiveError> {
         let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
-        let Some(pending) = helm.pending(release, namespace).await.map_err(helm_err)? else {
+        let Some(pending) = crate::helm_storage::pending(&self.cluster, release, namespace)
+            .await
+            .map_err(|e| e.at(address))?
+        else {
             return Ok(());
         };
         self.progress(Progress::Recovering {

@@ -31,6 +31,7 @@ use engine::desired::{SOURCE_ANNOTATION, SOURCE_SHA256_ANNOTATION};
 mod apply;
 mod destroy;
 mod plan;
+mod schedule;
 
 /// Where each environment's inventory (the object types it applied) is kept.
 const INVENTORY_NAMESPACE: &str = "kube-public";

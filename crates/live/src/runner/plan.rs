@@ -25,16 +25,20 @@ impl Runner<'_> {
         // Types this environment applied before (its inventory): an object whose kind no longer
         // appears in the configuration is still found, and pruned.
         let inventory = self.read_inventory().await?;
-        let facts = objects::gather(
-            &self.cluster,
-            &self.environment,
-            &resolved.objects,
-            &resolved.planned,
-            &inventory,
-            self.options.concurrency,
-        )
-        .await?;
-        let others = self.plan_others(&resolved.documents).await?;
+        // The objects' facts (lists, dry runs) and the other resources (releases: renders)
+        // do not depend on each other: gathered at once.
+        let (facts, others) = tokio::join!(
+            objects::gather(
+                &self.cluster,
+                &self.environment,
+                &resolved.objects,
+                &resolved.planned,
+                &inventory,
+                self.options.concurrency,
+            ),
+            self.plan_others(&resolved.documents)
+        );
+        let (facts, others) = (facts?, others?);
         let mut plan = Plan::new(&self.environment);
         self.push_changes(&mut plan, &resolved, &facts, others)?;
         self.push_prunes(&mut plan, &facts.orphans);
@@ -633,8 +637,13 @@ impl Runner<'_> {
     /// in full (each object of its deployed manifest dry-run against the live one);
     /// when nothing drifts, the resourceVersions read BEFORE the check are recorded on its
     /// storage Secret (a write after them changes them, so the record never hides it). A
-    /// release whose record still holds costs no write.
-    pub(super) async fn record_verified_releases(&self) -> Result<(), LiveError> {
+    /// release whose record still holds costs no write. `checked`: releases whose objects
+    /// apply already checked while the other changes ran ([`Self::check_release_objects`]),
+    /// recorded here without a second check when their revision is still the one checked.
+    pub(super) async fn record_verified_releases(
+        &self,
+        checked: &BTreeMap<Address, CheckedRelease>,
+    ) -> Result<(), LiveError> {
         let releases: Vec<(&Address, &engine::HelmReleaseSpec)> = self
             .graph
             .order()
@@ -654,7 +663,9 @@ impl Runner<'_> {
         // Releases are verified concurrently: after an apply from empty each is rendered and
         // dry-run in full, which would otherwise add up at the end of the run.
         let results: Vec<Result<(), LiveError>> = futures::stream::iter(releases)
-            .map(|(address, spec)| self.record_verified_release(address, spec, &caps))
+            .map(|(address, spec)| {
+                self.record_verified_release(address, spec, &caps, checked.get(address))
+            })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
@@ -667,33 +678,93 @@ impl Runner<'_> {
         address: &Address,
         spec: &engine::HelmReleaseSpec,
         caps: &crate::helm::Capabilities,
+        checked: Option<&CheckedRelease>,
     ) -> Result<(), LiveError> {
+        let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
+            return Ok(());
+        };
         let Some(stored) =
             crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
                 .await?
         else {
             return Ok(());
         };
-        let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
-            return Ok(());
+        let objects = match checked {
+            Some(c) if c.secret == stored.secret && c.revision == stored.status.revision => {
+                c.objects.clone()
+            }
+            _ => {
+                if !stored.status.is_deployed()
+                    || self.still_verified(&stored, &chart, caps, false).await?
+                {
+                    return Ok(());
+                }
+                match self.verified_objects(address, spec, &stored).await? {
+                    Some(objects) => objects,
+                    None => return Ok(()),
+                }
+            }
         };
-        if !stored.status.is_deployed() || self.still_verified(&stored, &chart, caps, false).await?
-        {
-            return Ok(());
+        let record = crate::helm_storage::VerifiedRecord {
+            revision: stored.status.revision,
+            chart: crate::helm_storage::chart_digest(&chart)?,
+            capabilities: crate::helm_storage::capabilities_digest(caps),
+            objects,
+        };
+        crate::helm_storage::write_record(&self.cluster, &spec.namespace, &stored.secret, &record)
+            .await?;
+        Ok(())
+    }
+
+    /// The check of [`Self::record_verified_releases`] for a release apply has just installed
+    /// or upgraded, made while the other changes run: its deployed objects' resourceVersions
+    /// (read first) when none of them drifts; `None` when it cannot be recorded (not deployed,
+    /// an object missing or drifting).
+    pub(super) async fn check_release_objects(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+    ) -> Result<Option<CheckedRelease>, LiveError> {
+        let Some(stored) =
+            crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
+                .await?
+        else {
+            return Ok(None);
+        };
+        if !stored.status.is_deployed() {
+            return Ok(None);
         }
-        let objects = self.deployed_objects(address, spec, &stored)?;
+        Ok(self
+            .verified_objects(address, spec, &stored)
+            .await?
+            .map(|objects| CheckedRelease {
+                secret: stored.secret.clone(),
+                revision: stored.status.revision,
+                objects,
+            }))
+    }
+
+    /// The resourceVersions of a deployed revision's objects, read before each is dry-run
+    /// against the live one; `None` when one is missing or drifts.
+    async fn verified_objects(
+        &self,
+        address: &Address,
+        spec: &engine::HelmReleaseSpec,
+        stored: &crate::helm_storage::StoredRelease,
+    ) -> Result<Option<Vec<crate::helm_storage::RecordedObject>>, LiveError> {
+        let objects = self.deployed_objects(address, spec, stored)?;
         let Some(versions) =
             crate::helm_storage::live_versions(&self.cluster, &objects, None).await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
         if !drift.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // Each object's content as verified in sync: a later write of its status alone (no
         // generation tells that apart for every type) leaves the record valid.
-        let objects = versions
+        let versions = versions
             .into_iter()
             .map(|mut o| {
                 let identity = (
@@ -706,16 +777,17 @@ impl Runner<'_> {
                 o
             })
             .collect();
-        let record = crate::helm_storage::VerifiedRecord {
-            revision: stored.status.revision,
-            chart: crate::helm_storage::chart_digest(&chart)?,
-            capabilities: crate::helm_storage::capabilities_digest(caps),
-            objects,
-        };
-        crate::helm_storage::write_record(&self.cluster, &spec.namespace, &stored.secret, &record)
-            .await?;
-        Ok(())
+        Ok(Some(versions))
     }
+}
+
+/// A release whose objects apply checked right after installing it: the revision (and its
+/// storage Secret) checked, and its objects' resourceVersions.
+#[derive(Debug, Clone)]
+pub(super) struct CheckedRelease {
+    secret: String,
+    revision: u64,
+    objects: Vec<crate::helm_storage::RecordedObject>,
 }
 
 /// The `version` of a local chart's `Chart.yaml`; `None` for repository charts or when it
