@@ -458,10 +458,7 @@ impl Builder {
                 self.finish(node, anchor);
             }
             Event::SequenceStart(_, anchor, tag) => {
-                if let Some(tag) = &tag {
-                    self.refuse_tag(tag, pos);
-                }
-                self.check_depth(pos);
+                self.open_collection(tag.as_deref(), pos);
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     pos,
@@ -469,10 +466,7 @@ impl Builder {
                 });
             }
             Event::MappingStart(_, anchor, tag) => {
-                if let Some(tag) = &tag {
-                    self.refuse_tag(tag, pos);
-                }
-                self.check_depth(pos);
+                self.open_collection(tag.as_deref(), pos);
                 self.stack.push(Frame::Map {
                     entries: Vec::new(),
                     pos,
@@ -631,6 +625,14 @@ impl Builder {
             .with_help(help),
         );
         self.fatal = true;
+    }
+
+    /// The checks of a sequence or mapping that starts at `pos`: no tag, not too deep.
+    fn open_collection(&mut self, tag: Option<&Tag>, pos: Pos) {
+        if let Some(tag) = tag {
+            self.refuse_tag(tag, pos);
+        }
+        self.check_depth(pos);
     }
 
     fn check_depth(&mut self, pos: Pos) {

@@ -125,15 +125,7 @@ fn name_of(o: &Value) -> &str {
     o["metadata"]["name"].as_str().unwrap_or("")
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::json_strings as strings;
 
 /// A workload that runs as a local process: its pod labels and where each container port
 /// listens on loopback.
@@ -543,16 +535,7 @@ async fn exchange(
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(response.headers(), &[]);
         let body = response
             .into_body()
             .collect()
@@ -565,6 +548,30 @@ async fn exchange(
     tokio::time::timeout(Duration::from_secs(20), work)
         .await
         .unwrap_or_else(|_| Err(format!("{addr}: no answer within 20s")))
+}
+
+/// A request's whole body; empty if it could not be read.
+async fn body_bytes(request: Request<Incoming>) -> Bytes {
+    request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
+/// A message's headers as `(name, value)` pairs, without those named in `skip`.
+fn header_pairs(headers: &hyper::HeaderMap, skip: &[&str]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| !skip.contains(&n.as_str()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn build(status: u16, headers: &[(String, String)], body: Bytes) -> Answer {
@@ -591,23 +598,8 @@ async fn ingress(network: Network, request: Request<Incoming>) -> Answer {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let mut headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let mut headers: Vec<(String, String)> = header_pairs(request.headers(), &HOP_BY_HOP);
+    let body = body_bytes(request).await;
     // As Envoy at the edge: the scheme the client used and its address.
     headers.retain(|(n, _)| n != "x-forwarded-proto" && n != "x-forwarded-for");
     headers.push(("x-forwarded-proto".into(), "http".into()));
@@ -786,24 +778,9 @@ async fn egress(network: Network, from: String, request: Request<Incoming>) -> A
         }
     };
     let method = request.method().as_str().to_string();
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers: Vec<(String, String)> = header_pairs(request.headers(), &HOP_BY_HOP);
     let path_and_query = path_and_query.as_str().to_string();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(request).await;
     match exchange(addr, &method, &path_and_query, &headers, body).await {
         Ok((status, h, b)) => {
             network.note(format!(

@@ -538,6 +538,32 @@ impl InfraCopy {
             .unwrap_or_else(|e| panic!("reading {file}: {e}"))
     }
 
+    /// `<args> --env kwok --module gateway --infra <this copy>`: the arguments of a CLI run on
+    /// the `gateway` module of this copy.
+    pub fn gateway_args(&self, args: &[&str]) -> Vec<String> {
+        let infra = self.path().display().to_string();
+        let tail = ["--env", "kwok", "--module", "gateway", "--infra", &infra];
+        args.iter().chain(&tail).map(|a| a.to_string()).collect()
+    }
+
+    /// Runs [`xtask`] with [`InfraCopy::gateway_args`].
+    pub fn xtask_gateway(&self, args: &[&str]) -> Output {
+        let all = self.gateway_args(args);
+        xtask(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Writes `gateway/<name>` and lists it in modules.yaml after `gateway/nginx.yaml`.
+    pub fn add_to_gateway(&self, name: &str, text: &str) {
+        self.write(&format!("gateway/{name}"), text);
+        let modules = self.read("modules.yaml");
+        let listed = modules.replace(
+            "    - gateway/nginx.yaml\n",
+            &format!("    - gateway/nginx.yaml\n    - gateway/{name}\n"),
+        );
+        assert_ne!(listed, modules, "modules.yaml lists gateway/nginx.yaml");
+        self.write("modules.yaml", &listed);
+    }
+
     /// Writes a file of the copy (relative to `infra/`).
     pub fn write(&self, file: &str, text: &str) {
         let path = self.path().join(file);
@@ -572,6 +598,34 @@ fn copy_dir(from: &Path, to: &Path) {
                 .unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
         }
     }
+}
+
+/// A change out of band: merge-patches the object `name` as the field manager `manager` (as
+/// `kubectl edit`, `kubectl patch` or `kubectl label` write it). Panics if the patch fails.
+pub async fn patch_as(
+    api: &Api<DynamicObject>,
+    name: &str,
+    manager: &str,
+    patch: serde_json::Value,
+) -> DynamicObject {
+    let params = PatchParams {
+        field_manager: Some(manager.into()),
+        ..Default::default()
+    };
+    api.patch(name, &params, &Patch::Merge(patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name} as {manager}: {e}"))
+}
+
+/// The strings of a JSON array (others left out); none if `v` is not an array.
+pub(crate) fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// An API for any type by apiVersion, kind and plural, e.g.

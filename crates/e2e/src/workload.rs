@@ -313,15 +313,7 @@ async fn probe_ok(addr: SocketAddr, path: &str) -> bool {
     .unwrap_or(false)
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::json_strings as strings;
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::{InfraCopy, describe, xtask};
+use e2e::{InfraCopy, describe};
 
 /// kwokctl's pid file of a component of the testenv (`<cluster dir>/pids/`, beside the
 /// kubeconfig).
@@ -206,6 +206,24 @@ struct Run {
     took: Duration,
 }
 
+impl Run {
+    /// Prints what the run printed, under `what` and how long it took.
+    fn show(&self, what: &str) {
+        eprintln!("--- {what} ({}s):\n{}", self.took.as_secs(), self.text);
+    }
+
+    /// [`Run::show`], and the run's line of the test's figures: completed or not, in how long.
+    fn figure(&self, what: &str) -> String {
+        self.show(what);
+        let ended = if self.success {
+            "completed"
+        } else {
+            "failed, run apply again"
+        };
+        format!("{what}: {ended} in {}s", self.took.as_secs())
+    }
+}
+
 /// Runs `cargo xtask <args> --env kwok --module gateway --infra <copy>` with `env`; once
 /// `trigger` lines of stderr contain "Creation complete", calls `fault` (on this thread, while
 /// the run goes on). Bounded by `limit`.
@@ -217,14 +235,10 @@ fn run_with_fault(
     limit: Duration,
     mut fault: impl FnMut(),
 ) -> Run {
-    let infra_dir = infra.path().display().to_string();
     let bin = std::env::var("ENVCTL_XTASK").expect("ENVCTL_XTASK (run through cargo xtask test)");
     let start = Instant::now();
     let mut child = Command::new(&bin)
-        .args(args)
-        .args([
-            "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
-        ])
+        .args(infra.gateway_args(args))
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -300,15 +314,6 @@ fn run_with_fault(
     }
 }
 
-fn cli(infra: &InfraCopy, args: &[&str]) -> std::process::Output {
-    let infra_dir = infra.path().display().to_string();
-    let mut all = args.to_vec();
-    all.extend([
-        "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
-    ]);
-    xtask(&all)
-}
-
 /// A run that failed must name a resource of the module and say to run apply again.
 fn assert_recoverable(run: &Run) {
     if !run.success {
@@ -333,13 +338,13 @@ fn assert_recoverable(run: &Run) {
 
 /// The next apply converges and the plan after it says No changes.
 fn assert_converges(infra: &InfraCopy) {
-    let applied = cli(infra, &["apply", "--auto-approve"]);
+    let applied = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(
         applied.status.success(),
         "apply after the fault: {}",
         describe(&applied)
     );
-    let plan = cli(infra, &["plan", "--detailed-exitcode"]);
+    let plan = infra.xtask_gateway(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         plan.status.code(),
         Some(0),
@@ -352,7 +357,7 @@ fn assert_converges(infra: &InfraCopy) {
 fn destroy(infra: &InfraCopy) {
     // Deletion with finalizers needs the controller manager.
     start_dead_controllers();
-    let destroyed = cli(infra, &["destroy", "--auto-approve"]);
+    let destroyed = infra.xtask_gateway(&["destroy", "--auto-approve"]);
     assert!(
         destroyed.status.success(),
         "destroy: {}",
@@ -379,21 +384,8 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
             Duration::from_secs(400),
             || restart_apiserver(Duration::from_secs(2)),
         );
-        eprintln!(
-            "--- restart after {trigger} creations ({}s):\n{}",
-            run.took.as_secs(),
-            run.text
-        );
+        figures.push(run.figure(&format!("restart after {trigger} creations")));
         assert_recoverable(&run);
-        figures.push(format!(
-            "restart after {trigger} creations: {} in {}s",
-            if run.success {
-                "completed"
-            } else {
-                "failed, run apply again"
-            },
-            run.took.as_secs()
-        ));
         assert_converges(&infra);
         destroy(&infra);
     }
@@ -421,11 +413,7 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
         },
     );
     let frozen_for = frozen_at.expect("frozen").elapsed();
-    eprintln!(
-        "--- frozen for good after 2 creations ({}s):\n{}",
-        run.took.as_secs(),
-        run.text
-    );
+    run.show("frozen for good after 2 creations");
     assert!(
         !run.success,
         "nothing can complete while the server is frozen:\n{}",
@@ -465,21 +453,8 @@ fn apply_survives_apiserver_restarts_and_stalls_or_says_run_apply_again() {
             frozen.thaw();
         },
     );
-    eprintln!(
-        "--- frozen for 12s after 2 creations ({}s):\n{}",
-        run.took.as_secs(),
-        run.text
-    );
+    figures.push(run.figure("frozen for 12s after 2 creations"));
     assert_recoverable(&run);
-    figures.push(format!(
-        "frozen for 12s after 2 creations: {} in {}s",
-        if run.success {
-            "completed"
-        } else {
-            "failed, run apply again"
-        },
-        run.took.as_secs()
-    ));
     assert_converges(&infra);
     destroy(&infra);
 

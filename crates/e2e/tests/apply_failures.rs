@@ -11,22 +11,13 @@
 //!
 //! One scenario, in order (fixed names: this file is its own test binary).
 
-use e2e::{InfraCopy, describe, xtask};
+use e2e::{InfraCopy, describe};
 
 const NAMESPACE: &str = "apply-failure";
 
 /// A cluster IP outside the testenv's service range (TEST-NET-1): only the API server's IP
 /// allocator refuses it, when the Service is created.
 const REFUSED_IP: &str = "\n  clusterIP: 192.0.2.10";
-
-fn run(infra: &InfraCopy, args: &[&str]) -> std::process::Output {
-    let infra_dir = infra.path().display().to_string();
-    let mut all = args.to_vec();
-    all.extend([
-        "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
-    ]);
-    xtask(&all)
-}
 
 /// The extra objects: in apply order (ties between independent changes are broken by
 /// address), a Deployment, two Services the server refuses when `cluster_ip` is outside its range, a
@@ -54,34 +45,7 @@ spec:
       containers:
         - name: app
           image: nginx:1.29.3
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: bad-a
-  namespace: {NAMESPACE}
-spec:
-  selector: {{app: slow}}
-  ports: [{{port: 80}}]{cluster_ip}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: bad-b
-  namespace: {NAMESPACE}
-spec:
-  selector: {{app: slow}}
-  ports: [{{port: 80}}]{cluster_ip}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: good
-  namespace: {NAMESPACE}
-spec:
-  selector: {{app: slow}}
-  ports: [{{port: 80}}]
----
+{}{}{}---
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -93,6 +57,25 @@ kind: ServiceAccount
 metadata:
   name: later-2
   namespace: {NAMESPACE}
+"#,
+        service("bad-a", cluster_ip),
+        service("bad-b", cluster_ip),
+        service("good", ""),
+    )
+}
+
+/// A Service of the Deployment `slow`, with `extra` lines under its spec.
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  selector: {{app: slow}}
+  ports: [{{port: 80}}]{extra}
 "#
     )
 }
@@ -116,20 +99,13 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
     let infra = InfraCopy::new();
 
     // The gateway module converged first: the failing run then holds only the extra objects.
-    let converged = run(&infra, &["apply", "--auto-approve"]);
+    let converged = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(converged.status.success(), "{}", describe(&converged));
 
-    infra.write("gateway/extra.yaml", &extra_objects(REFUSED_IP));
-    let modules = infra.read("modules.yaml");
-    let with_extra = modules.replace(
-        "    - gateway/nginx.yaml\n",
-        "    - gateway/nginx.yaml\n    - gateway/extra.yaml\n",
-    );
-    assert_ne!(with_extra, modules, "modules.yaml lists gateway/nginx.yaml");
-    infra.write("modules.yaml", &with_extra);
+    infra.add_to_gateway("extra.yaml", &extra_objects(REFUSED_IP));
 
     // Plan cannot dry-run objects whose namespace this run creates: it shows 7 creations.
-    let plan = run(&infra, &["plan"]);
+    let plan = infra.xtask_gateway(&["plan"]);
     assert!(plan.status.success(), "{}", describe(&plan));
     let planned = String::from_utf8_lossy(&plan.stdout);
     assert!(
@@ -138,7 +114,7 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
         describe(&plan)
     );
 
-    let failed = run(&infra, &["apply", "--auto-approve", "--parallelism", "4"]);
+    let failed = infra.xtask_gateway(&["apply", "--auto-approve", "--parallelism", "4"]);
     let text = describe(&failed);
     eprintln!("the failing apply:\n{text}");
     assert_eq!(failed.status.code(), Some(1), "{text}");
@@ -213,7 +189,7 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
 
     // Fixed: the next apply converges, and the plan after it is empty.
     infra.write("gateway/extra.yaml", &extra_objects(""));
-    let fixed = run(&infra, &["apply", "--auto-approve", "--parallelism", "4"]);
+    let fixed = infra.xtask_gateway(&["apply", "--auto-approve", "--parallelism", "4"]);
     assert!(fixed.status.success(), "{}", describe(&fixed));
     let fixed_out = String::from_utf8_lossy(&fixed.stdout);
     assert!(
@@ -221,9 +197,9 @@ async fn a_failure_stops_new_starts_lets_in_flight_changes_finish_and_reports_ev
         "the two refused Services and the two not started:\n{}",
         describe(&fixed)
     );
-    let plan = run(&infra, &["plan", "--detailed-exitcode"]);
+    let plan = infra.xtask_gateway(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
 
-    let destroyed = run(&infra, &["destroy", "--auto-approve"]);
+    let destroyed = infra.xtask_gateway(&["destroy", "--auto-approve"]);
     assert!(destroyed.status.success(), "{}", describe(&destroyed));
 }

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use e2e::{InfraCopy, describe, xtask};
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 struct Session<'a> {
@@ -193,17 +192,13 @@ async fn the_whole_environment_applies_converges_keeps_its_secrets_and_destroys_
 
     // A chart object edited behind Helm's back: drift names the manager; apply repairs.
     let deployments = e2e::typed_api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));
-    deployments
-        .patch(
-            "dex",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await
-        .unwrap();
+    e2e::patch_as(
+        &deployments,
+        "dex",
+        "kubectl-edit",
+        json!({"spec": {"replicas": 4}}),
+    )
+    .await;
     let drift = s.run(&["drift"]);
     assert_eq!(drift.status.code(), Some(2), "{}", describe(&drift));
     let text = String::from_utf8_lossy(&drift.stdout).into_owned();

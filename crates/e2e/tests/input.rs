@@ -92,6 +92,19 @@ fn case(
     }
 }
 
+/// A case that replaces `from` with `to` in `file`, and expects the error to point into it.
+fn edited(
+    name: &'static str,
+    message: &'static str,
+    file: &'static str,
+    from: &'static str,
+    to: &'static str,
+) -> Case {
+    case(name, message, Expect::File(file), move |i| {
+        edit(i, file, from, to)
+    })
+}
+
 const ENV: &str = "environment.yaml";
 const DEX: &str = "sso/dex.values.yaml";
 const PROXY: &str = "sso/oauth2-proxy.values.yaml";
@@ -104,9 +117,19 @@ fn alias_bomb() -> String {
     let mut text = String::from(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n  namespace: sso\ndata:\n  a0: &a0 [\"lol\"]\n",
     );
+    text.push_str(&alias_levels("  ", "a"));
+    text
+}
+
+/// Nine levels of anchors `<name>1` to `<name>9`, each a list of nine aliases of the one
+/// before it (`<name>0` must come first): an alias bomb.
+fn alias_levels(indent: &str, name: &str) -> String {
+    let mut text = String::new();
     for level in 1..=9 {
-        let items = vec![format!("*a{}", level - 1); 9].join(", ");
-        text.push_str(&format!("  a{level}: &a{level} [{items}]\n"));
+        let items = vec![format!("*{name}{}", level - 1); 9].join(", ");
+        text.push_str(&format!(
+            "{indent}{name}{level}: &{name}{level} [{items}]\n"
+        ));
     }
     text
 }
@@ -122,13 +145,8 @@ fn cases() -> Vec<Case> {
             "alias bomb",
             File(DEX),
             |i| {
-                let mut t = String::from("x0: &x0 [a, b, c, d, e, f, g, h, i]\n");
-                for l in 1..=9 {
-                    t.push_str(&format!(
-                        "x{l}: &x{l} [{}]\n",
-                        vec![format!("*x{}", l - 1); 9].join(", ")
-                    ));
-                }
+                let t =
+                    "x0: &x0 [a, b, c, d, e, f, g, h, i]\n".to_string() + &alias_levels("", "x");
                 i.write(DEX, &t);
             },
         ),
@@ -158,164 +176,138 @@ fn cases() -> Vec<Case> {
                 i.write(PROXY, &line.repeat(11 * 1024 * 1024 / line.len()));
             },
         ),
-        case("duplicate key", "duplicate key `dex`", File(ENV), |i| {
-            edit(i, ENV, "  dex: dex\n", "  dex: dex\n  dex: login\n")
-        }),
-        case("tab indentation", "YAML syntax error", File(ENV), |i| {
-            edit(i, ENV, "  nginx: nginx\n", "\tnginx: nginx\n")
-        }),
-        case("unclosed quote", "YAML syntax error", File(DEX), |i| {
-            edit(
-                i,
-                DEX,
-                "      port: ${env.cluster.kind.hostPort}",
-                "      port: \"${env.cluster.kind.hostPort}",
-            )
-        }),
-        case("unknown key", "unknown key `hostPrt`", File(ENV), |i| {
-            edit(i, ENV, "hostPort: 80", "hostPrt: 80")
-        }),
-        case(
+        edited(
+            "duplicate key",
+            "duplicate key `dex`",
+            ENV,
+            "  dex: dex\n",
+            "  dex: dex\n  dex: login\n",
+        ),
+        edited(
+            "tab indentation",
+            "YAML syntax error",
+            ENV,
+            "  nginx: nginx\n",
+            "\tnginx: nginx\n",
+        ),
+        edited(
+            "unclosed quote",
+            "YAML syntax error",
+            DEX,
+            "      port: ${env.cluster.kind.hostPort}",
+            "      port: \"${env.cluster.kind.hostPort}",
+        ),
+        edited(
+            "unknown key",
+            "unknown key `hostPrt`",
+            ENV,
+            "hostPort: 80",
+            "hostPrt: 80",
+        ),
+        edited(
             "unknown key in the module index",
             "unknown",
-            File(MODULES),
-            |i| {
-                edit(
-                    i,
-                    MODULES,
-                    "      versionFrom: dex\n",
-                    "      versionFrom: dex\n      vales: x\n",
-                )
-            },
+            MODULES,
+            "      versionFrom: dex\n",
+            "      versionFrom: dex\n      vales: x\n",
         ),
-        case(
+        edited(
             "output that does not exist",
             "no module produces output `sso.dex_ip`",
-            File(PROXY),
-            |i| {
-                edit(
-                    i,
-                    PROXY,
-                    "${output.sso.dex_cluster_ip}",
-                    "${output.sso.dex_ip}",
-                )
-            },
+            PROXY,
+            "${output.sso.dex_cluster_ip}",
+            "${output.sso.dex_ip}",
         ),
-        case(
+        edited(
             "unknown setting",
             "unknown setting `${env.url.dexx}`",
-            File(DEX),
-            |i| {
-                edit(
-                    i,
-                    DEX,
-                    "issuer: ${env.url.dex}/dex",
-                    "issuer: ${env.url.dexx}/dex",
-                )
-            },
+            DEX,
+            "issuer: ${env.url.dex}/dex",
+            "issuer: ${env.url.dexx}/dex",
         ),
-        case(
+        edited(
             "unknown generated secret",
             "no such generated secret",
-            File(DEX),
-            |i| {
-                edit(
-                    i,
-                    DEX,
-                    "${secret.sso.oauth2-proxy}",
-                    "${secret.sso.oauth2-prxy}",
-                )
-            },
+            DEX,
+            "${secret.sso.oauth2-proxy}",
+            "${secret.sso.oauth2-prxy}",
         ),
-        case(
+        edited(
             "invalid object name",
             "invalid name `Dex`",
-            File(ROUTES),
-            |i| {
-                edit(
-                    i,
-                    ROUTES,
-                    "  name: dex\n  namespace: sso",
-                    "  name: Dex\n  namespace: sso",
-                )
-            },
+            ROUTES,
+            "  name: dex\n  namespace: sso",
+            "  name: Dex\n  namespace: sso",
         ),
-        case(
+        edited(
             "invalid namespace",
             "invalid namespace `SSO_1`",
-            File(ROUTES),
-            |i| {
-                edit(
-                    i,
-                    ROUTES,
-                    "  name: dex\n  namespace: sso",
-                    "  name: dex\n  namespace: SSO_1",
-                )
-            },
+            ROUTES,
+            "  name: dex\n  namespace: sso",
+            "  name: dex\n  namespace: SSO_1",
         ),
-        case("invalid host name", "invalid host name", File(ENV), |i| {
-            edit(i, ENV, "  nginx: nginx", "  nginx: ngi_nx")
-        }),
-        case("host port out of range", "hostPort", File(ENV), |i| {
-            edit(i, ENV, "hostPort: 80", "hostPort: 70000")
-        }),
-        case(
+        edited(
+            "invalid host name",
+            "invalid host name",
+            ENV,
+            "  nginx: nginx",
+            "  nginx: ngi_nx",
+        ),
+        edited(
+            "host port out of range",
+            "hostPort",
+            ENV,
+            "hostPort: 80",
+            "hostPort: 70000",
+        ),
+        edited(
             "node port outside the NodePort range",
             "nodePort must be in",
-            File(ENV),
-            |i| edit(i, ENV, "nodePort: 30080", "nodePort: 80"),
+            ENV,
+            "nodePort: 30080",
+            "nodePort: 80",
         ),
-        case(
+        edited(
             "container port out of range",
             "is not a port",
-            File(NGINX),
-            |i| edit(i, NGINX, "containerPort: 80", "containerPort: 0"),
+            NGINX,
+            "containerPort: 80",
+            "containerPort: 0",
         ),
-        case(
+        edited(
             "service port out of range",
             "is not a port",
-            File(ROUTES),
-            |i| {
-                edit(
-                    i,
-                    ROUTES,
-                    "          name: oauth2-proxy\n          port: 80",
-                    "          name: oauth2-proxy\n          port: 65536",
-                )
-            },
+            ROUTES,
+            "          name: oauth2-proxy\n          port: 80",
+            "          name: oauth2-proxy\n          port: 65536",
         ),
-        case("dependency cycle", "cycle", File(DEX), |i| {
-            edit(
-                i,
-                DEX,
-                "      port: ${env.cluster.kind.hostPort}\n",
-                "      port: ${env.cluster.kind.hostPort}\n    ip: ${output.sso.dex_cluster_ip}\n",
-            )
-        }),
-        case(
+        edited(
+            "dependency cycle",
+            "cycle",
+            DEX,
+            "      port: ${env.cluster.kind.hostPort}\n",
+            "      port: ${env.cluster.kind.hostPort}\n    ip: ${output.sso.dex_cluster_ip}\n",
+        ),
+        edited(
             "release name that is a flag",
             "invalid release name `--dry-run`",
-            File(MODULES),
-            |i| edit(i, MODULES, "    - name: dex\n", "    - name: --dry-run\n"),
+            MODULES,
+            "    - name: dex\n",
+            "    - name: --dry-run\n",
         ),
-        case(
+        edited(
             "chart name that is a flag",
             "invalid chart name `--post-renderer=/bin/sh`",
-            File(ENV),
-            |i| {
-                edit(
-                    i,
-                    ENV,
-                    "    chart: oauth2-proxy",
-                    "    chart: --post-renderer=/bin/sh",
-                )
-            },
+            ENV,
+            "    chart: oauth2-proxy",
+            "    chart: --post-renderer=/bin/sh",
         ),
-        case(
+        edited(
             "chart version that is a flag",
             "invalid chart version `--devel`",
-            File(ENV),
-            |i| edit(i, ENV, "  dex: 0.24.0", "  dex: --devel"),
+            ENV,
+            "  dex: 0.24.0",
+            "  dex: --devel",
         ),
         case(
             "literal cookie secret in OAuth2 Proxy's config file",
@@ -382,21 +374,27 @@ fn cases() -> Vec<Case> {
                 )
             },
         ),
-        case(
+        edited(
             "YAML 1.1 boolean",
             "`yes` is a string to envctl",
-            File(DEX),
-            |i| edit(i, DEX, "enablePasswordDB: true", "enablePasswordDB: yes"),
+            DEX,
+            "enablePasswordDB: true",
+            "enablePasswordDB: yes",
         ),
-        case(
+        edited(
             "YAML 1.1 octal",
             "`0644` is the integer 644 to envctl",
-            File(NGINX),
-            |i| edit(i, NGINX, "containerPort: 80", "containerPort: 0644"),
+            NGINX,
+            "containerPort: 80",
+            "containerPort: 0644",
         ),
-        case("YAML 1.1 base-60 number", "base-60", File(DEX), |i| {
-            edit(i, DEX, "signingKeys: 4h", "signingKeys: 4:30")
-        }),
+        edited(
+            "YAML 1.1 base-60 number",
+            "base-60",
+            DEX,
+            "signingKeys: 4h",
+            "signingKeys: 4:30",
+        ),
         case("YAML merge key", "merge key", File(DEX), |i| {
             append(i, DEX, "base: &b {x: 1}\nother:\n  <<: *b\n")
         }),
@@ -409,24 +407,19 @@ fn cases() -> Vec<Case> {
             File(DEX),
             |i| i.write(DEX, "- a\n- b\n"),
         ),
-        case(
+        edited(
             "manifest without kind",
             "the object has no `kind`",
-            File(GATEWAY_NS),
-            |i| edit(i, GATEWAY_NS, "kind: Namespace\n", ""),
+            GATEWAY_NS,
+            "kind: Namespace\n",
+            "",
         ),
-        case(
+        edited(
             "namespaced object without namespace",
             "has no `metadata.namespace`",
-            File(ROUTES),
-            |i| {
-                edit(
-                    i,
-                    ROUTES,
-                    "  name: dex\n  namespace: sso\n",
-                    "  name: dex\n",
-                )
-            },
+            ROUTES,
+            "  name: dex\n  namespace: sso\n",
+            "  name: dex\n",
         ),
         case(
             "object declared twice",
@@ -465,18 +458,12 @@ fn cases() -> Vec<Case> {
                 )
             },
         ),
-        case(
+        edited(
             "invalid bcrypt hash",
             "invalid bcrypt hash",
-            File(ENV),
-            |i| {
-                edit(
-                    i,
-                    ENV,
-                    "hash: \"$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W\"",
-                    "hash: \"password\"",
-                )
-            },
+            ENV,
+            "hash: \"$2a$10$2b2cU8CPhOTaGrs1HRQuAueS7JTT5ZHsHSzYiFPm1leZck7Mc8T4W\"",
+            "hash: \"password\"",
         ),
         case(
             "file not listed in the module index",

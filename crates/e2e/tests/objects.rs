@@ -8,20 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use e2e::{InfraCopy, describe, xtask};
-use kube::api::{Patch, PatchParams};
+use e2e::{InfraCopy, describe};
 use serde_json::{Value, json};
 
 const OWNED: &str = "app.kubernetes.io/managed-by=envctl,envctl.dev/environment=kwok";
-
-fn run(infra: &InfraCopy, args: &[&str]) -> std::process::Output {
-    let infra_dir = infra.path().display().to_string();
-    let mut all = args.to_vec();
-    all.extend([
-        "--env", "kwok", "--module", "gateway", "--infra", &infra_dir,
-    ]);
-    xtask(&all)
-}
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -60,7 +50,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "pins/gateway-api.yaml",
         &pins.replace(good, &"a".repeat(64)),
     );
-    let refused = run(&infra, &["apply", "--auto-approve"]);
+    let refused = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
     assert!(describe(&refused).contains("checksum mismatch for https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.5.1/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"), "{}", describe(&refused));
     assert!(
@@ -70,7 +60,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     infra.write("pins/gateway-api.yaml", &pins);
 
     // A custom resource and its CRD in one plan: the Gateway is planned after its CRD.
-    let plan = run(&infra, &["plan", "--output", "json"]);
+    let plan = infra.xtask_gateway(&["plan", "--output", "json"]);
     assert!(plan.status.success(), "{}", describe(&plan));
     let json: Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
     let gateway = json["resource_changes"]
@@ -86,7 +76,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     );
 
     // Without a terminal to ask on, apply refuses unless told --auto-approve.
-    let unasked = run(&infra, &["apply"]);
+    let unasked = infra.xtask_gateway(&["apply"]);
     assert_eq!(unasked.status.code(), Some(1), "{}", describe(&unasked));
     assert!(
         describe(&unasked).contains("--auto-approve"),
@@ -99,7 +89,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     );
 
     // Apply from empty.
-    let applied = run(&infra, &["apply", "--auto-approve"]);
+    let applied = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", describe(&applied));
     assert!(
         stdout(&applied).contains("Apply complete! Resources: 16 added, 1 changed, 0 destroyed."),
@@ -125,7 +115,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     // A second apply sends nothing: every resourceVersion stays the same.
     let before = owned_versions(&client).await;
     assert!(before.len() >= 15, "owned objects: {before:?}");
-    let again = run(&infra, &["apply", "--auto-approve"]);
+    let again = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(again.status.success(), "{}", describe(&again));
     assert!(
         stdout(&again).contains("No changes."),
@@ -137,13 +127,13 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         before,
         "a no-op apply writes nothing"
     );
-    let plan = run(&infra, &["plan", "--detailed-exitcode"]);
+    let plan = infra.xtask_gateway(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
 
     // A saved plan is applied only while the live state it was made from holds.
     let plan_file = infra.path().join("saved.plan");
     let plan_file = plan_file.to_str().unwrap();
-    let saved = run(&infra, &["plan", "--out", plan_file]);
+    let saved = infra.xtask_gateway(&["plan", "--out", plan_file]);
     assert!(saved.status.success(), "{}", describe(&saved));
 
     // Out of band: a patch (manager kubectl-patch) and a deletion. Drift exits 2 and names who.
@@ -154,23 +144,19 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "deployments",
         Some("default"),
     );
-    deployments
-        .patch(
-            "nginx",
-            &PatchParams {
-                field_manager: Some("kubectl-patch".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .expect("patching nginx");
+    e2e::patch_as(
+        &deployments,
+        "nginx",
+        "kubectl-patch",
+        json!({"spec": {"replicas": 3}}),
+    )
+    .await;
     let services = e2e::typed_api(&client, "v1", "Service", "services", Some("default"));
     services
         .delete("nginx", &Default::default())
         .await
         .expect("deleting the nginx Service");
-    let drift = run(&infra, &["drift"]);
+    let drift = infra.xtask_gateway(&["drift"]);
     assert_eq!(drift.status.code(), Some(2), "{}", describe(&drift));
     let text = stdout(&drift);
     assert!(
@@ -185,7 +171,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         text.contains("Plan: 1 to add, 1 to change, 0 to destroy."),
         "{text}"
     );
-    let drift_json = run(&infra, &["drift", "--output", "json"]);
+    let drift_json = infra.xtask_gateway(&["drift", "--output", "json"]);
     assert_eq!(
         drift_json.status.code(),
         Some(2),
@@ -202,7 +188,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     assert_eq!(nginx["drift"][0]["path"], "spec.replicas");
     assert_eq!(nginx["drift"][0]["manager"], "kubectl-patch");
 
-    let stale = run(&infra, &["apply", plan_file]);
+    let stale = infra.xtask_gateway(&["apply", plan_file]);
     assert_eq!(stale.status.code(), Some(1), "{}", describe(&stale));
     assert!(
         describe(&stale).contains("is stale"),
@@ -220,29 +206,25 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     );
 
     // Apply repairs both.
-    let repaired = run(&infra, &["apply", "--auto-approve"]);
+    let repaired = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(repaired.status.success(), "{}", describe(&repaired));
     assert_eq!(
         deployments.get("nginx").await.unwrap().data["spec"]["replicas"],
         1
     );
     assert!(services.get_opt("nginx").await.unwrap().is_some());
-    assert_eq!(run(&infra, &["drift"]).status.code(), Some(0));
+    assert_eq!(infra.xtask_gateway(&["drift"]).status.code(), Some(0));
 
     // A field of an object envctl only patches, taken by another manager: a conflict that names
     // the manager; --force-conflicts takes it back.
-    namespaces
-        .patch(
-            "default",
-            &PatchParams {
-                field_manager: Some("kubectl-label".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"metadata": {"labels": {"istio-injection": "disabled"}}})),
-        )
-        .await
-        .expect("labelling namespace default");
-    let conflict = run(&infra, &["apply", "--auto-approve"]);
+    e2e::patch_as(
+        &namespaces,
+        "default",
+        "kubectl-label",
+        json!({"metadata": {"labels": {"istio-injection": "disabled"}}}),
+    )
+    .await;
+    let conflict = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert_eq!(conflict.status.code(), Some(1), "{}", describe(&conflict));
     assert!(
         describe(&conflict).contains("kubectl-label"),
@@ -254,7 +236,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "{}",
         describe(&conflict)
     );
-    let forced = run(&infra, &["apply", "--auto-approve", "--force-conflicts"]);
+    let forced = infra.xtask_gateway(&["apply", "--auto-approve", "--force-conflicts"]);
     assert!(forced.status.success(), "{}", describe(&forced));
     let default_ns = namespaces.get("default").await.unwrap();
     assert_eq!(
@@ -264,18 +246,12 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
 
     // An object removed from the configuration is shown as destroyed, then pruned; its kind
     // appears nowhere else in the configuration, so only the inventory knows to look for it.
-    infra.write(
-        "gateway/extra.yaml",
+    let modules = infra.read("modules.yaml");
+    infra.add_to_gateway(
+        "extra.yaml",
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: extra\n  namespace: gateway\n",
     );
-    let modules = infra.read("modules.yaml");
-    let with_extra = modules.replace(
-        "    - gateway/nginx.yaml\n",
-        "    - gateway/nginx.yaml\n    - gateway/extra.yaml\n",
-    );
-    assert_ne!(with_extra, modules, "modules.yaml lists gateway/nginx.yaml");
-    infra.write("modules.yaml", &with_extra);
-    let added = run(&infra, &["apply", "--auto-approve"]);
+    let added = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(added.status.success(), "{}", describe(&added));
     let accounts = e2e::typed_api(
         &client,
@@ -287,7 +263,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
     assert!(accounts.get_opt("extra").await.unwrap().is_some());
     infra.write("modules.yaml", &modules);
     std::fs::remove_file(infra.path().join("gateway/extra.yaml")).unwrap();
-    let plan = run(&infra, &["plan"]);
+    let plan = infra.xtask_gateway(&["plan"]);
     assert!(
         stdout(&plan).contains("# gateway.object.serviceaccount/gateway/extra will be destroyed"),
         "{}",
@@ -298,7 +274,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         "{}",
         describe(&plan)
     );
-    let pruned = run(&infra, &["apply", "--auto-approve"]);
+    let pruned = infra.xtask_gateway(&["apply", "--auto-approve"]);
     assert!(pruned.status.success(), "{}", describe(&pruned));
     assert!(accounts.get_opt("extra").await.unwrap().is_none(), "pruned");
 
@@ -310,7 +286,7 @@ async fn gateway_objects_converge_drift_is_attributed_and_destroy_keeps_what_is_
         Some("default"),
     )
     .await;
-    let destroyed = run(&infra, &["destroy", "--auto-approve"]);
+    let destroyed = infra.xtask_gateway(&["destroy", "--auto-approve"]);
     assert!(destroyed.status.success(), "{}", describe(&destroyed));
     assert!(
         deployments.get_opt("bystander").await.unwrap().is_some(),

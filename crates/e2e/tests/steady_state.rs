@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use e2e::{InfraCopy, describe};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use serde_json::json;
 
 /// A helm that logs its arguments to `log` (one line per run) and runs the real one.
@@ -280,17 +280,13 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
 
     // An edit out of band (as `kubectl edit` writes it) is drift, found by a full check.
     let deployments = e2e::typed_api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));
-    deployments
-        .patch(
-            "dex",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .unwrap();
+    e2e::patch_as(
+        &deployments,
+        "dex",
+        "kubectl-edit",
+        json!({"spec": {"replicas": 3}}),
+    )
+    .await;
     let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(2), "{}", describe(&plan));
     let text = String::from_utf8_lossy(&plan.stdout);

@@ -19,7 +19,7 @@ use tower::buffer::BufferLayer;
 use tower::retry::RetryLayer;
 
 use crate::LiveError;
-use crate::retry::{ApiTimeouts, RetryPolicy};
+use crate::retry::{ApiTimeouts, CollectBodyLayer, RetryPolicy};
 
 /// The field manager this project applies with.
 pub const FIELD_MANAGER: &str = "envctl";
@@ -283,9 +283,11 @@ fn client(mut config: Config, timeouts: ApiTimeouts) -> Result<Client, LiveError
     config.default_retry = false;
     let builder = ClientBuilder::try_from(config).map_err(|e| LiveError::Connect(e.to_string()))?;
     // `Retry` repeats a request on a clone of the service below it; the buffer makes kube's
-    // boxed stack cloneable.
+    // boxed stack cloneable. `CollectBody` reads a repeatable answer to its end within the
+    // attempt, so that a body that breaks is retried too.
     let layers = ServiceBuilder::new()
         .layer(RetryLayer::new(RetryPolicy::new(timeouts.retry_for)))
+        .layer(CollectBodyLayer)
         .layer(BufferLayer::new(1024))
         .into_inner();
     Ok(builder.with_layer(&layers).build())

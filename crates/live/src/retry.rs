@@ -18,14 +18,27 @@
 //! Delays grow exponentially with jitter, and retries stop once the next attempt would start
 //! after [`ApiTimeouts::retry_for`]; the error then says how many attempts were made for how
 //! long ([`Unavailable`]).
+//!
+//! A response's headers can arrive before its body breaks (an API server restarting mid-answer:
+//! "error reading a body from connection"). kube reads the body after the stack has answered,
+//! too late for a retry, so [`CollectBody`], the layer right below the retry layer, reads the
+//! whole body of every request that is safe to repeat and is not a stream ([`collects_body`]):
+//! a body that breaks is then a failed attempt like a reset, retried within the same budget;
+//! each read of it is bounded by the read timeout. Watches (`watch=true`) and followed logs
+//! (`follow=true`) stream as they come, and a request that is not safe to repeat is passed on
+//! as it is (kube reads its body as before, and a break there ends the request).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Method, Request, Response};
-use kube::client::Body;
+use http_body_util::{BodyExt, Full};
+use kube::client::{Body, DynBody};
 use tokio::time::Instant;
-use tower::BoxError;
+use tower::{BoxError, Layer, Service};
 
 use crate::LiveError;
 
@@ -129,8 +142,85 @@ impl Verb {
         }
     }
 
+    /// The verb of a request as the client stack sends it.
+    pub fn of_request<B>(request: &Request<B>) -> Verb {
+        Verb::of(
+            request.method(),
+            request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            request.uri().query(),
+        )
+    }
+
     fn repeatable(self) -> bool {
         self != Verb::Unsafe
+    }
+}
+
+/// Whether a request's answer is a stream that must reach the caller as it comes: a watch
+/// (`watch=true`) or a followed log (`follow=true`).
+pub fn is_stream(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| matches!(p, "watch=true" | "watch=1" | "follow=true" | "follow=1"))
+    })
+}
+
+/// Whether [`CollectBody`] reads the whole answer of a request before the retry layer sees it:
+/// requests that are safe to repeat (a broken body is then retried) and are not streams.
+pub fn collects_body(verb: Verb, query: Option<&str>) -> bool {
+    verb.repeatable() && !is_stream(query)
+}
+
+/// The layer of [`CollectBody`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CollectBodyLayer;
+
+impl<S> Layer<S> for CollectBodyLayer {
+    type Service = CollectBody<S>;
+
+    fn layer(&self, inner: S) -> CollectBody<S> {
+        CollectBody { inner }
+    }
+}
+
+/// Reads the whole response body of the requests [`collects_body`] picks, inside the service
+/// call, so that a body that breaks is an error the retry policy sees (see the module docs).
+#[derive(Debug, Clone)]
+pub struct CollectBody<S> {
+    inner: S,
+}
+
+type BoxedResponse = Response<Box<DynBody>>;
+
+impl<S> Service<Request<Body>> for CollectBody<S>
+where
+    S: Service<Request<Body>, Response = BoxedResponse, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = BoxedResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<BoxedResponse, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let collect = collects_body(Verb::of_request(&request), request.uri().query());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            if !collect {
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            let body: Box<DynBody> = Box::new(Full::new(bytes).map_err(|never| match never {}));
+            Ok(Response::from_parts(parts, body))
+        })
     }
 }
 
@@ -298,14 +388,7 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
         request: &mut Request<Body>,
         result: &mut Result<Response<B>, BoxError>,
     ) -> Option<Self::Future> {
-        let verb = Verb::of(
-            request.method(),
-            request
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-            request.uri().query(),
-        );
+        let verb = Verb::of_request(request);
         let outcome = outcome(result);
         let Decision::Retry { at_least } = decide(verb, &outcome) else {
             return None;
@@ -676,5 +759,186 @@ mod tests {
             }
         }
         assert!((3..=8).contains(&attempts), "{attempts} attempts in 2s");
+    }
+
+    #[test]
+    fn only_repeatable_requests_that_are_not_streams_have_their_body_collected() {
+        let collects =
+            |m: Method, ct: Option<&str>, q: Option<&str>| collects_body(Verb::of(&m, ct, q), q);
+        let apply = Some("application/apply-patch+yaml");
+        assert!(collects(Method::GET, None, None));
+        assert!(collects(Method::GET, None, Some("labelSelector=app%3Dweb")));
+        assert!(collects(Method::GET, None, Some("watch=false")), "a list");
+        assert!(collects(Method::PATCH, apply, Some("fieldManager=envctl")));
+        assert!(collects(
+            Method::PATCH,
+            apply,
+            Some("dryRun=All&force=true")
+        ));
+        assert!(collects(
+            Method::PATCH,
+            Some("application/merge-patch+json"),
+            None
+        ));
+        assert!(collects(Method::DELETE, None, None));
+        assert!(collects(Method::POST, None, Some("dryRun=All")));
+        assert!(collects(
+            Method::GET,
+            None,
+            Some("container=c&tailLines=10")
+        ));
+        for query in [
+            "watch=true&resourceVersion=5&timeoutSeconds=25",
+            "fieldSelector=x&watch=1",
+            "follow=true&container=c",
+        ] {
+            assert!(!collects(Method::GET, None, Some(query)), "{query}");
+        }
+        assert!(!collects(Method::POST, None, None), "a create");
+        assert!(!collects(Method::PUT, None, None), "a replace");
+        assert!(!collects(
+            Method::PATCH,
+            Some("application/json-patch+json"),
+            None
+        ));
+    }
+
+    mod collect_body {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        use bytes::Bytes;
+        use futures::{StreamExt, stream};
+        use http_body::Frame;
+        use http_body_util::StreamBody;
+        use tower::retry::RetryLayer;
+        use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+        use super::super::*;
+
+        const WHOLE: &str = r#"{"kind":"ConfigMap"}"#;
+
+        /// A body that sends its first bytes and then breaks, as a connection reset mid-answer.
+        fn breaking_body() -> Box<DynBody> {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"{\"kind\":"))),
+                Err(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                ))),
+            ];
+            Box::new(StreamBody::new(stream::iter(frames)))
+        }
+
+        fn whole_body() -> Box<DynBody> {
+            Box::new(
+                Full::new(Bytes::from_static(WHOLE.as_bytes())).map_err(|never| match never {}),
+            )
+        }
+
+        /// The retry layer and [`CollectBody`] over a server whose first `breaks` answers break
+        /// in their body (headers sent, 200) and whose later ones are whole; with its call count.
+        fn stack(
+            breaks: u32,
+            retry_for: Duration,
+        ) -> (
+            impl Service<Request<Body>, Response = BoxedResponse, Error = BoxError>,
+            Arc<AtomicU32>,
+        ) {
+            let calls = Arc::new(AtomicU32::new(0));
+            let counted = calls.clone();
+            let server = service_fn(move |_request: Request<Body>| {
+                let call = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let body = if call < breaks {
+                        breaking_body()
+                    } else {
+                        whole_body()
+                    };
+                    Ok::<_, BoxError>(Response::new(body))
+                }
+            });
+            let stack = ServiceBuilder::new()
+                .layer(RetryLayer::new(RetryPolicy::new(retry_for)))
+                .layer(CollectBodyLayer)
+                .service(server);
+            (stack, calls)
+        }
+
+        fn apply_request() -> Request<Body> {
+            Request::patch("/api/v1/namespaces/web/configmaps/c?fieldManager=envctl&force=true")
+                .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+                .body(Body::from(WHOLE.as_bytes().to_vec()))
+                .unwrap()
+        }
+
+        async fn text(response: BoxedResponse) -> Result<String, BoxError> {
+            let bytes = response.into_body().collect().await?.to_bytes();
+            Ok(String::from_utf8(bytes.to_vec()).unwrap())
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_body_that_breaks_is_retried_for_a_server_side_apply() {
+            let (stack, calls) = stack(1, Duration::from_secs(45));
+            let response = stack.oneshot(apply_request()).await.expect("retried");
+            assert_eq!(text(response).await.unwrap(), WHOLE);
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_body_that_keeps_breaking_ends_within_the_budget_and_says_why() {
+            let (stack, calls) = stack(u32::MAX, Duration::from_secs(2));
+            let Err(error) = stack.oneshot(apply_request()).await else {
+                panic!("a body that always breaks cannot succeed");
+            };
+            let unavailable = error.downcast_ref::<Unavailable>().expect("Unavailable");
+            assert_eq!(unavailable.attempts, calls.load(Ordering::SeqCst));
+            assert!(unavailable.attempts >= 3, "{unavailable}");
+            assert!(unavailable.cause.contains("reset"), "{unavailable}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_create_is_not_repeated_and_its_body_is_read_by_the_caller() {
+            let (stack, calls) = stack(1, Duration::from_secs(45));
+            let request = Request::post("/api/v1/namespaces/web/configmaps")
+                .body(Body::from(WHOLE.as_bytes().to_vec()))
+                .unwrap();
+            let response = stack.oneshot(request).await.expect("headers");
+            assert!(
+                text(response).await.is_err(),
+                "the break reaches the caller"
+            );
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_watch_streams_its_events_as_they_come() {
+            let server = service_fn(|_request: Request<Body>| async {
+                let event = Bytes::from_static(b"{\"type\":\"ADDED\"}\n");
+                let frames =
+                    stream::iter([Ok::<_, BoxError>(Frame::data(event))]).chain(stream::pending());
+                let body: Box<DynBody> = Box::new(StreamBody::new(frames));
+                Ok::<_, BoxError>(Response::new(body))
+            });
+            let stack = ServiceBuilder::new()
+                .layer(RetryLayer::new(RetryPolicy::new(Duration::from_secs(45))))
+                .layer(CollectBodyLayer)
+                .service(server);
+            let request = Request::get("/api/v1/namespaces/web/pods?watch=true&timeoutSeconds=25")
+                .body(Body::empty())
+                .unwrap();
+            let answer = tokio::time::timeout(Duration::from_secs(1), stack.oneshot(request));
+            let response = answer.await.expect("not held back").unwrap();
+            let mut body = response.into_body();
+            let first = tokio::time::timeout(Duration::from_secs(1), body.frame())
+                .await
+                .expect("the first event")
+                .unwrap()
+                .unwrap();
+            assert!(
+                first
+                    .data_ref()
+                    .is_some_and(|d| d.starts_with(b"{\"type\""))
+            );
+        }
     }
 }

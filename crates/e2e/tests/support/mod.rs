@@ -176,18 +176,21 @@ impl Background {
     }
 }
 
-/// Releases in any `pending-*` state, as `namespace/name: status`.
-pub fn pending_releases() -> Vec<String> {
+/// `helm list -A <filter> -o json`, each release as `show` puts it.
+fn helm_list(filter: &str, show: impl Fn(&Value) -> String) -> Vec<String> {
     let out = Command::new(e2e::helm_binary())
-        .args(["list", "-A", "--pending", "-o", "json"])
+        .args(["list", "-A", filter, "-o", "json"])
         .output()
         .expect("running helm list");
     let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| format!("{}/{}: {}", r["namespace"], r["name"], r["status"]))
-        .collect()
+    list.as_array().into_iter().flatten().map(show).collect()
+}
+
+/// Releases in any `pending-*` state, as `namespace/name: status`.
+pub fn pending_releases() -> Vec<String> {
+    helm_list("--pending", |r| {
+        format!("{}/{}: {}", r["namespace"], r["name"], r["status"])
+    })
 }
 
 /// Waits (bounded, polling every 50 ms) until some release is `pending-*`: a Helm operation is
@@ -205,16 +208,7 @@ pub fn wait_pending(timeout: Duration) -> bool {
 
 /// Every Helm release, as `namespace/name`.
 pub fn releases() -> Vec<String> {
-    let out = Command::new(e2e::helm_binary())
-        .args(["list", "-A", "-a", "-o", "json"])
-        .output()
-        .expect("running helm list");
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| format!("{}/{}", r["namespace"], r["name"]))
-        .collect()
+    helm_list("-a", |r| format!("{}/{}", r["namespace"], r["name"]))
 }
 
 /// The lock ID a refused run names (`force-unlock <ID>`).

@@ -18,17 +18,28 @@ fn change(
     ResourceChange::new(addr(address), action, before, after, Sensitivity::default())
 }
 
+/// A change that creates `after`.
+fn create(address: &str, after: Value) -> ResourceChange {
+    change(address, Action::Create, None, Some(after))
+}
+
+/// A change that deletes `before`.
+fn delete(address: &str, before: Value) -> ResourceChange {
+    change(address, Action::Delete, Some(before), None)
+}
+
+/// A plan of the environment `dev` with these changes.
+fn plan_of(changes: Vec<ResourceChange>) -> Plan {
+    let mut plan = Plan::new("dev");
+    plan.changes = changes;
+    plan
+}
+
 /// A small plan with one of each action.
 fn mixed_plan() -> Plan {
-    let mut plan = Plan::new("dev");
-    plan.changes = vec![
-        change(
-            "app.object.configmap/app/new",
-            Action::Create,
-            None,
-            Some(cm("new", json!({"k": "v"}))),
-        )
-        .with_waits_for(["customresourcedefinition/things.example.com".to_owned()]),
+    plan_of(vec![
+        create("app.object.configmap/app/new", cm("new", json!({"k": "v"})))
+            .with_waits_for(["customresourcedefinition/things.example.com".to_owned()]),
         change(
             "app.object.configmap/app/same",
             Action::NoOp,
@@ -54,12 +65,7 @@ fn mixed_plan() -> Plan {
             time: Some("2026-11-28T12:00:00Z".into()),
         })
         .with_note("kubectl edit changed this object"),
-        change(
-            "app.object.configmap/app/old",
-            Action::Delete,
-            Some(cm("old", json!({"k": "v"}))),
-            None,
-        ),
+        delete("app.object.configmap/app/old", cm("old", json!({"k": "v"}))),
         change(
             "cluster.cluster.istio",
             Action::Replace {
@@ -68,8 +74,7 @@ fn mixed_plan() -> Plan {
             Some(json!({"name": "istio", "node_image": "kindest/node:v1.35.0"})),
             Some(json!({"name": "istio", "node_image": "kindest/node:v1.36.1"})),
         ),
-    ];
-    plan
+    ])
 }
 
 const MIXED_PLAN_TEXT: &str = r#"envctl plan for environment "dev"
@@ -128,27 +133,16 @@ fn plan_text_without_colour() {
 
 #[test]
 fn plan_text_with_colour() {
-    let mut plan = Plan::new("dev");
-    plan.changes = vec![
-        change(
-            "app.object.configmap/app/a",
-            Action::Create,
-            None,
-            Some(json!({"k": "v"})),
-        ),
+    let mut plan = plan_of(vec![
+        create("app.object.configmap/app/a", json!({"k": "v"})),
         change(
             "app.object.configmap/app/b",
             Action::Update,
             Some(json!({"x": 1})),
             Some(json!({"x": 2})),
         ),
-        change(
-            "app.object.configmap/app/c",
-            Action::Delete,
-            Some(json!({"k": "v"})),
-            None,
-        ),
-    ];
+        delete("app.object.configmap/app/c", json!({"k": "v"})),
+    ]);
     plan.changes[1].sensitive_changes = vec!["data.password".into()];
     let expected = [
         "envctl plan for environment \"dev\"",
@@ -693,8 +687,7 @@ fn a_release_change_shows_its_object_changes_under_the_values_diff() {
 
 #[test]
 fn a_release_change_that_renders_the_same_objects_says_so() {
-    let mut plan = Plan::new("dev");
-    plan.changes = vec![
+    let plan = plan_of(vec![
         change(
             "sso.helm_release.dex",
             Action::Update,
@@ -709,7 +702,7 @@ fn a_release_change_that_renders_the_same_objects_says_so() {
             Some(release_doc(80, "0.25.0")),
         )
         .with_objects(vec![]),
-    ];
+    ]);
     let text = plan.render_text(false);
     assert!(
         text.contains("+         port: 8080\n    Objects: values changed, no object changes\n"),
@@ -727,19 +720,12 @@ fn a_release_change_that_renders_the_same_objects_says_so() {
 
 #[test]
 fn an_install_lists_the_objects_it_creates() {
-    let mut plan = Plan::new("dev");
-    plan.changes = vec![
-        change(
-            "sso.helm_release.dex",
-            Action::Create,
-            None,
-            Some(release_doc(80, "0.24.0")),
-        )
-        .with_objects(vec![
+    let plan = plan_of(vec![
+        create("sso.helm_release.dex", release_doc(80, "0.24.0")).with_objects(vec![
             crate::ObjectChange::create(&dex_secret("c2VjcmV0"), &[]),
             crate::ObjectChange::create(&dex_service(80), &[]),
         ]),
-    ];
+    ]);
     let text = plan.render_text(false);
     assert!(
         text.contains(
