@@ -255,7 +255,7 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         plan_of(module, s).await
     })?;
     if let Some(out) = &args.out {
-        std::fs::write(out, &planned.saved)
+        std::fs::write(out, planned.saved())
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         eprintln!(
             "Saved the plan to {}. To apply exactly this plan: cargo xtask apply {}",

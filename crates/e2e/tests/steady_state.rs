@@ -1,8 +1,9 @@
 //! A steady-state plan of the whole environment runs no helm process: each release's state is
 //! read from Helm's storage Secret, and a release whose objects still have the
 //! resourceVersions recorded when apply verified them is neither rendered nor dry-run. An edit
-//! out of band still shows as drift (it changes a resourceVersion), and once repaired the
-//! plan is free again.
+//! out of band still shows as drift (it changes a resourceVersion), a controller writing the
+//! status of an object without a generation (an HPA) does not make the plan check again
+//! (its content is as recorded), and once repaired the plan is free again.
 //!
 //! The plan's requests to the API server are counted by a proxy in front of it
 //! ([`e2e::CountedApi`]): 0 dry runs, 0 writes.
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use e2e::{InfraCopy, describe};
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 /// A helm that logs its arguments to `log` (one line per run) and runs the real one.
@@ -139,6 +140,15 @@ fn applied_along_the_graph(run: &Run, progress: &str) {
     );
 }
 
+/// The dry runs among counted requests.
+fn dry_runs(requests: &std::collections::BTreeMap<e2e::counting_proxy::Request, usize>) -> usize {
+    requests
+        .iter()
+        .filter(|(request, _)| request.dry_run)
+        .map(|(_, n)| n)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     let client = e2e::client().await;
@@ -177,12 +187,11 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
         "a steady-state plan runs helm"
     );
     eprintln!("requests of a steady-state plan, by verb: {requests:?}");
-    let dry_runs: usize = requests
-        .iter()
-        .filter(|(request, _)| request.dry_run)
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(dry_runs, 0, "dry runs of a steady-state plan: {requests:?}");
+    assert_eq!(
+        dry_runs(&requests),
+        0,
+        "dry runs of a steady-state plan: {requests:?}"
+    );
     let writes: Vec<_> = requests
         .iter()
         .filter(|(request, _)| request.is_write())
@@ -210,6 +219,64 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
             .is_some_and(|a| a.contains_key("envctl.dev/verified-objects"))),
         "dex's storage Secret carries the verified record"
     );
+
+    // A controller writes the status of an object that has no generation: istiod's
+    // HorizontalPodAutoscaler (written here through its status subresource, as the HPA
+    // controller does some seconds after apply). Its resourceVersion moves, its content does
+    // not: still no dry run, no helm.
+    let hpas = e2e::typed_api(
+        &client,
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        Some("istio-system"),
+    );
+    hpas.patch_status(
+        "istiod",
+        &PatchParams {
+            field_manager: Some("horizontal-pod-autoscaler".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({"status": {"currentReplicas": 1, "desiredReplicas": 1}})),
+    )
+    .await
+    .unwrap();
+    counted.take();
+    let (plan, helm_runs) = run.xtask_with(
+        &["plan", "--detailed-exitcode", "--lock=false"],
+        Some(&counted.kubeconfig()),
+    );
+    let requests = counted.take();
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    assert_eq!(helm_runs, Vec::<String>::new(), "after a status write");
+    assert_eq!(
+        dry_runs(&requests),
+        0,
+        "dry runs of a plan after a status write: {requests:?}"
+    );
+
+    // Its spec edited out of band is drift all the same.
+    hpas.patch(
+        "istiod",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({"spec": {"maxReplicas": 7}})),
+    )
+    .await
+    .unwrap();
+    let (plan, _) = run.xtask(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", describe(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains(
+            "field horizontalpodautoscaler/istio-system/istiod spec.maxReplicas: last written by kubectl-edit"
+        ),
+        "{text}"
+    );
+    let (applied, _) = run.xtask(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", describe(&applied));
 
     // An edit out of band (as `kubectl edit` writes it) is drift, found by a full check.
     let deployments = e2e::typed_api(&client, "apps/v1", "Deployment", "deployments", Some("sso"));

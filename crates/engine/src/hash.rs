@@ -42,7 +42,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                write_string(k, out);
                 out.push(':');
                 write_canonical(v, out);
             }
@@ -62,9 +62,37 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// `text` as a JSON string, as `serde_json` writes it (without building a `Value` for it).
+fn write_string(text: &str, out: &mut String) {
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
+}
+
 /// The sha256 (hex) of [`canonical_json`] of `value`.
 pub fn canonical_hash(value: &Value) -> String {
     sha256_hex(canonical_json(value).as_bytes())
+}
+
+/// Metadata the API server rewrites when anything of an object is written, its status included.
+const SERVER_BOOKKEEPING: &[&str] = &["managedFields", "resourceVersion"];
+
+/// The sha256 (hex) of a live object's content without what a write of its status alone
+/// changes: `status`, `metadata.managedFields` (a controller's status entry) and
+/// `metadata.resourceVersion`. Everything else (spec, data, rules, labels, annotations,
+/// owners, finalizers, uid, deletion) counts, so a write of anything but the status changes it.
+///
+/// Two reads of an object between which only its status was written hash the same: a
+/// controller reporting (an HPA's current metrics, say) is not taken for a change.
+pub fn content_hash(object: &Value) -> String {
+    let mut copy = object.clone();
+    if let Value::Object(map) = &mut copy {
+        map.remove("status");
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            for key in SERVER_BOOKKEEPING {
+                meta.remove(*key);
+            }
+        }
+    }
+    canonical_hash(&copy)
 }
 
 #[cfg(test)]
@@ -116,5 +144,58 @@ mod tests {
             canonical_hash(&json!({"b": "x", "a": [true, null, 1.5]})),
             sha256_hex(br#"{"a":[true,null,1.5],"b":"x"}"#)
         );
+    }
+
+    fn hpa() -> Value {
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "istiod", "namespace": "istio-system", "uid": "u-1",
+                "resourceVersion": "100", "labels": {"app": "istiod"},
+                "managedFields": [{"manager": "envctl", "operation": "Apply"}]},
+            "spec": {"minReplicas": 1, "maxReplicas": 5},
+        })
+    }
+
+    #[test]
+    fn content_hash_ignores_a_write_of_the_status_alone() {
+        let before = hpa();
+        let mut after = hpa();
+        after["metadata"]["resourceVersion"] = json!("107");
+        after["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(
+                json!({"manager": "kube-controller-manager", "operation": "Update",
+                "subresource": "status"}),
+            );
+        after["status"] = json!({"currentReplicas": 1, "desiredReplicas": 1});
+        assert_eq!(content_hash(&before), content_hash(&after));
+    }
+
+    #[test]
+    fn content_hash_sees_every_other_write() {
+        let base = content_hash(&hpa());
+        let edits: [(&str, Value); 5] = [
+            ("/spec/maxReplicas", json!(9)),
+            ("/metadata/labels/app", json!("other")),
+            ("/metadata/uid", json!("u-2")),
+            ("/metadata/annotations", json!({"note": "x"})),
+            ("/metadata/deletionTimestamp", json!("2026-01-01T00:00:00Z")),
+        ];
+        for (path, value) in edits {
+            let mut edited = hpa();
+            let (parent, key) = path.rsplit_once('/').unwrap();
+            edited.pointer_mut(parent).unwrap()[key] = value;
+            assert_ne!(content_hash(&edited), base, "{path}");
+        }
+    }
+
+    #[test]
+    fn content_hash_is_independent_of_key_order() {
+        let a =
+            json!({"kind": "ConfigMap", "data": {"a": "1", "b": "2"}, "metadata": {"name": "x"}});
+        let b =
+            json!({"metadata": {"name": "x"}, "data": {"b": "2", "a": "1"}, "kind": "ConfigMap"});
+        assert_eq!(content_hash(&a), content_hash(&b));
     }
 }

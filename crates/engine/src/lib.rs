@@ -21,7 +21,8 @@
 //! - [`release`]: what installing or upgrading a Helm release does to each of its objects
 //!   ([`ObjectChange`]), shown under the release's change.
 //! - [`redact`](mod@redact): `(sensitive value)`; plans never hold secret material.
-//! - [`hash`]: [`sha256_hex`], [`canonical_hash`] (fingerprints, values and spec hashes).
+//! - [`hash`]: [`sha256_hex`], [`canonical_hash`] (fingerprints, values and spec hashes),
+//!   [`content_hash`] (a live object's content without its status and server bookkeeping).
 //!
 //! # Example
 //!
@@ -89,7 +90,7 @@ pub use address::{Address, AddressError, ResourceKind};
 pub use desired::{Desired, helm_release_document, with_ownership};
 pub use documents::{YamlDocument, split_documents};
 pub use graph::{DesiredError, Edge, EdgeReason, Graph, GraphError};
-pub use hash::{canonical_hash, canonical_json, sha256_hex};
+pub use hash::{canonical_hash, canonical_json, content_hash, sha256_hex};
 pub use path::{FieldPath, PathError, PathSegment, changed_paths};
 pub use plan::{
     Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,

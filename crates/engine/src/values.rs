@@ -403,11 +403,29 @@ pub fn find_placeholders(value: &Value) -> Result<Vec<PlaceholderUse>, ValueErro
 /// Outputs missing from `bindings.outputs` become `(known after apply <- module.name)` and are
 /// listed in [`Resolved::unknown`]; a secret missing from `bindings.secrets` is an error.
 pub fn resolve(value: &Value, bindings: &Bindings) -> Result<Resolved, ValueError> {
+    // Most documents hold no placeholder at all (no `$` anywhere): nothing to resolve, and no
+    // field path to build for each of their fields.
+    if !any_dollar(value) {
+        return Ok(Resolved {
+            value: value.clone(),
+            unknown: Vec::new(),
+        });
+    }
     let mut unknown = Vec::new();
     let value = resolve_at(value, &FieldPath::root(), bindings, &mut unknown)?;
     unknown.sort();
     unknown.dedup();
     Ok(Resolved { value, unknown })
+}
+
+/// Whether any string value in `value` contains a `$` (every placeholder starts with one).
+fn any_dollar(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('$'),
+        Value::Array(items) => items.iter().any(any_dollar),
+        Value::Object(map) => map.values().any(any_dollar),
+        _ => false,
+    }
 }
 
 fn resolve_at(
@@ -572,6 +590,21 @@ mod tests {
             json!(["${output.a.b}", "${HOME}/x", "cost: $5", "${unclosed"])
         );
         assert!(find_placeholders(&doc).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_document_without_placeholders_resolves_to_itself() {
+        let doc = json!({"kind": "ConfigMap", "metadata": {"name": "x", "labels": {"a": "b"}},
+            "data": {"n": 1, "list": ["p", {"q": null}], "empty": ""}});
+        let resolved = resolve(&doc, &Bindings::default()).unwrap();
+        assert_eq!(resolved.value, doc);
+        assert!(resolved.unknown.is_empty());
+        // A `$` deep inside still takes the full walk (the escape is unescaped there).
+        let nested = json!({"data": {"list": [{"q": "$${x}"}]}});
+        assert_eq!(
+            resolve(&nested, &Bindings::default()).unwrap().value,
+            json!({"data": {"list": [{"q": "${x}"}]}})
+        );
     }
 
     #[test]

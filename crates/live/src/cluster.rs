@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::Resource as _;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
@@ -147,15 +148,28 @@ impl Cluster {
     }
 
     /// Lists objects of a type (in every namespace) that match a label selector.
+    ///
     pub async fn list(&self, ty: &TypeInfo, label_selector: &str) -> Result<Vec<Value>, LiveError> {
-        let api = self.api(ty, None);
+        let request = kube::core::Request::new(DynamicObject::url_path(&ty.resource, None));
         let mut out = Vec::new();
         let mut params = ListParams::default().labels(label_selector).limit(500);
         loop {
-            let page = api.list(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            for item in page.items {
-                let mut value = serde_json::to_value(item)?;
+            let mut http = request.list(&params).map_err(kube::Error::BuildRequest)?;
+            http.extensions_mut().insert("list");
+            // Parsed as one `Value` (serde_json's own, optimised code even in a debug build),
+            // not as typed objects converted back to JSON.
+            let text = self.client.request_text(http).await?;
+            let mut page: Value = serde_json::from_str(&text)?;
+            let next = page
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            let items = match page.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            for mut value in items {
                 // Items of a list carry no type; put it back so they read like a GET.
                 if let Some(obj) = value.as_object_mut() {
                     obj.insert("apiVersion".into(), ty.resource.api_version.clone().into());

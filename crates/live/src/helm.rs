@@ -30,6 +30,7 @@
 //! [`ChartRef::Local`] charts (directories) are trusted as they are: a directory has no stable
 //! digest (`helm package` writes file times into the archive), so a pin is not checked for them.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -1238,7 +1239,13 @@ pub struct ReleaseDrift {
     /// Objects not compared, each with the reason (hooks, kinds the cluster does not serve,
     /// objects the server refused in the dry run).
     pub skipped: Vec<String>,
+    /// [`engine::content_hash`] of each object found in sync, as read live, by
+    /// [`ObjectIdentity`].
+    pub in_sync: BTreeMap<ObjectIdentity, String>,
 }
+
+/// `(apiVersion, kind, namespace where namespaced, name)` of an object of a release.
+pub type ObjectIdentity = (String, String, Option<String>, String);
 
 impl ReleaseDrift {
     /// No object missing or changed (skipped objects do not count).
@@ -1294,7 +1301,9 @@ pub async fn objects_drift(
     let mut drift = ReleaseDrift::default();
     for result in results {
         match result? {
-            OneDrift::InSync => {}
+            OneDrift::InSync(identity, content) => {
+                drift.in_sync.insert(identity, content);
+            }
             OneDrift::Missing(id) => drift.missing.push(id),
             OneDrift::Changed(changed) => drift.changed.push(changed),
             OneDrift::Skipped(note) => drift.skipped.push(note),
@@ -1307,7 +1316,7 @@ pub async fn objects_drift(
 }
 
 enum OneDrift {
-    InSync,
+    InSync(ObjectIdentity, String),
     Missing(String),
     Changed(ObjectDrift),
     Skipped(String),
@@ -1361,7 +1370,13 @@ async fn object_drift(cluster: &Cluster, object: &Value) -> Result<OneDrift, Liv
     let before = fields::strip_noise(&live);
     let after = fields::strip_noise(&after);
     if before == after {
-        return Ok(OneDrift::InSync);
+        let identity = (
+            api_version.to_owned(),
+            kind.to_owned(),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        );
+        return Ok(OneDrift::InSync(identity, engine::content_hash(&live)));
     }
     let drift = crate::objects::attribute(&before, &after, &live);
     Ok(OneDrift::Changed(ObjectDrift {

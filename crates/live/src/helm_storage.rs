@@ -24,8 +24,13 @@
 //! `metadata.generation` (which changes with its spec) and whose generation and metadata
 //! (labels, annotations, owners, finalizers) are as recorded counts as unchanged, so that a
 //! controller reporting status (a CRD becoming Established after apply recorded it, a
-//! Deployment's conditions) does not make every later plan check the release in full. A new revision (an upgrade or rollback by anyone) is a new
-//! Secret without the record.
+//! Deployment's conditions) does not make every later plan check the release in full. An
+//! object without a generation (a HorizontalPodAutoscaler, whose controller writes its status
+//! some seconds after apply) is read in full when its resourceVersion moved, and counts as
+//! unchanged when its [`engine::content_hash`] (everything but the status and the server's
+//! bookkeeping) is the one recorded from the object verified in sync; any other write changes
+//! that hash. The metadata lists of one plan are shared by its releases ([`MetadataLists`]).
+//! A new revision (an upgrade or rollback by anyone) is a new Secret without the record.
 //!
 //! The record lives with the revision it describes, so it can never be mistaken for another
 //! revision's, and Helm removes it with the revision. It holds no values: names, versions and
@@ -91,6 +96,11 @@ pub struct RecordedObject {
     /// generation: labels, annotations, owner references, finalizers, deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
+    /// [`engine::content_hash`] of the object as verified in sync: all of it but its status
+    /// and the server's bookkeeping, so a write of the status alone leaves it unchanged (an
+    /// HPA has no generation, and its controller writes its status after apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl RecordedObject {
@@ -107,6 +117,14 @@ impl RecordedObject {
                     && self.metadata.is_some()
                     && self.generation == now.generation
                     && self.metadata == now.metadata))
+    }
+
+    /// Whether `live` (this object read in full) has the content recorded, although its
+    /// resourceVersion moved: only its status was written. `false` without a recorded content.
+    pub fn same_content(&self, live: &Value) -> bool {
+        self.content
+            .as_ref()
+            .is_some_and(|c| *c == engine::content_hash(live))
     }
 }
 
@@ -369,11 +387,61 @@ fn identity(object: &Value) -> (String, String, Option<String>, String) {
     )
 }
 
+/// `name -> (resourceVersion, generation, metadata digest)` of one type in one namespace.
+type Versions = BTreeMap<String, (String, Option<i64>, String)>;
+
+/// The metadata-only lists of one plan, shared by its releases: releases whose objects are of
+/// the same type in the same namespace (ClusterRoles, the Deployments of `sso`) cost one list,
+/// not one each. Made fresh for each plan (what an apply wrote is never read from it).
+#[derive(Default)]
+pub struct MetadataLists {
+    lists: std::sync::Mutex<BTreeMap<(String, Option<String>), ListCell>>,
+}
+
+type ListCell = std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Versions>>>;
+
+impl MetadataLists {
+    fn cell(&self, key: (String, Option<String>)) -> ListCell {
+        self.lists
+            .lock()
+            .expect("metadata lists")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
+
+/// One metadata-only list of a type (in `namespace`, or cluster-wide).
+async fn list_versions(
+    cluster: &Cluster,
+    ty: &crate::TypeInfo,
+    namespace: Option<&str>,
+) -> Result<Versions, LiveError> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(cluster.client().clone(), ns, &ty.resource),
+        None => Api::all_with(cluster.client().clone(), &ty.resource),
+    };
+    let listed = api.list_metadata(&ListParams::default()).await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter_map(|o| {
+            let digest = metadata_digest(&o.metadata);
+            Some((
+                o.metadata.name?,
+                (o.metadata.resource_version?, o.metadata.generation, digest),
+            ))
+        })
+        .collect())
+}
+
 /// The `resourceVersion` of each of `objects` now, by one metadata-only list per type and
-/// namespace; `None` when one of them does not exist or its type is not served.
+/// namespace (shared through `shared` when given); `None` when one of them does not exist or
+/// its type is not served.
 pub async fn live_versions(
     cluster: &Cluster,
     objects: &[Value],
+    shared: Option<&MetadataLists>,
 ) -> Result<Option<Vec<RecordedObject>>, LiveError> {
     let wanted: Vec<(String, String, Option<String>, String)> =
         objects.iter().map(identity).collect();
@@ -389,22 +457,21 @@ pub async fn live_versions(
         let Some(ty) = cluster.resolve(&api_version, &kind) else {
             return Ok(None);
         };
-        let api: Api<DynamicObject> = match (&namespace, ty.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(cluster.client().clone(), ns, &ty.resource),
-            _ => Api::all_with(cluster.client().clone(), &ty.resource),
+        let scope = namespace.as_deref().filter(|_| ty.namespaced);
+        let versions = match shared {
+            Some(shared) => {
+                let key = format!("{}/{}", ty.resource.api_version, ty.resource.plural);
+                let cell = shared.cell((key, scope.map(str::to_owned)));
+                cell.get_or_try_init(|| async {
+                    list_versions(cluster, &ty, scope)
+                        .await
+                        .map(std::sync::Arc::new)
+                })
+                .await?
+                .clone()
+            }
+            None => std::sync::Arc::new(list_versions(cluster, &ty, scope).await?),
         };
-        let listed = api.list_metadata(&ListParams::default()).await?;
-        let versions: BTreeMap<String, (String, Option<i64>, String)> = listed
-            .items
-            .into_iter()
-            .filter_map(|o| {
-                let digest = metadata_digest(&o.metadata);
-                Some((
-                    o.metadata.name?,
-                    (o.metadata.resource_version?, o.metadata.generation, digest),
-                ))
-            })
-            .collect();
         for name in names {
             let Some((resource_version, generation, digest)) = versions.get(&name) else {
                 return Ok(None);
@@ -417,6 +484,7 @@ pub async fn live_versions(
                 resource_version: resource_version.clone(),
                 generation: *generation,
                 metadata: Some(digest.clone()),
+                content: None,
             });
         }
     }
@@ -429,6 +497,7 @@ pub async fn live_versions(
 pub async fn unchanged_since(
     cluster: &Cluster,
     record: &VerifiedRecord,
+    shared: Option<&MetadataLists>,
 ) -> Result<bool, LiveError> {
     let objects: Vec<Value> = record
         .objects
@@ -438,14 +507,44 @@ pub async fn unchanged_since(
                 "metadata": {"name": o.name, "namespace": o.namespace}})
         })
         .collect();
-    let Some(mut now) = live_versions(cluster, &objects).await? else {
+    let Some(mut now) = live_versions(cluster, &objects, shared).await? else {
         return Ok(false);
     };
     now.sort();
     let mut recorded = record.objects.clone();
     recorded.sort();
-    Ok(now.len() == recorded.len() && recorded.iter().zip(&now).all(|(r, n)| r.unchanged(n)))
+    if now.len() != recorded.len() {
+        return Ok(false);
+    }
+    // Objects whose resourceVersion moved without a generation that tells a status write
+    // apart: each is read in full and compared by content. More than a few means something
+    // else happened: the release is checked in full instead.
+    let mut moved = Vec::new();
+    for (r, n) in recorded.iter().zip(&now) {
+        if r.unchanged(n) {
+            continue;
+        }
+        if r.content.is_none() || moved.len() == MAX_CONTENT_READS {
+            return Ok(false);
+        }
+        moved.push(r);
+    }
+    for r in moved {
+        let Some(ty) = cluster.resolve(&r.api_version, &r.kind) else {
+            return Ok(false);
+        };
+        let namespace = r.namespace.as_deref().filter(|_| ty.namespaced);
+        match cluster.get(&ty, namespace, &r.name).await? {
+            Some(live) if r.same_content(&live) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
+
+/// At most this many objects of a release are read in full by [`unchanged_since`] (status
+/// written since the record); beyond, the release is checked in full.
+const MAX_CONTENT_READS: usize = 8;
 
 /// Writes `record` on the storage Secret of the release's revision (server-side apply of
 /// the annotation only, field manager `envctl`).
@@ -531,6 +630,7 @@ mod tests {
                 resource_version: "123".into(),
                 generation: Some(1),
                 metadata: Some("m".into()),
+                content: Some("h".into()),
             }],
         };
         let text = serde_json::to_string(&record).unwrap();
@@ -551,6 +651,7 @@ mod tests {
             resource_version: "100".into(),
             generation: Some(1),
             metadata: Some("digest".into()),
+            content: None,
         };
         let now = |rv: &str, generation: Option<i64>, metadata: &str| RecordedObject {
             resource_version: rv.into(),
@@ -587,5 +688,37 @@ mod tests {
             name: "other".into(),
             ..recorded.clone()
         }));
+    }
+
+    #[test]
+    fn an_object_without_generation_is_compared_by_its_content() {
+        let live = |max: i64, rv: &str, status: Value| {
+            serde_json::json!({
+                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "istiod", "namespace": "istio-system",
+                    "resourceVersion": rv},
+                "spec": {"maxReplicas": max}, "status": status,
+            })
+        };
+        let recorded = RecordedObject {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            namespace: Some("istio-system".into()),
+            name: "istiod".into(),
+            resource_version: "100".into(),
+            generation: None,
+            metadata: Some("digest".into()),
+            content: Some(engine::content_hash(&live(5, "100", Value::Null))),
+        };
+        // Its controller wrote its status: a new resourceVersion, the same content.
+        assert!(recorded.same_content(&live(5, "104", serde_json::json!({"currentReplicas": 1}))));
+        // Its spec was edited out of band.
+        assert!(!recorded.same_content(&live(9, "105", Value::Null)));
+        // A record without content (written before contents were recorded) never matches.
+        let old = RecordedObject {
+            content: None,
+            ..recorded.clone()
+        };
+        assert!(!old.same_content(&live(5, "100", Value::Null)));
     }
 }

@@ -94,7 +94,10 @@ pub struct Runner<'a> {
     /// Pinned files already loaded in this run, by URL.
     pinned: Mutex<BTreeMap<String, Vec<Value>>>,
     /// The API server's version, asked once per run (see [`Runner::capabilities`]).
-    kube_version: Mutex<Option<String>>,
+    kube_version: tokio::sync::OnceCell<String>,
+    /// The metadata lists of the plan being made, shared by its releases' records (made
+    /// fresh by each [`Runner::plan`]).
+    plan_lists: Mutex<std::sync::Arc<crate::helm_storage::MetadataLists>>,
 }
 
 /// What an apply or destroy did.
@@ -132,7 +135,8 @@ impl<'a> Runner<'a> {
             options,
             report,
             pinned: Mutex::new(BTreeMap::new()),
-            kube_version: Mutex::new(None),
+            kube_version: tokio::sync::OnceCell::new(),
+            plan_lists: Mutex::default(),
         }
     }
 
@@ -140,17 +144,15 @@ impl<'a> Runner<'a> {
     /// (as it stands, refreshed after CRDs are applied) and the server's version (one request
     /// per run), instead of a discovery per render.
     pub async fn capabilities(&self) -> Result<crate::helm::Capabilities, LiveError> {
-        let known = self.kube_version.lock().expect("kube version").clone();
-        let version = match known {
-            Some(v) => v,
-            None => {
-                let v = self.cluster.client().apiserver_version().await?.git_version;
-                *self.kube_version.lock().expect("kube version") = Some(v.clone());
-                v
-            }
-        };
+        // Once, even when every release of a plan asks at the same time.
+        let version = self
+            .kube_version
+            .get_or_try_init(|| async {
+                Ok::<_, LiveError>(self.cluster.client().apiserver_version().await?.git_version)
+            })
+            .await?;
         Ok(crate::helm::capabilities_of(
-            version,
+            version.clone(),
             &self.cluster.discovery(),
         ))
     }

@@ -18,6 +18,7 @@ impl Runner<'_> {
     /// every document resolved, the facts of the objects gathered (one list per type), the
     /// other resources planned concurrently, then the changes in graph order and the prunes.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
+        *self.plan_lists.lock().expect("plan lists") = Default::default();
         let bindings = self.bindings().await?;
         let resolved = self.resolve_documents(&bindings).await?;
         self.check_adopt(&resolved.objects)?;
@@ -149,13 +150,9 @@ impl Runner<'_> {
             let resource = self.graph.resource(address).expect("graph resource");
             let change = match &resource.spec {
                 ResourceSpec::Object(_) => {
-                    let state = facts
-                        .states
-                        .get(&address.to_string())
-                        .expect("a state per desired object");
-                    let sent = sent_by_address
-                        .get(address.to_string().as_str())
-                        .map(|m| (*m).clone());
+                    let key = address.to_string();
+                    let state = facts.states.get(&key).expect("a state per desired object");
+                    let sent = sent_by_address.get(key.as_str()).copied();
                     let desired = &resolved.documents[address];
                     self.object_change(address, desired, sent, state, &pending)?
                 }
@@ -209,15 +206,14 @@ impl Runner<'_> {
         &self,
         address: &Address,
         desired: &Desired,
-        sent: Option<Value>,
+        sent: Option<&Value>,
         state: &ObjectState,
         pending: &BTreeSet<Address>,
     ) -> Result<ResourceChange, LiveError> {
-        let waits = self.graph.waits_for(address);
         // A pinned upstream file is shown by name and source, not as its (large) content.
         let pinned = annotation(&desired.doc, SOURCE_ANNOTATION).is_some();
         let shown = match sent {
-            Some(manifest) if !pinned => strip_bookkeeping(&manifest),
+            Some(manifest) if !pinned => strip_bookkeeping(manifest),
             _ => desired.doc.clone(),
         };
         let change = |action, before: Option<Value>, after: Option<Value>| {
@@ -239,7 +235,7 @@ impl Runner<'_> {
                 let mut c =
                     change(Action::Create, None, Some(shown)).with_waits_for(waits_for.clone());
                 if waits_for.is_none() && !*validated && desired.unknown.is_empty() {
-                    c = c.with_waits_for(waits);
+                    c = c.with_waits_for(self.graph.waits_for(address));
                 }
                 c
             }
@@ -490,12 +486,17 @@ impl Runner<'_> {
         let verified = status.is_deployed()
             && before == desired.doc
             && desired.unknown.is_empty()
-            && self.still_verified(&stored, &chart_ref, &caps).await?;
-        let deployed_objects = self.deployed_objects(address, spec, &stored)?;
+            && self
+                .still_verified(&stored, &chart_ref, &caps, true)
+                .await?;
+        // The deployed manifest parsed only when it is used (istio-base's holds its CRDs: a
+        // steady-state plan of a verified release does not read it).
+        let mut deployed_objects: Option<Vec<Value>> = None;
         let drift = if verified {
             crate::helm::ReleaseDrift::default()
         } else {
-            crate::helm::objects_drift(&self.cluster, &deployed_objects).await?
+            let objects = deployed_objects.insert(self.deployed_objects(address, spec, &stored)?);
+            crate::helm::objects_drift(&self.cluster, objects).await?
         };
         let mut field_drift = Vec::new();
         for missing in &drift.missing {
@@ -546,9 +547,12 @@ impl Runner<'_> {
                     crate::helm::Render::Upgrade,
                 )
                 .await?;
+            let deployed = match deployed_objects.take() {
+                Some(objects) => objects,
+                None => self.deployed_objects(address, spec, &stored)?,
+            };
             let changes =
-                crate::helm::upgrade_changes(&self.cluster, &deployed_objects, &rendered, &secrets)
-                    .await?;
+                crate::helm::upgrade_changes(&self.cluster, &deployed, &rendered, &secrets).await?;
             for skipped in changes.skipped {
                 notes.push(format!("object not compared: {skipped}"));
             }
@@ -564,11 +568,13 @@ impl Runner<'_> {
 impl Runner<'_> {
     /// Whether the release's record (see [`crate::helm_storage`]) still holds: recorded for
     /// this revision, the same chart and capabilities, every object at its resourceVersion.
+    /// `in_plan`: read through the plan's shared metadata lists (after an apply, never).
     async fn still_verified(
         &self,
         stored: &crate::helm_storage::StoredRelease,
         chart: &ChartRef,
         caps: &crate::helm::Capabilities,
+        in_plan: bool,
     ) -> Result<bool, LiveError> {
         let Some(record) = &stored.record else {
             return Ok(false);
@@ -579,7 +585,8 @@ impl Runner<'_> {
         {
             return Ok(false);
         }
-        crate::helm_storage::unchanged_since(&self.cluster, record).await
+        let shared = in_plan.then(|| self.plan_lists.lock().expect("plan lists").clone());
+        crate::helm_storage::unchanged_since(&self.cluster, record, shared.as_deref()).await
     }
 
     /// The objects of a release's deployed revision (its stored manifest, hooks excluded),
@@ -688,7 +695,7 @@ impl Runner<'_> {
             }
             _ => {
                 if !stored.status.is_deployed()
-                    || self.still_verified(&stored, &chart, caps).await?
+                    || self.still_verified(&stored, &chart, caps, false).await?
                 {
                     return Ok(());
                 }
@@ -746,12 +753,31 @@ impl Runner<'_> {
         stored: &crate::helm_storage::StoredRelease,
     ) -> Result<Option<Vec<crate::helm_storage::RecordedObject>>, LiveError> {
         let objects = self.deployed_objects(address, spec, stored)?;
-        let Some(versions) = crate::helm_storage::live_versions(&self.cluster, &objects).await?
+        let Some(versions) =
+            crate::helm_storage::live_versions(&self.cluster, &objects, None).await?
         else {
             return Ok(None);
         };
         let drift = crate::helm::objects_drift(&self.cluster, &objects).await?;
-        Ok(drift.is_empty().then_some(versions))
+        if !drift.is_empty() {
+            return Ok(None);
+        }
+        // Each object's content as verified in sync: a later write of its status alone (no
+        // generation tells that apart for every type) leaves the record valid.
+        let versions = versions
+            .into_iter()
+            .map(|mut o| {
+                let identity = (
+                    o.api_version.clone(),
+                    o.kind.clone(),
+                    o.namespace.clone(),
+                    o.name.clone(),
+                );
+                o.content = drift.in_sync.get(&identity).cloned();
+                o
+            })
+            .collect();
+        Ok(Some(versions))
     }
 }
 

@@ -128,11 +128,18 @@ pub struct Session<'a> {
     held: std::sync::Mutex<Option<lock::LockHandle>>,
 }
 
-/// The plan of a session, and its saved form when asked for.
+/// The plan of a session; its saved form is made only when asked for ([`Planned::saved`]).
 pub struct Planned {
     pub plan: Plan,
-    /// The text of `plan --out FILE`.
-    pub saved: String,
+    envctl_version: String,
+}
+
+impl Planned {
+    /// The text of `plan --out FILE` (digests of every change: seconds for thousands of
+    /// objects in a debug build, so not made for a plan that is only shown).
+    pub fn saved(&self) -> String {
+        saved::save(&self.plan, &self.envctl_version)
+    }
 }
 
 impl<'a> Session<'a> {
@@ -355,9 +362,11 @@ impl<'a> Session<'a> {
         Ok(plan)
     }
 
-    fn saved(&self, plan: Plan) -> Planned {
-        let saved = saved::save(&plan, &self.options.envctl_version);
-        Planned { plan, saved }
+    fn planned(&self, plan: Plan) -> Planned {
+        Planned {
+            plan,
+            envctl_version: self.options.envctl_version.clone(),
+        }
     }
 
     /// `plan` (and `drift`): the plan of the environment as the cluster is now; everything
@@ -377,7 +386,7 @@ impl<'a> Session<'a> {
         match target {
             Target::Absent { reason } => {
                 release(early).await;
-                Ok(self.saved(self.plan_from_nothing(&reason)?))
+                Ok(self.planned(self.plan_from_nothing(&reason)?))
             }
             Target::Connected(cluster) => {
                 let lock = match self.options.lock {
@@ -386,7 +395,7 @@ impl<'a> Session<'a> {
                 };
                 let result = self.runner(cluster, &spec)?.plan().await;
                 release(lock).await;
-                Ok(self.saved(result?))
+                Ok(self.planned(result?))
             }
         }
     }
