@@ -417,8 +417,13 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
     );
 
     // Requests by verb, through the counting proxy.
-    let (counted, mut proxy_child, counter) = counting_kubeconfig(bench)?;
-    let counted_str = counted.display().to_string();
+    let counted = proxy::Counted::start(
+        std::path::Path::new(&bench.kubectl),
+        std::path::Path::new(&bench.kubeconfig),
+        &bench.work.join("counted.kubeconfig"),
+    )
+    .context("starting the counting proxy")?;
+    let (counter, counted_str) = (&counted.counter, counted.kubeconfig.display().to_string());
     let result = (|| -> anyhow::Result<()> {
         bench.plan(&counted_str)?; // warm-up (kubectl's discovery cache, say)
         bench.kubectl_diff(&manifests, &counted_str)?;
@@ -464,8 +469,7 @@ fn measure(bench: &Bench, args: &BenchArgs) -> anyhow::Result<String> {
         );
         Ok(())
     })();
-    let _ = proxy_child.kill();
-    let _ = proxy_child.wait();
+    drop(counted);
     result?;
 
     // Extra objects.
@@ -600,49 +604,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     options.open(path)?.write_all(bytes)?;
     Ok(())
-}
-
-/// `kubectl proxy` on loopback with the testenv's credentials, the counting proxy in front of
-/// it, and a kubeconfig (same context name) that points at the counting proxy.
-fn counting_kubeconfig(
-    bench: &Bench,
-) -> anyhow::Result<(PathBuf, std::process::Child, proxy::Counter)> {
-    let context = run_ok(
-        Command::new(&bench.kubectl)
-            .args(["config", "current-context"])
-            .env("KUBECONFIG", &bench.kubeconfig),
-        "kubectl config current-context",
-    )?
-    .trim()
-    .to_owned();
-    let mut child = Command::new(&bench.kubectl)
-        .args(["proxy", "--port=0", "--address=127.0.0.1"])
-        .env("KUBECONFIG", &bench.kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting kubectl proxy")?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    // "Starting to serve on 127.0.0.1:41234"
-    let upstream: std::net::SocketAddr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("kubectl proxy said: {line}"))?;
-    let counter = proxy::Counter::start(upstream)?;
-    let path = bench.work.join("counted.kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: counted\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: counted\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: counted\n    user: counted\ncurrent-context: {context}\n",
-            counter.port
-        ),
-    )?;
-    Ok((path, child, counter))
 }
 
 fn median_of(mut times: Vec<Duration>) -> Duration {

@@ -690,79 +690,36 @@ pub async fn objects_matching(
 /// counting proxy: every request of a run given this kubeconfig is counted by verb. Stops the
 /// `kubectl proxy` when dropped.
 pub struct CountedApi {
-    child: std::process::Child,
-    counter: counting_proxy::Counter,
+    counted: counting_proxy::Counted,
     dir: PathBuf,
 }
 
 impl CountedApi {
     pub fn start() -> CountedApi {
-        use std::io::BufRead as _;
-        let kubeconfig = kubeconfig();
-        let kubectl = kubectl_binary();
-        let context = Command::new(&kubectl)
-            .args(["config", "current-context"])
-            .env("KUBECONFIG", &kubeconfig)
-            .output()
-            .expect("kubectl config current-context");
-        let context = String::from_utf8_lossy(&context.stdout).trim().to_owned();
-        assert!(
-            !context.is_empty(),
-            "the testenv's kubeconfig has a context"
-        );
-        let mut child = Command::new(&kubectl)
-            .args(["proxy", "--port=0", "--address=127.0.0.1"])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting kubectl proxy");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("kubectl proxy's first line");
-        // "Starting to serve on 127.0.0.1:41234"
-        let upstream: std::net::SocketAddr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .unwrap_or_else(|e| panic!("kubectl proxy said {line:?}: {e}"));
-        let counter = counting_proxy::Counter::start(upstream).expect("the counting proxy");
         let dir = std::env::temp_dir().join(unique_name("envctl-counted"));
         std::fs::create_dir_all(&dir).expect("a directory for the kubeconfig");
-        std::fs::write(
-            dir.join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: counted\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: counted\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: counted\n    user: counted\ncurrent-context: {context}\n",
-                counter.port
-            ),
+        let counted = counting_proxy::Counted::start(
+            &kubectl_binary(),
+            &kubeconfig(),
+            &dir.join("kubeconfig"),
         )
-        .expect("writing the counted kubeconfig");
-        CountedApi {
-            child,
-            counter,
-            dir,
-        }
+        .expect("kubectl proxy and the counting proxy in front of it");
+        CountedApi { counted, dir }
     }
 
     /// The kubeconfig whose requests are counted.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
+        self.counted.kubeconfig.clone()
     }
 
     /// The requests counted since the last call, by verb (`patch (dry run)` apart).
     pub fn take(&self) -> std::collections::BTreeMap<counting_proxy::Request, usize> {
-        self.counter.take()
+        self.counted.counter.take()
     }
 }
 
 impl Drop for CountedApi {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

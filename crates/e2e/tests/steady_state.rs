@@ -174,12 +174,17 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     // the API server) reads only: no dry run, no write. `--lock=false`: a plan's lock is a
     // write of its own (the Lease), which is not what is measured here.
     let counted = e2e::CountedApi::start();
-    counted.take();
-    let (plan, helm_runs) = run.xtask_with(
-        &["plan", "--detailed-exitcode", "--lock=false"],
-        Some(&counted.kubeconfig()),
-    );
-    let requests = counted.take();
+    // A plan without the lock through the counting proxy: its output, the helm processes it
+    // ran, and the requests it sent.
+    let counted_plan = || {
+        counted.take();
+        let (plan, helm_runs) = run.xtask_with(
+            &["plan", "--detailed-exitcode", "--lock=false"],
+            Some(&counted.kubeconfig()),
+        );
+        (plan, helm_runs, counted.take())
+    };
+    let (plan, helm_runs, requests) = counted_plan();
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(
         helm_runs,
@@ -241,12 +246,7 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     )
     .await
     .unwrap();
-    counted.take();
-    let (plan, helm_runs) = run.xtask_with(
-        &["plan", "--detailed-exitcode", "--lock=false"],
-        Some(&counted.kubeconfig()),
-    );
-    let requests = counted.take();
+    let (plan, helm_runs, requests) = counted_plan();
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(helm_runs, Vec::<String>::new(), "after a status write");
     assert_eq!(

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub type Counts = Arc<Mutex<BTreeMap<Request, usize>>>;
@@ -36,6 +38,85 @@ impl std::fmt::Display for Request {
             write!(f, " (lock)")
         } else {
             Ok(())
+        }
+    }
+}
+
+/// `kubectl proxy` on loopback with the credentials of a kubeconfig, the counting proxy in
+/// front of it, and a kubeconfig (same context name) that points at the counting proxy: what
+/// the bench and the e2e tests count a run's requests through. `kubectl proxy` is stopped when
+/// this is dropped, also when starting it failed halfway.
+pub struct Counted {
+    pub counter: Counter,
+    /// The kubeconfig whose requests are counted.
+    pub kubeconfig: PathBuf,
+    child: Child,
+}
+
+impl Counted {
+    /// Starts both proxies for `kubeconfig` and writes the counted kubeconfig to `counted`.
+    pub fn start(kubectl: &Path, kubeconfig: &Path, counted: &Path) -> std::io::Result<Counted> {
+        let context = Command::new(kubectl)
+            .args(["config", "current-context"])
+            .env("KUBECONFIG", kubeconfig)
+            .output()?;
+        let context = String::from_utf8_lossy(&context.stdout).trim().to_owned();
+        if context.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "{} has no current context",
+                kubeconfig.display()
+            )));
+        }
+        let child = Command::new(kubectl)
+            .args(["proxy", "--port=0", "--address=127.0.0.1"])
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut guard = KillOnDrop(Some(child));
+        let child = guard.0.as_mut().expect("just set");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        // "Starting to serve on 127.0.0.1:41234"
+        let upstream: SocketAddr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("kubectl proxy said {line:?}: {e}")))?;
+        let counter = Counter::start(upstream)?;
+        std::fs::write(
+            counted,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: counted\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: counted\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: counted\n    user: counted\ncurrent-context: {context}\n",
+                counter.port
+            ),
+        )?;
+        Ok(Counted {
+            counter,
+            kubeconfig: counted.to_owned(),
+            child: guard.0.take().expect("still held"),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when dropped while still held.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
