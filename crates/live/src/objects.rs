@@ -7,7 +7,8 @@
 //!
 //! A dry run is skipped when it cannot change anything: the live object carries the hash of
 //! the configuration it was last applied from, that hash is unchanged, and every desired field
-//! still has its value live. Steady-state plans therefore cost one list per type.
+//! still has its value live. Steady-state plans therefore cost one list per type, shared with
+//! the rest of the plan ([`crate::snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,11 +16,12 @@ use engine::FieldPath;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::fields;
+use crate::snapshot::{Listed, Lookup, Snapshot};
 use crate::{Cluster, LiveError, TypeInfo};
 
-/// Label selecting everything this project owns.
-pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=envctl";
 /// Label naming the environment an owned object belongs to (labels can be selected on).
 pub const ENVIRONMENT_LABEL: &str = "envctl.dev/environment";
 /// Annotation: sha256 of the configuration the object was last applied from.
@@ -201,7 +203,9 @@ fn live_key(object: &Value) -> (Option<String>, String) {
 
 /// Gathers the facts for `desired` (all of one environment) in parallel, bounded by
 /// `concurrency`. `extra_types` are further `(apiVersion, kind)` pairs to look for orphans in
-/// (types this environment applied before, from its inventory).
+/// (types this environment applied before, from its inventory). Every type is read from
+/// `snapshot` (one list per type, shared with the rest of the plan); the owned objects of this
+/// environment are those it labels with [`ENVIRONMENT_LABEL`].
 pub async fn gather(
     cluster: &Cluster,
     environment: &str,
@@ -209,11 +213,11 @@ pub async fn gather(
     planned: &PlannedCreations,
     extra_types: &[(String, String)],
     concurrency: usize,
+    snapshot: &Snapshot,
 ) -> Result<ObjectFacts, LiveError> {
     let mut facts = ObjectFacts::default();
-    let selector = format!("{MANAGED_BY_SELECTOR},{ENVIRONMENT_LABEL}={environment}");
 
-    // One list per served type: the owned objects of this environment.
+    // One list per served type (the snapshot's), and the owned objects of this environment.
     let mut types: BTreeMap<(String, String), Option<TypeInfo>> = BTreeMap::new();
     for d in desired {
         types.entry(key(d.api_version(), d.kind())).or_insert(None);
@@ -224,38 +228,39 @@ pub async fn gather(
     for ((v, k), slot) in types.iter_mut() {
         *slot = cluster.resolve(v, k);
     }
+    // Namespaces that exist, to tell "create after namespace" from a typo.
+    let namespace_type = cluster.resolve("v1", "Namespace");
     let lists = stream::iter(
         types
             .iter()
-            .filter_map(|(k, t)| t.clone().map(|t| (k.clone(), t))),
+            .filter_map(|(k, t)| t.clone().map(|t| (Some(k.clone()), t)))
+            .chain(namespace_type.map(|t| (None, t))),
     )
-    .map(|(k, ty)| {
-        let selector = selector.clone();
-        async move { cluster.list(&ty, &selector).await.map(|items| (k, items)) }
-    })
+    .map(|(k, ty)| async move { snapshot.list(&ty).await.map(|listed| (k, listed)) })
     .buffer_unordered(concurrency)
     .collect::<Vec<_>>()
     .await;
-    let mut owned: BTreeMap<(String, String), ByIdentity> = BTreeMap::new();
+    let mut listed: BTreeMap<(String, String), Arc<Listed>> = BTreeMap::new();
+    let mut namespaces: BTreeSet<String> = BTreeSet::new();
     for result in lists {
-        let (k, items) = result?;
-        *facts.requests.entry("list").or_default() += 1;
-        owned.insert(k, items.into_iter().map(|o| (live_key(&o), o)).collect());
-    }
-
-    // Namespaces that exist (one list), to tell "create after namespace" from a typo.
-    let namespaces: BTreeSet<String> = match cluster.resolve("v1", "Namespace") {
-        Some(ty) => {
-            *facts.requests.entry("list").or_default() += 1;
-            cluster
-                .list(&ty, "")
-                .await?
-                .iter()
-                .map(|o| live_key(o).1)
-                .collect()
+        match result? {
+            (Some(k), items) => {
+                listed.insert(k, items);
+            }
+            (None, items) => namespaces = items.objects().map(|o| live_key(o).1).collect(),
         }
-        None => BTreeSet::new(),
-    };
+    }
+    let owned: BTreeMap<(String, String), ByIdentity> = listed
+        .iter()
+        .map(|(k, items)| {
+            let ours = items
+                .objects()
+                .filter(|o| is_ours(o, environment))
+                .map(|o| (live_key(o), o.clone()))
+                .collect();
+            (k.clone(), ours)
+        })
+        .collect();
 
     let desired_addresses: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
     for items in owned.values() {
@@ -273,19 +278,28 @@ pub async fn gather(
 
     let results = stream::iter(desired.iter())
         .map(|d| {
-            let ty = types
-                .get(&key(d.api_version(), d.kind()))
-                .cloned()
-                .flatten();
-            let listed = owned
-                .get(&key(d.api_version(), d.kind()))
-                .and_then(|m| m.get(&(d.namespace().map(str::to_owned), d.name().to_owned())))
-                .cloned();
+            let k = key(d.api_version(), d.kind());
+            let ty = types.get(&k).cloned().flatten();
+            let identity = (d.namespace().map(str::to_owned), d.name().to_owned());
+            let ours = owned.get(&k).and_then(|m| m.get(&identity)).cloned();
+            // Not this environment's: what the list holds of it (another manager's, another
+            // environment's), else unknown (read it).
+            let seen = match (ours, &ty, listed.get(&k)) {
+                (Some(ours), _, _) => Seen::Ours(ours),
+                (None, Some(ty), Some(items)) => {
+                    match items.lookup(d.namespace().filter(|_| ty.namespaced), d.name()) {
+                        Lookup::Found(o) => Seen::Other(o.clone()),
+                        Lookup::Absent => Seen::Absent,
+                        Lookup::Unknown => Seen::Unknown,
+                    }
+                }
+                _ => Seen::Unknown,
+            };
             let namespaces = &namespaces;
             async move {
                 (
                     d.address.clone(),
-                    plan_one(cluster, d, ty, listed, namespaces, planned).await,
+                    plan_one(cluster, d, ty, seen, namespaces, planned).await,
                 )
             }
         })
@@ -302,6 +316,18 @@ pub async fn gather(
     Ok(facts)
 }
 
+/// What the plan's lists say of one desired object.
+enum Seen {
+    /// This environment's, as listed.
+    Ours(Value),
+    /// Listed, but not this environment's (another manager's, another environment's).
+    Other(Value),
+    /// Absent (its type is listed whole).
+    Absent,
+    /// Not selected by the list (no `managed-by` label of envctl or Helm): read it.
+    Unknown,
+}
+
 /// The requests one object's facts took (for `--stats`), by verb.
 type Requests = Vec<&'static str>;
 
@@ -312,7 +338,7 @@ async fn plan_one(
     cluster: &Cluster,
     desired: &DesiredObject,
     ty: Option<TypeInfo>,
-    listed: Option<Value>,
+    seen: Seen,
     namespaces: &BTreeSet<String>,
     planned: &PlannedCreations,
 ) -> Result<(ObjectState, Requests), LiveError> {
@@ -323,10 +349,11 @@ async fn plan_one(
     if let Some(state) = namespace_state(desired, &ty, namespaces, planned)? {
         return Ok((state, requests));
     }
-    let ours = listed.is_some();
-    let live = match listed {
-        Some(live) => Some(live),
-        None => {
+    let ours = matches!(seen, Seen::Ours(_));
+    let live = match seen {
+        Seen::Ours(live) | Seen::Other(live) => Some(live),
+        Seen::Absent => None,
+        Seen::Unknown => {
             requests.push("get");
             cluster
                 .get(&ty, desired.namespace(), desired.name())
