@@ -21,17 +21,18 @@
 //! that finds the same revision, the same values, the same chart and capabilities digests,
 //! and every object still at its recorded `resourceVersion` (read from the plan's
 //! [`crate::snapshot::Snapshot`]: one list per type for the whole plan) knows the release is
-//! as verified: no render, no dry run. Any write to any
-//! of its objects (kubectl edit, delete, a controller) changes a `resourceVersion`, and the
-//! release is checked in full again, except a write of the status alone: an object that has a
-//! `metadata.generation` (which changes with its spec) and whose generation and metadata
-//! (labels, annotations, owners, finalizers) are as recorded counts as unchanged, so that a
-//! controller reporting status (a CRD becoming Established after apply recorded it, a
-//! Deployment's conditions) does not make every later plan check the release in full. An
-//! object without a generation (a HorizontalPodAutoscaler, whose controller writes its status
-//! some seconds after apply) counts as unchanged, when its resourceVersion moved, if its [`engine::content_hash`] (everything but the status and the server's
-//! bookkeeping) is the one recorded from the object verified in sync; any other write changes
-//! that hash (the snapshot holds objects in full: no further read).
+//! as verified: no render, no dry run. Any write to any of its objects (kubectl edit, delete,
+//! a controller) changes a `resourceVersion`, and the release is checked in full again,
+//! except a write of the status alone: an object that has a `metadata.generation` (which
+//! changes with its spec) and whose generation and metadata (labels, annotations, owners,
+//! finalizers) are as recorded counts as unchanged, so that a controller reporting status (a
+//! CRD becoming Established after apply recorded it, a Deployment's conditions) does not make
+//! every later plan check the release in full. An object without a generation (a
+//! HorizontalPodAutoscaler, whose controller writes its status some seconds after apply)
+//! whose resourceVersion moved counts as unchanged when its [`engine::content_hash`]
+//! (everything but the status and the server's bookkeeping) is the one recorded from the
+//! object verified in sync (the snapshot holds it in full: no further read); any other write
+//! changes that hash.
 //! A new revision (an upgrade or rollback by anyone) is a new Secret without the record.
 //!
 //! The record lives with the revision it describes, so it can never be mistaken for another

@@ -80,9 +80,6 @@ pub struct Drift {
     pub time: Option<String>,
 }
 
-/// Live objects of one type by (namespace, name).
-type ByIdentity = BTreeMap<(Option<String>, String), Value>;
-
 /// What the cluster says about one desired object.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per desired object, never moved around in bulk
@@ -250,29 +247,20 @@ pub async fn gather(
             (None, items) => namespaces = items.objects().map(|o| live_key(o).1).collect(),
         }
     }
-    let owned: BTreeMap<(String, String), ByIdentity> = listed
-        .iter()
-        .map(|(k, items)| {
-            let ours = items
-                .objects()
-                .filter(|o| is_ours(o, environment))
-                .map(|o| (live_key(o), o.clone()))
-                .collect();
-            (k.clone(), ours)
-        })
-        .collect();
-
+    // Owned objects of this environment nobody declares any more.
     let desired_addresses: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
-    for items in owned.values() {
-        for object in items.values() {
-            let address = object
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(ADDRESS_ANNOTATION))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !desired_addresses.contains(address) {
-                facts.orphans.push(object.clone());
-            }
+    for object in listed
+        .values()
+        .flat_map(|items| items.objects())
+        .filter(|o| is_ours(o, environment))
+    {
+        let address = object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(ADDRESS_ANNOTATION))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !desired_addresses.contains(address) {
+            facts.orphans.push(object.clone());
         }
     }
 
@@ -280,19 +268,13 @@ pub async fn gather(
         .map(|d| {
             let k = key(d.api_version(), d.kind());
             let ty = types.get(&k).cloned().flatten();
-            let identity = (d.namespace().map(str::to_owned), d.name().to_owned());
-            let ours = owned.get(&k).and_then(|m| m.get(&identity)).cloned();
-            // Not this environment's: what the list holds of it (another manager's, another
-            // environment's), else unknown (read it).
-            let seen = match (ours, &ty, listed.get(&k)) {
-                (Some(ours), _, _) => Seen::Ours(ours),
-                (None, Some(ty), Some(items)) => {
-                    match items.lookup(d.namespace().filter(|_| ty.namespaced), d.name()) {
-                        Lookup::Found(o) => Seen::Other(o.clone()),
-                        Lookup::Absent => Seen::Absent,
-                        Lookup::Unknown => Seen::Unknown,
-                    }
-                }
+            let seen = match (&ty, listed.get(&k)) {
+                (Some(ty), Some(items)) => seen_in(
+                    items,
+                    d.namespace().filter(|_| ty.namespaced),
+                    d.name(),
+                    environment,
+                ),
                 _ => Seen::Unknown,
             };
             let namespaces = &namespaces;
@@ -316,7 +298,18 @@ pub async fn gather(
     Ok(facts)
 }
 
+/// What the list of its type says of the object `namespace`/`name` (pure).
+fn seen_in(listed: &Listed, namespace: Option<&str>, name: &str, environment: &str) -> Seen {
+    match listed.lookup(namespace, name) {
+        Lookup::Found(live) if is_ours(live, environment) => Seen::Ours(live.clone()),
+        Lookup::Found(live) => Seen::Other(live.clone()),
+        Lookup::Absent => Seen::Absent,
+        Lookup::Unknown => Seen::Unknown,
+    }
+}
+
 /// What the plan's lists say of one desired object.
+#[derive(Debug, PartialEq)]
 enum Seen {
     /// This environment's, as listed.
     Ours(Value),
@@ -645,6 +638,38 @@ mod tests {
             let path: FieldPath = text.parse().unwrap();
             assert_eq!(path.to_string(), text);
         }
+    }
+
+    /// The plan lists each type once for everything envctl and Helm manage, cluster-wide:
+    /// this environment's objects are told apart by their labels, another manager's or another
+    /// environment's object at a desired name is what the list holds (refused later, as a
+    /// get's answer would be), and an object the selected list does not hold is unknown (read
+    /// with a get).
+    #[test]
+    fn the_shared_list_is_split_by_environment_client_side() {
+        let object = |name: &str, labels: Value| json!({"metadata": {"name": name, "namespace": "default", "labels": labels}});
+        let ours = object(
+            "a",
+            json!({"app.kubernetes.io/managed-by": "envctl", ENVIRONMENT_LABEL: "kwok"}),
+        );
+        let other_env = object(
+            "b",
+            json!({"app.kubernetes.io/managed-by": "envctl", ENVIRONMENT_LABEL: "dev"}),
+        );
+        let helms = object("c", json!({"app.kubernetes.io/managed-by": "Helm"}));
+        let listed = Listed::new(vec![ours.clone(), other_env.clone(), helms.clone()], false);
+        let seen = |name| seen_in(&listed, Some("default"), name, "kwok");
+        assert_eq!(seen("a"), Seen::Ours(ours));
+        assert_eq!(seen("b"), Seen::Other(other_env));
+        assert_eq!(seen("c"), Seen::Other(helms));
+        assert_eq!(seen("d"), Seen::Unknown);
+        assert_eq!(
+            seen_in(&listed, Some("other"), "a", "kwok"),
+            Seen::Unknown,
+            "another namespace"
+        );
+        let whole = Listed::new(vec![], true);
+        assert_eq!(seen_in(&whole, None, "x", "kwok"), Seen::Absent);
     }
 
     #[test]
