@@ -119,7 +119,8 @@ pub struct ObjectFacts {
     pub states: BTreeMap<String, ObjectState>,
     /// Owned objects of this environment whose address is not desired: to be pruned.
     pub orphans: Vec<Value>,
-    /// Requests made, by verb, for benchmarks and tests.
+    /// Requests made for single objects (gets, dry runs), by verb; the lists are the
+    /// snapshot's.
     pub requests: BTreeMap<&'static str, usize>,
 }
 
