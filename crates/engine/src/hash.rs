@@ -48,7 +48,7 @@ fn write_canonical<W: std::io::Write>(value: &Value, out: &mut W) {
                 if i > 0 {
                     write(out, b",");
                 }
-                write_scalar(k, out);
+                write_string(k, out);
                 write(out, b":");
                 write_canonical(v, out);
             }
@@ -64,13 +64,29 @@ fn write_canonical<W: std::io::Write>(value: &Value, out: &mut W) {
             }
             write(out, b"]");
         }
-        scalar => write_scalar(scalar, out),
+        Value::String(text) => write_string(text, out),
+        Value::Null => write(out, b"null"),
+        Value::Bool(true) => write(out, b"true"),
+        Value::Bool(false) => write(out, b"false"),
+        number => write_scalar(number, out),
     }
 }
 
 /// A string or scalar as `serde_json` writes it (compact).
 fn write_scalar<W: std::io::Write, T: serde::Serialize + ?Sized>(value: &T, out: &mut W) {
     serde_json::to_writer(out, value).expect("in-memory write");
+}
+
+/// A string as `serde_json` writes it: as it is between quotes when it holds nothing
+/// `serde_json` escapes (`"`, `\\`, control characters below U+0020), which is nearly always.
+fn write_string<W: std::io::Write>(text: &str, out: &mut W) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return write_scalar(text, out);
+    }
+    let quote: &[u8] = b"\"";
+    for part in [quote, text.as_bytes(), quote] {
+        out.write_all(part).expect("in-memory write");
+    }
 }
 
 /// The sha256 (hex) of [`canonical_json`] of `value`.
