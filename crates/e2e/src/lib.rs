@@ -716,6 +716,17 @@ impl CountedApi {
     pub fn take(&self) -> std::collections::BTreeMap<counting_proxy::Request, usize> {
         self.counted.counter.take()
     }
+
+    /// [`CountedApi::take`], with each request's method and target in the order they came
+    /// (for messages: which reads a count is made of).
+    pub fn take_logged(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<counting_proxy::Request, usize>,
+        Vec<String>,
+    ) {
+        self.counted.counter.take_logged()
+    }
 }
 
 impl Drop for CountedApi {

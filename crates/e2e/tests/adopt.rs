@@ -1,7 +1,8 @@
 //! An object that exists but is not envctl's is never taken over silently (issue 8): a
 //! ConfigMap created by someone else and then declared in `infra/` is refused by plan and
 //! apply, naming its address and `--adopt`; destroy leaves it alone; with `--adopt ADDRESS` it
-//! becomes envctl's (overwritten, labelled), and only then does destroy delete it.
+//! becomes envctl's (overwritten, labelled), and only then does destroy delete it. An object
+//! labelled as another manager's (Helm's) is refused the same way.
 //!
 //! One scenario; this file is its own test binary.
 
@@ -100,4 +101,28 @@ async fn a_foreign_object_is_refused_unless_adopted_and_destroy_leaves_it() {
         config_map(&client).await.is_none(),
         "destroy deleted the adopted ConfigMap"
     );
+
+    // Another manager's object that the plan's lists hold (labelled as Helm's: the plan lists
+    // each type with `app.kubernetes.io/managed-by in (envctl,Helm)`) is refused all the
+    // same, read from the list, naming its manager.
+    e2e::apply_yaml(
+        &client,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adopt-me\n  namespace: default\n  labels:\n    app.kubernetes.io/managed-by: Helm\ndata:\n  owner: helm\n",
+        Some("default"),
+    )
+    .await;
+    let out = run(&infra, &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{ADDRESS}: ConfigMap default/adopt-me already exists and is not envctl's: it is \
+             managed by `Helm`"
+        )),
+        "{}",
+        describe(&out)
+    );
+    e2e::typed_api(&client, "v1", "ConfigMap", "configmaps", Some("default"))
+        .delete("adopt-me", &Default::default())
+        .await
+        .expect("deleting the ConfigMap");
 }

@@ -6,7 +6,10 @@
 //! (its content is as recorded), and once repaired the plan is free again.
 //!
 //! The plan's requests to the API server are counted by a proxy in front of it
-//! ([`e2e::CountedApi`]): 0 dry runs, 0 writes.
+//! ([`e2e::CountedApi`]): discovery and one cluster-wide list per type it reads (Secrets twice:
+//! the managed ones, and Helm's storage), no get, no dry run, no write. A label removed from a
+//! release's object takes that object out of the lists: it is read on its own, and the removed
+//! label is drift.
 //!
 //! helm is counted with a wrapper given as `ENVCTL_HELM` that logs each invocation and runs
 //! the real helm. This file is its own test binary (the whole environment in the testenv).
@@ -140,6 +143,61 @@ fn applied_along_the_graph(run: &Run, progress: &str) {
     );
 }
 
+/// Asserts the shape of a steady-state plan's reads: one list per type, cluster-wide (each
+/// resource path listed once), but Secrets twice (the ones envctl and Helm manage, and Helm's
+/// storage: a label selector cannot ask for either label), Namespaces unselected, no get at
+/// all. Returns the number of types listed.
+fn one_list_per_type(
+    requests: &std::collections::BTreeMap<e2e::counting_proxy::Request, usize>,
+    log: &[String],
+) -> usize {
+    let count = |verb: &str| -> usize {
+        requests
+            .iter()
+            .filter(|(r, _)| r.verb == verb)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(count("get"), 0, "gets of a steady-state plan: {log:#?}");
+    let mut by_path: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for target in log.iter().filter_map(|l| l.strip_prefix("GET ")) {
+        if e2e::counting_proxy::classify("GET", target).verb != "list" {
+            continue;
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        by_path.entry(path).or_default().push(query);
+    }
+    let selected = "labelSelector=app.kubernetes.io%2Fmanaged-by+in+%28envctl%2CHelm%29";
+    for (path, queries) in &by_path {
+        assert!(
+            !path.contains("/namespaces/"),
+            "a list in one namespace: {path} {queries:?}"
+        );
+        match *path {
+            "/api/v1/namespaces" => assert_eq!(queries.len(), 1, "{path} {queries:?}"),
+            "/api/v1/secrets" => {
+                assert_eq!(queries.len(), 2, "{path} {queries:?}");
+                assert!(
+                    queries.iter().any(|q| q.contains(selected))
+                        && queries.iter().any(|q| q.contains("owner%3Dhelm")),
+                    "{path} {queries:?}"
+                );
+            }
+            _ => assert!(
+                queries.len() == 1 && queries[0].contains(selected),
+                "{path} listed {queries:?}"
+            ),
+        }
+    }
+    let types = by_path.len();
+    assert_eq!(
+        count("list"),
+        types + 1,
+        "lists: one per type, and Helm's storage: {log:#?}"
+    );
+    types
+}
+
 /// The dry runs among counted requests.
 fn dry_runs(requests: &std::collections::BTreeMap<e2e::counting_proxy::Request, usize>) -> usize {
     requests
@@ -182,9 +240,10 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
             &["plan", "--detailed-exitcode", "--lock=false"],
             Some(&counted.kubeconfig()),
         );
-        (plan, helm_runs, counted.take())
+        let (requests, log) = counted.take_logged();
+        (plan, helm_runs, requests, log)
     };
-    let (plan, helm_runs, requests) = counted_plan();
+    let (plan, helm_runs, requests, log) = counted_plan();
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(
         helm_runs,
@@ -205,9 +264,11 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
         writes.is_empty(),
         "writes of a steady-state plan: {requests:?}"
     );
+    let types = one_list_per_type(&requests, &log);
+    eprintln!("types listed: {types}");
     assert!(
-        requests.iter().any(|(r, n)| r.verb == "list" && *n > 0),
-        "the plan's requests went through the counter: {requests:?}"
+        types > 10,
+        "the plan's requests went through the counter: {log:#?}"
     );
 
     // The record is on the storage Secret of the deployed revision.
@@ -246,7 +307,7 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     )
     .await
     .unwrap();
-    let (plan, helm_runs, requests) = counted_plan();
+    let (plan, helm_runs, requests, log) = counted_plan();
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(helm_runs, Vec::<String>::new(), "after a status write");
     assert_eq!(
@@ -254,6 +315,8 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
         0,
         "dry runs of a plan after a status write: {requests:?}"
     );
+    // Its content is compared from the list: not read again.
+    assert_eq!(one_list_per_type(&requests, &log), types);
 
     // Its spec edited out of band is drift all the same.
     hpas.patch(
@@ -311,6 +374,34 @@ async fn a_steady_state_plan_runs_no_helm_and_still_sees_an_edit() {
     let (plan, helm_runs) = run.xtask(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
     assert_eq!(helm_runs, Vec::<String>::new());
+
+    // The label Helm puts on its objects removed (as `kubectl label ...-` does): the object
+    // leaves the plan's lists, is read on its own, and the missing label is drift.
+    e2e::patch_as(
+        &deployments,
+        "dex",
+        "kubectl-label",
+        json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}}),
+    )
+    .await;
+    let (plan, _, _, log) = counted_plan();
+    assert_eq!(plan.status.code(), Some(2), "{}", describe(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("field deployment/sso/dex metadata.labels[\"app.kubernetes.io/managed-by\"]"),
+        "{text}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "GET /apis/apps/v1/namespaces/sso/deployments/dex"),
+        "the unlabelled object is read on its own: {log:#?}"
+    );
+    let (applied, _) = run.xtask(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", describe(&applied));
+    let (plan, helm_runs, requests, log) = counted_plan();
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    assert_eq!(helm_runs, Vec::<String>::new());
+    assert_eq!(one_list_per_type(&requests, &log), types);
 
     let (destroyed, _) = run.xtask(&["destroy", "--auto-approve"]);
     assert!(destroyed.status.success(), "{}", describe(&destroyed));

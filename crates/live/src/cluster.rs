@@ -148,11 +148,26 @@ impl Cluster {
     }
 
     /// Lists objects of a type (in every namespace) that match a label selector.
-    ///
     pub async fn list(&self, ty: &TypeInfo, label_selector: &str) -> Result<Vec<Value>, LiveError> {
-        let request = kube::core::Request::new(DynamicObject::url_path(&ty.resource, None));
+        self.list_where(ty, None, label_selector, "").await
+    }
+
+    /// Lists objects of a type that match a label and a field selector (each may be empty),
+    /// in `namespace` or (`None`, or a cluster-wide type) in every namespace; pages of 500.
+    pub async fn list_where(
+        &self,
+        ty: &TypeInfo,
+        namespace: Option<&str>,
+        label_selector: &str,
+        field_selector: &str,
+    ) -> Result<Vec<Value>, LiveError> {
+        let namespace = namespace.filter(|_| ty.namespaced);
+        let request = kube::core::Request::new(DynamicObject::url_path(&ty.resource, namespace));
         let mut out = Vec::new();
         let mut params = ListParams::default().labels(label_selector).limit(500);
+        if !field_selector.is_empty() {
+            params = params.fields(field_selector);
+        }
         loop {
             let mut http = request.list(&params).map_err(kube::Error::BuildRequest)?;
             http.extensions_mut().insert("list");

@@ -6,9 +6,11 @@
 //! type `helm.sh/release.v1` in the release namespace, labelled `owner=helm`, `name`,
 //! `status` and `version`. Its `data.release` is base64 of gzip of the release as JSON
 //! (`info.status`, `chart.metadata`, `config` = the values the user supplied, `manifest`,
-//! `version`). [`read_release`] lists those Secrets (one request), takes the highest
-//! `version` and decodes it: what `helm get metadata`, `helm get values` and
-//! `helm get manifest` print, in one request and no process.
+//! `version`). [`latest_release`] takes the highest `version` of those Secrets and decodes it:
+//! what `helm get metadata`, `helm get values` and `helm get manifest` print, with no process.
+//! A plan lists the storage Secrets of all its releases at once
+//! ([`crate::snapshot::Snapshot::helm_storage`]); [`read_release`] lists one release's (one
+//! request), for apply.
 //!
 //! # The verified record
 //! At the end of an apply, each deployed release whose objects were verified against the
@@ -17,19 +19,20 @@
 //! revision, holding the revision, a digest of the chart and of the cluster's capabilities it
 //! was rendered with, and the `resourceVersion` of every object of the release. A later plan
 //! that finds the same revision, the same values, the same chart and capabilities digests,
-//! and every object still at its recorded `resourceVersion` (one metadata-only list per type
-//! and namespace) knows the release is as verified: no render, no dry run. Any write to any
-//! of its objects (kubectl edit, delete, a controller) changes a `resourceVersion`, and the
-//! release is checked in full again, except a write of the status alone: an object that has a
-//! `metadata.generation` (which changes with its spec) and whose generation and metadata
-//! (labels, annotations, owners, finalizers) are as recorded counts as unchanged, so that a
-//! controller reporting status (a CRD becoming Established after apply recorded it, a
-//! Deployment's conditions) does not make every later plan check the release in full. An
-//! object without a generation (a HorizontalPodAutoscaler, whose controller writes its status
-//! some seconds after apply) is read in full when its resourceVersion moved, and counts as
-//! unchanged when its [`engine::content_hash`] (everything but the status and the server's
-//! bookkeeping) is the one recorded from the object verified in sync; any other write changes
-//! that hash. The metadata lists of one plan are shared by its releases ([`MetadataLists`]).
+//! and every object still at its recorded `resourceVersion` (read from the plan's
+//! [`crate::snapshot::Snapshot`]: one list per type for the whole plan) knows the release is
+//! as verified: no render, no dry run. Any write to any of its objects (kubectl edit, delete,
+//! a controller) changes a `resourceVersion`, and the release is checked in full again,
+//! except a write of the status alone: an object that has a `metadata.generation` (which
+//! changes with its spec) and whose generation and metadata (labels, annotations, owners,
+//! finalizers) are as recorded counts as unchanged, so that a controller reporting status (a
+//! CRD becoming Established after apply recorded it, a Deployment's conditions) does not make
+//! every later plan check the release in full. An object without a generation (a
+//! HorizontalPodAutoscaler, whose controller writes its status some seconds after apply)
+//! whose resourceVersion moved counts as unchanged when its [`engine::content_hash`]
+//! (everything but the status and the server's bookkeeping) is the one recorded from the
+//! object verified in sync (the snapshot holds it in full: no further read); any other write
+//! changes that hash.
 //! A new revision (an upgrade or rollback by anyone) is a new Secret without the record.
 //!
 //! The record lives with the revision it describes, so it can never be mistaken for another
@@ -212,42 +215,72 @@ pub async fn read_release(
     release: &str,
     namespace: &str,
 ) -> Result<Option<StoredRelease>, LiveError> {
-    let api: Api<Secret> = Api::namespaced(cluster.client().clone(), namespace);
-    let list = api
-        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+    let Some(ty) = cluster.resolve("v1", "Secret") else {
+        return Ok(None);
+    };
+    let secrets = cluster
+        .list_where(
+            &ty,
+            Some(namespace),
+            &crate::snapshot::storage_selector([release]),
+            &format!("type={}", crate::snapshot::HELM_STORAGE_TYPE),
+        )
         .await?;
-    let latest = list
-        .items
-        .into_iter()
-        .filter(|s| s.type_.as_deref() == Some("helm.sh/release.v1"))
+    latest_release(&secrets, release, namespace)
+}
+
+/// The latest revision of `release` in `namespace` among Helm's storage Secrets `secrets` (as
+/// listed: `data` in Kubernetes' base64); `None` when there is none.
+pub fn latest_release(
+    secrets: &[Value],
+    release: &str,
+    namespace: &str,
+) -> Result<Option<StoredRelease>, LiveError> {
+    let label = |s: &Value, key: &str| {
+        s.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let latest = secrets
+        .iter()
+        .filter(|s| {
+            s.get("type").and_then(Value::as_str) == Some(crate::snapshot::HELM_STORAGE_TYPE)
+                && label(s, "owner").as_deref() == Some("helm")
+                && label(s, "name").as_deref() == Some(release)
+                && s.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+        })
         .max_by_key(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("version"))
+            label(s, "version")
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         });
     let Some(secret) = latest else {
         return Ok(None);
     };
-    let name = secret.metadata.name.clone().unwrap_or_default();
+    let name = secret
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let bad = |message: String| LiveError::Unreadable {
         what: format!("Helm's storage Secret {namespace}/{name} of release {release}"),
         problem: message,
     };
     let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("release"))
+        .pointer("/data/release")
+        .and_then(Value::as_str)
         .ok_or_else(|| bad("no `release` data".into()))?;
-    let release_json: ReleaseJson = serde_json::from_value(decode_release(&data.0).map_err(bad)?)
+    // Kubernetes' own base64 of `data`, then Helm's encoding.
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| bad(format!("`data.release` is not base64: {e}")))?;
+    let release_json: ReleaseJson = serde_json::from_value(decode_release(&data).map_err(bad)?)
         .map_err(|e| bad(e.to_string()))?;
     let record = secret
-        .metadata
-        .annotations
-        .as_ref()
+        .pointer("/metadata/annotations")
         .and_then(|a| a.get(RECORD_ANNOTATION))
+        .and_then(Value::as_str)
         .and_then(|text| serde_json::from_str::<VerifiedRecord>(text).ok());
     let values = match release_json.config {
         Value::Null => Value::Object(Default::default()),
@@ -390,27 +423,6 @@ fn identity(object: &Value) -> (String, String, Option<String>, String) {
 /// `name -> (resourceVersion, generation, metadata digest)` of one type in one namespace.
 type Versions = BTreeMap<String, (String, Option<i64>, String)>;
 
-/// The metadata-only lists of one plan, shared by its releases: releases whose objects are of
-/// the same type in the same namespace (ClusterRoles, the Deployments of `sso`) cost one list,
-/// not one each. Made fresh for each plan (what an apply wrote is never read from it).
-#[derive(Default)]
-pub struct MetadataLists {
-    lists: std::sync::Mutex<BTreeMap<(String, Option<String>), ListCell>>,
-}
-
-type ListCell = std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Versions>>>;
-
-impl MetadataLists {
-    fn cell(&self, key: (String, Option<String>)) -> ListCell {
-        self.lists
-            .lock()
-            .expect("metadata lists")
-            .entry(key)
-            .or_default()
-            .clone()
-    }
-}
-
 /// One metadata-only list of a type (in `namespace`, or cluster-wide).
 async fn list_versions(
     cluster: &Cluster,
@@ -436,12 +448,11 @@ async fn list_versions(
 }
 
 /// The `resourceVersion` of each of `objects` now, by one metadata-only list per type and
-/// namespace (shared through `shared` when given); `None` when one of them does not exist or
-/// its type is not served.
+/// namespace (what apply records); `None` when one of them does not exist or its type is not
+/// served.
 pub async fn live_versions(
     cluster: &Cluster,
     objects: &[Value],
-    shared: Option<&MetadataLists>,
 ) -> Result<Option<Vec<RecordedObject>>, LiveError> {
     let wanted: Vec<(String, String, Option<String>, String)> =
         objects.iter().map(identity).collect();
@@ -458,20 +469,7 @@ pub async fn live_versions(
             return Ok(None);
         };
         let scope = namespace.as_deref().filter(|_| ty.namespaced);
-        let versions = match shared {
-            Some(shared) => {
-                let key = format!("{}/{}", ty.resource.api_version, ty.resource.plural);
-                let cell = shared.cell((key, scope.map(str::to_owned)));
-                cell.get_or_try_init(|| async {
-                    list_versions(cluster, &ty, scope)
-                        .await
-                        .map(std::sync::Arc::new)
-                })
-                .await?
-                .clone()
-            }
-            None => std::sync::Arc::new(list_versions(cluster, &ty, scope).await?),
-        };
+        let versions = list_versions(cluster, &ty, scope).await?;
         for name in names {
             let Some((resource_version, generation, digest)) = versions.get(&name) else {
                 return Ok(None);
@@ -492,59 +490,59 @@ pub async fn live_versions(
     Ok(Some(out))
 }
 
-/// Whether every recorded object is still as recorded ([`RecordedObject::unchanged`]; one
-/// metadata-only list per type and namespace).
+/// `recorded`'s object as `live` (the same object read now, in full) is: its resourceVersion,
+/// generation and metadata digest.
+fn now_of(recorded: &RecordedObject, live: &Value) -> Result<RecordedObject, LiveError> {
+    let meta: kube::api::ObjectMeta =
+        serde_json::from_value(live.get("metadata").cloned().unwrap_or_default())?;
+    Ok(RecordedObject {
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        generation: meta.generation,
+        metadata: Some(metadata_digest(&meta)),
+        content: None,
+        ..recorded.clone()
+    })
+}
+
+/// Whether every recorded object is still as recorded ([`RecordedObject::unchanged`]), or,
+/// its resourceVersion moved without a generation that tells a status write apart (an HPA),
+/// has its recorded content ([`RecordedObject::same_content`]). Each object is read from the
+/// plan's [`Snapshot`](crate::snapshot::Snapshot): from the list of its type (Helm labels its
+/// objects `app.kubernetes.io/managed-by=Helm`), else (its label removed, or never set) with
+/// a get.
 pub async fn unchanged_since(
     cluster: &Cluster,
     record: &VerifiedRecord,
-    shared: Option<&MetadataLists>,
+    snapshot: &crate::snapshot::Snapshot,
 ) -> Result<bool, LiveError> {
-    let objects: Vec<Value> = record
-        .objects
-        .iter()
-        .map(|o| {
-            serde_json::json!({"apiVersion": o.api_version, "kind": o.kind,
-                "metadata": {"name": o.name, "namespace": o.namespace}})
-        })
-        .collect();
-    let Some(mut now) = live_versions(cluster, &objects, shared).await? else {
-        return Ok(false);
-    };
-    now.sort();
-    let mut recorded = record.objects.clone();
-    recorded.sort();
-    if now.len() != recorded.len() {
-        return Ok(false);
+    // Every type of the record listed at once (shared with the rest of the plan).
+    let mut types = BTreeMap::new();
+    for r in &record.objects {
+        match cluster.resolve(&r.api_version, &r.kind) {
+            Some(ty) => types.insert(
+                (ty.resource.api_version.clone(), ty.resource.plural.clone()),
+                ty,
+            ),
+            None => return Ok(false),
+        };
     }
-    // Objects whose resourceVersion moved without a generation that tells a status write
-    // apart: each is read in full and compared by content. More than a few means something
-    // else happened: the release is checked in full instead.
-    let mut moved = Vec::new();
-    for (r, n) in recorded.iter().zip(&now) {
-        if r.unchanged(n) {
-            continue;
-        }
-        if r.content.is_none() || moved.len() == MAX_CONTENT_READS {
-            return Ok(false);
-        }
-        moved.push(r);
-    }
-    for r in moved {
+    snapshot
+        .prefetch(&types.into_values().collect::<Vec<_>>())
+        .await?;
+    for r in &record.objects {
         let Some(ty) = cluster.resolve(&r.api_version, &r.kind) else {
             return Ok(false);
         };
         let namespace = r.namespace.as_deref().filter(|_| ty.namespaced);
-        match cluster.get(&ty, namespace, &r.name).await? {
-            Some(live) if r.same_content(&live) => {}
-            _ => return Ok(false),
+        let Some(live) = snapshot.get(&ty, namespace, &r.name).await? else {
+            return Ok(false);
+        };
+        if !(r.unchanged(&now_of(r, &live)?) || r.same_content(&live)) {
+            return Ok(false);
         }
     }
     Ok(true)
 }
-
-/// At most this many objects of a release are read in full by [`unchanged_since`] (status
-/// written since the record); beyond, the release is checked in full.
-const MAX_CONTENT_READS: usize = 8;
 
 /// Writes `record` on the storage Secret of the release's revision (server-side apply of
 /// the annotation only, field manager `envctl`).
@@ -597,6 +595,45 @@ mod tests {
                 .unwrap_err()
                 .starts_with("not base64")
         );
+    }
+
+    #[test]
+    fn the_latest_revision_of_the_release_is_read_from_listed_secrets() {
+        let secret = |ns: &str, release: &str, version: u64, kind: &str, record: bool| {
+            let body = serde_json::json!({"name": release, "version": version,
+                "info": {"status": "deployed"}, "config": {"replicas": version},
+                "chart": {"metadata": {"name": "dex", "version": "0.24.0"}}, "manifest": ""});
+            let data = String::from_utf8(encode(&body, true)).unwrap();
+            let mut annotations = serde_json::Map::new();
+            if record {
+                annotations.insert(
+                    RECORD_ANNOTATION.into(),
+                    serde_json::json!(
+                        r#"{"revision":3,"chart":"c","capabilities":"k","objects":[]}"#
+                    ),
+                );
+            }
+            serde_json::json!({"type": kind, "metadata": {"namespace": ns,
+                "name": format!("sh.helm.release.v1.{release}.v{version}"),
+                "labels": {"owner": "helm", "name": release, "version": version.to_string()},
+                "annotations": annotations},
+                // Kubernetes' own base64 around Helm's.
+                "data": {"release": base64::engine::general_purpose::STANDARD.encode(data)}})
+        };
+        let listed = [
+            secret("sso", "dex", 2, "helm.sh/release.v1", false),
+            secret("sso", "dex", 3, "helm.sh/release.v1", true),
+            // Another release of the same name, another namespace; not Helm's storage type.
+            secret("other", "dex", 9, "helm.sh/release.v1", false),
+            secret("sso", "dex", 8, "Opaque", false),
+            secret("sso", "oauth2-proxy", 5, "helm.sh/release.v1", false),
+        ];
+        let stored = latest_release(&listed, "dex", "sso").unwrap().unwrap();
+        assert_eq!(stored.secret, "sh.helm.release.v1.dex.v3");
+        assert_eq!(stored.status.revision, 3);
+        assert_eq!(stored.values, serde_json::json!({"replicas": 3}));
+        assert_eq!(stored.record.map(|r| r.revision), Some(3));
+        assert!(latest_release(&listed, "istiod", "sso").unwrap().is_none());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod retry;
 pub mod runner;
 pub mod secrets;
 pub mod session;
+pub mod snapshot;
 pub mod sources;
 pub mod wait;
 

@@ -7,7 +7,8 @@
 //!
 //! A dry run is skipped when it cannot change anything: the live object carries the hash of
 //! the configuration it was last applied from, that hash is unchanged, and every desired field
-//! still has its value live. Steady-state plans therefore cost one list per type.
+//! still has its value live. Steady-state plans therefore cost one list per type, shared with
+//! the rest of the plan ([`crate::snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,11 +16,12 @@ use engine::FieldPath;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::fields;
+use crate::snapshot::{Listed, Lookup, Snapshot};
 use crate::{Cluster, LiveError, TypeInfo};
 
-/// Label selecting everything this project owns.
-pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=envctl";
 /// Label naming the environment an owned object belongs to (labels can be selected on).
 pub const ENVIRONMENT_LABEL: &str = "envctl.dev/environment";
 /// Annotation: sha256 of the configuration the object was last applied from.
@@ -78,9 +80,6 @@ pub struct Drift {
     pub time: Option<String>,
 }
 
-/// Live objects of one type by (namespace, name).
-type ByIdentity = BTreeMap<(Option<String>, String), Value>;
-
 /// What the cluster says about one desired object.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per desired object, never moved around in bulk
@@ -120,7 +119,8 @@ pub struct ObjectFacts {
     pub states: BTreeMap<String, ObjectState>,
     /// Owned objects of this environment whose address is not desired: to be pruned.
     pub orphans: Vec<Value>,
-    /// Requests made, by verb, for benchmarks and tests.
+    /// Requests made for single objects (gets, dry runs), by verb; the lists are the
+    /// snapshot's.
     pub requests: BTreeMap<&'static str, usize>,
 }
 
@@ -213,7 +213,9 @@ fn live_key(object: &Value) -> (Option<String>, String) {
 
 /// Gathers the facts for `desired` (all of one environment) in parallel, bounded by
 /// `concurrency`. `extra_types` are further `(apiVersion, kind)` pairs to look for orphans in
-/// (types this environment applied before, from its inventory).
+/// (types this environment applied before, from its inventory). Every type is read from
+/// `snapshot` (one list per type, shared with the rest of the plan); the owned objects of this
+/// environment are those it labels with [`ENVIRONMENT_LABEL`].
 pub async fn gather(
     cluster: &Cluster,
     environment: &str,
@@ -221,11 +223,11 @@ pub async fn gather(
     planned: &PlannedCreations,
     extra_types: &[(String, String)],
     concurrency: usize,
+    snapshot: &Snapshot,
 ) -> Result<ObjectFacts, LiveError> {
     let mut facts = ObjectFacts::default();
-    let selector = format!("{MANAGED_BY_SELECTOR},{ENVIRONMENT_LABEL}={environment}");
 
-    // One list per served type: the owned objects of this environment.
+    // One list per served type (the snapshot's), and the owned objects of this environment.
     let mut types: BTreeMap<(String, String), Option<TypeInfo>> = BTreeMap::new();
     for d in desired {
         types.entry(key(d.api_version(), d.kind())).or_insert(None);
@@ -236,68 +238,63 @@ pub async fn gather(
     for ((v, k), slot) in types.iter_mut() {
         *slot = cluster.resolve(v, k);
     }
+    // Namespaces that exist, to tell "create after namespace" from a typo.
+    let namespace_type = cluster.resolve("v1", "Namespace");
     let lists = stream::iter(
         types
             .iter()
-            .filter_map(|(k, t)| t.clone().map(|t| (k.clone(), t))),
+            .filter_map(|(k, t)| t.clone().map(|t| (Some(k.clone()), t)))
+            .chain(namespace_type.map(|t| (None, t))),
     )
-    .map(|(k, ty)| {
-        let selector = selector.clone();
-        async move { cluster.list(&ty, &selector).await.map(|items| (k, items)) }
-    })
+    .map(|(k, ty)| async move { snapshot.list(&ty).await.map(|listed| (k, listed)) })
     .buffer_unordered(concurrency)
     .collect::<Vec<_>>()
     .await;
-    let mut owned: BTreeMap<(String, String), ByIdentity> = BTreeMap::new();
+    let mut listed: BTreeMap<(String, String), Arc<Listed>> = BTreeMap::new();
+    let mut namespaces: BTreeSet<String> = BTreeSet::new();
     for result in lists {
-        let (k, items) = result?;
-        *facts.requests.entry("list").or_default() += 1;
-        owned.insert(k, items.into_iter().map(|o| (live_key(&o), o)).collect());
-    }
-
-    // Namespaces that exist (one list), to tell "create after namespace" from a typo.
-    let namespaces: BTreeSet<String> = match cluster.resolve("v1", "Namespace") {
-        Some(ty) => {
-            *facts.requests.entry("list").or_default() += 1;
-            cluster
-                .list(&ty, "")
-                .await?
-                .iter()
-                .map(|o| live_key(o).1)
-                .collect()
-        }
-        None => BTreeSet::new(),
-    };
-
-    let desired_addresses: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
-    for items in owned.values() {
-        for object in items.values() {
-            let address = object
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(ADDRESS_ANNOTATION))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !desired_addresses.contains(address) {
-                facts.orphans.push(object.clone());
+        match result? {
+            (Some(k), items) => {
+                listed.insert(k, items);
             }
+            (None, items) => namespaces = items.objects().map(|o| live_key(o).1).collect(),
+        }
+    }
+    // Owned objects of this environment nobody declares any more.
+    let desired_addresses: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
+    for object in listed
+        .values()
+        .flat_map(|items| items.objects())
+        .filter(|o| is_ours(o, environment))
+    {
+        let address = object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(ADDRESS_ANNOTATION))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !desired_addresses.contains(address) {
+            facts.orphans.push(object.clone());
         }
     }
 
     let results = stream::iter(desired.iter())
         .map(|d| {
-            let ty = types
-                .get(&key(d.api_version(), d.kind()))
-                .cloned()
-                .flatten();
-            let listed = owned
-                .get(&key(d.api_version(), d.kind()))
-                .and_then(|m| m.get(&(d.namespace().map(str::to_owned), d.name().to_owned())))
-                .cloned();
+            let k = key(d.api_version(), d.kind());
+            let ty = types.get(&k).cloned().flatten();
+            let seen = match (&ty, listed.get(&k)) {
+                (Some(ty), Some(items)) => seen_in(
+                    items,
+                    d.namespace().filter(|_| ty.namespaced),
+                    d.name(),
+                    environment,
+                ),
+                _ => Seen::Unknown,
+            };
             let namespaces = &namespaces;
             async move {
                 (
                     d.address.clone(),
-                    plan_one(cluster, d, ty, listed, namespaces, planned).await,
+                    plan_one(cluster, d, ty, seen, namespaces, planned).await,
                 )
             }
         })
@@ -314,6 +311,29 @@ pub async fn gather(
     Ok(facts)
 }
 
+/// What the list of its type says of the object `namespace`/`name` (pure).
+fn seen_in(listed: &Listed, namespace: Option<&str>, name: &str, environment: &str) -> Seen {
+    match listed.lookup(namespace, name) {
+        Lookup::Found(live) if is_ours(live, environment) => Seen::Ours(live.clone()),
+        Lookup::Found(live) => Seen::Other(live.clone()),
+        Lookup::Absent => Seen::Absent,
+        Lookup::Unknown => Seen::Unknown,
+    }
+}
+
+/// What the plan's lists say of one desired object.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// This environment's, as listed.
+    Ours(Value),
+    /// Listed, but not this environment's (another manager's, another environment's).
+    Other(Value),
+    /// Absent (its type is listed whole).
+    Absent,
+    /// Not selected by the list (no `managed-by` label of envctl or Helm): read it.
+    Unknown,
+}
+
 /// The requests one object's facts took (for `--stats`), by verb.
 type Requests = Vec<&'static str>;
 
@@ -324,7 +344,7 @@ async fn plan_one(
     cluster: &Cluster,
     desired: &DesiredObject,
     ty: Option<TypeInfo>,
-    listed: Option<Value>,
+    seen: Seen,
     namespaces: &BTreeSet<String>,
     planned: &PlannedCreations,
 ) -> Result<(ObjectState, Requests), LiveError> {
@@ -335,10 +355,11 @@ async fn plan_one(
     if let Some(state) = namespace_state(desired, &ty, namespaces, planned)? {
         return Ok((state, requests));
     }
-    let ours = listed.is_some();
-    let live = match listed {
-        Some(live) => Some(live),
-        None => {
+    let ours = matches!(seen, Seen::Ours(_));
+    let live = match seen {
+        Seen::Ours(live) | Seen::Other(live) => Some(live),
+        Seen::Absent => None,
+        Seen::Unknown => {
             requests.push("get");
             cluster
                 .get(&ty, desired.namespace(), desired.name())
@@ -630,6 +651,38 @@ mod tests {
             let path: FieldPath = text.parse().unwrap();
             assert_eq!(path.to_string(), text);
         }
+    }
+
+    /// The plan lists each type once for everything envctl and Helm manage, cluster-wide:
+    /// this environment's objects are told apart by their labels, another manager's or another
+    /// environment's object at a desired name is what the list holds (refused later, as a
+    /// get's answer would be), and an object the selected list does not hold is unknown (read
+    /// with a get).
+    #[test]
+    fn the_shared_list_is_split_by_environment_client_side() {
+        let object = |name: &str, labels: Value| json!({"metadata": {"name": name, "namespace": "default", "labels": labels}});
+        let ours = object(
+            "a",
+            json!({"app.kubernetes.io/managed-by": "envctl", ENVIRONMENT_LABEL: "kwok"}),
+        );
+        let other_env = object(
+            "b",
+            json!({"app.kubernetes.io/managed-by": "envctl", ENVIRONMENT_LABEL: "dev"}),
+        );
+        let helms = object("c", json!({"app.kubernetes.io/managed-by": "Helm"}));
+        let listed = Listed::new(vec![ours.clone(), other_env.clone(), helms.clone()], false);
+        let seen = |name| seen_in(&listed, Some("default"), name, "kwok");
+        assert_eq!(seen("a"), Seen::Ours(ours));
+        assert_eq!(seen("b"), Seen::Other(other_env));
+        assert_eq!(seen("c"), Seen::Other(helms));
+        assert_eq!(seen("d"), Seen::Unknown);
+        assert_eq!(
+            seen_in(&listed, Some("other"), "a", "kwok"),
+            Seen::Unknown,
+            "another namespace"
+        );
+        let whole = Listed::new(vec![], true);
+        assert_eq!(seen_in(&whole, None, "x", "kwok"), Seen::Absent);
     }
 
     #[test]

@@ -188,6 +188,21 @@ pub async fn read_record(cluster: &Cluster) -> Result<Option<Record>, LiveError>
         .map(|cm| parse_record(&cm)))
 }
 
+/// [`read_record`], from a plan's snapshot (the record carries the ownership label: it is in
+/// the snapshot's list of ConfigMaps).
+pub async fn read_record_in(
+    cluster: &Cluster,
+    snapshot: &crate::snapshot::Snapshot,
+) -> Result<Option<Record>, LiveError> {
+    let ty = cluster
+        .resolve("v1", "ConfigMap")
+        .ok_or_else(unserved_configmap)?;
+    Ok(snapshot
+        .get(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
+        .await?
+        .map(|cm| parse_record(&cm)))
+}
+
 /// Writes the record (server-side apply, forced).
 pub async fn record(
     cluster: &Cluster,
@@ -248,6 +263,17 @@ pub async fn cluster_state(
     kubeconfig: Option<&Path>,
     kind: Option<&Kind>,
 ) -> Result<(ClusterState, Option<Cluster>), LiveError> {
+    state_of_cluster(spec, kubeconfig, kind, true).await
+}
+
+/// [`cluster_state`]; the record read only when `with_record` (else the state says nothing
+/// recorded).
+async fn state_of_cluster(
+    spec: &ClusterSpec,
+    kubeconfig: Option<&Path>,
+    kind: Option<&Kind>,
+    with_record: bool,
+) -> Result<(ClusterState, Option<Cluster>), LiveError> {
     if let ClusterProvider::Kind { .. } = spec.provider {
         let kind = kind.ok_or_else(|| LiveError::Config {
             address: Some(format!("cluster {}", spec.name)),
@@ -265,7 +291,10 @@ pub async fn cluster_state(
     let context = context_of(spec);
     match Cluster::connect(kubeconfig, Some(context)).await {
         Ok(cluster) => {
-            let record = read_record(&cluster).await?;
+            let record = match with_record {
+                true => read_record(&cluster).await?,
+                false => None,
+            };
             Ok((ClusterState::present(record), Some(cluster)))
         }
         Err(e) => match spec.provider {
@@ -415,7 +444,8 @@ fn kind_for(spec: &ClusterSpec) -> Result<Option<Kind>, LiveError> {
 /// context. Plan uses this to tell "create the cluster" from "plan against it".
 pub async fn find(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<Target, LiveError> {
     let kind = kind_for(spec)?;
-    match cluster_state(spec, kubeconfig, kind.as_ref()).await? {
+    // Whether it answers, not its record: the plan reads that (from its snapshot).
+    match state_of_cluster(spec, kubeconfig, kind.as_ref(), false).await? {
         (ClusterState::Absent { reason }, _) => Ok(Target::Absent { reason }),
         (_, Some(cluster)) => Ok(Target::Connected(cluster)),
         (_, None) => Err(LiveError::Connect(format!(

@@ -111,6 +111,21 @@ pub async fn foreign(
         .filter(|live| !crate::objects::is_ours(live, environment)))
 }
 
+/// [`foreign`] of the spec's Secret as already read (`live`; `None`: it does not exist).
+pub fn foreign_of(live: Option<&Value>, environment: &str) -> Option<Value> {
+    live.filter(|live| !crate::objects::is_ours(live, environment))
+        .cloned()
+}
+
+/// [`secret_state`] of the spec's Secret as already read (`live`; `None`: it does not exist).
+pub fn state_of_object(
+    spec: &GeneratedSecretSpec,
+    live: Option<&Value>,
+) -> Result<SecretState, LiveError> {
+    let data = live.map(|object| decode_data(object, spec)).transpose()?;
+    Ok(state_of(spec, data.as_ref()))
+}
+
 /// The live data of the spec's Secret (every key, decoded); `None` when it does not exist.
 /// For the consumers that need a value (never print it).
 pub async fn read_values(

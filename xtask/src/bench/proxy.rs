@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub type Counts = Arc<Mutex<BTreeMap<Request, usize>>>;
+/// Each request since the last [`Counter::take`]: its method and target (path and query; never
+/// a body, so never a value).
+pub type Log = Arc<Mutex<Vec<String>>>;
 
 /// One request as counted: its Kubernetes verb, and whether it was a dry run or a write of
 /// envctl's lock (a Lease: the only Leases a run writes). Shown as `patch (dry run)`.
@@ -125,6 +128,7 @@ impl Drop for KillOnDrop {
 pub struct Counter {
     pub port: u16,
     pub counts: Counts,
+    pub log: Log,
 }
 
 impl Counter {
@@ -133,25 +137,39 @@ impl Counter {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let counts: Counts = Arc::default();
-        let shared = counts.clone();
+        let log: Log = Arc::default();
+        let (shared, shared_log) = (counts.clone(), log.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let counts = shared.clone();
+                let (counts, log) = (shared.clone(), shared_log.clone());
                 std::thread::spawn(move || {
-                    let _ = forward(client, upstream, &counts);
+                    let _ = forward(client, upstream, &counts, &log);
                 });
             }
         });
-        Ok(Counter { port, counts })
+        Ok(Counter { port, counts, log })
     }
 
-    /// The counts so far, and zero them.
+    /// The counts so far, and zero them (and the log).
     pub fn take(&self) -> BTreeMap<Request, usize> {
-        std::mem::take(&mut *self.counts.lock().expect("counts"))
+        self.take_logged().0
+    }
+
+    /// The counts and the log of the requests so far (method and target, in the order they
+    /// came), and zero both.
+    pub fn take_logged(&self) -> (BTreeMap<Request, usize>, Vec<String>) {
+        let mut counts = self.counts.lock().expect("counts");
+        let mut log = self.log.lock().expect("log");
+        (std::mem::take(&mut *counts), std::mem::take(&mut *log))
     }
 }
 
-fn forward(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> std::io::Result<()> {
+fn forward(
+    client: TcpStream,
+    upstream: SocketAddr,
+    counts: &Counts,
+    log: &Log,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut request_line = String::new();
@@ -184,11 +202,12 @@ fn forward(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> std::io:
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
-    *counts
-        .lock()
-        .expect("counts")
-        .entry(classify(method, target))
-        .or_default() += 1;
+    {
+        // Both under the counts' lock, so that a take sees each request in both or neither.
+        let mut counts = counts.lock().expect("counts");
+        *counts.entry(classify(method, target)).or_default() += 1;
+        log.lock().expect("log").push(format!("{method} {target}"));
+    }
 
     let mut up = TcpStream::connect(upstream)?;
     up.write_all(&head)?;

@@ -279,7 +279,7 @@ impl Runner<'_> {
                 .outputs()
                 .filter(|o| &o.producer == address && o.value.is_none())
             {
-                if let Some(value) = self.read_output(output).await? {
+                if let Some(value) = self.read_output(output, None).await? {
                     outputs.push((output.r#ref.clone(), value));
                 }
             }

@@ -9,7 +9,7 @@ impl Runner<'_> {
     pub async fn plan_destroy(&self) -> Result<Plan, LiveError> {
         let bindings = self.bindings().await?;
         let mut plan = Plan::new(&self.environment);
-        let mut owned = self.owned_objects().await?;
+        let mut owned = self.owned_objects(&self.snapshot()).await?;
         let undeclared: Vec<Address> = owned
             .keys()
             .filter(|a| {
@@ -67,9 +67,12 @@ impl Runner<'_> {
 
     /// Every object this environment owns, by address, found with one list per type (of the
     /// configuration and of the inventory), not one request per object.
-    async fn owned_objects(&self) -> Result<BTreeMap<Address, Value>, LiveError> {
+    async fn owned_objects(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<BTreeMap<Address, Value>, LiveError> {
         let mut types: BTreeSet<(String, String)> =
-            self.read_inventory().await?.into_iter().collect();
+            self.read_inventory(snapshot).await?.into_iter().collect();
         for resource in self.graph.resources() {
             if let ResourceSpec::Object(spec) = &resource.spec {
                 let (v, k) = type_of(&spec.manifest);
@@ -84,6 +87,7 @@ impl Runner<'_> {
             &PlannedCreations::default(),
             &types,
             self.options.concurrency,
+            snapshot,
         )
         .await?
         .orphans;

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::helm::{ChartRef, Helm};
 use crate::objects::{self, DesiredObject, ObjectState, PlannedCreations};
 use crate::secrets::{self, SecretState};
+use crate::snapshot::Snapshot;
 use crate::sources::Sources;
 use crate::wait::{self, WaitOptions};
 use crate::{Cluster, LiveError, fields};
@@ -95,9 +96,6 @@ pub struct Runner<'a> {
     pinned: Mutex<BTreeMap<String, Vec<Value>>>,
     /// The API server's version, asked once per run (see [`Runner::capabilities`]).
     kube_version: tokio::sync::OnceCell<String>,
-    /// The metadata lists of the plan being made, shared by its releases' records (made
-    /// fresh by each [`Runner::plan`]).
-    plan_lists: Mutex<std::sync::Arc<crate::helm_storage::MetadataLists>>,
 }
 
 /// What an apply or destroy did.
@@ -136,7 +134,6 @@ impl<'a> Runner<'a> {
             report,
             pinned: Mutex::new(BTreeMap::new()),
             kube_version: tokio::sync::OnceCell::new(),
-            plan_lists: Mutex::default(),
         }
     }
 
@@ -181,29 +178,41 @@ impl<'a> Runner<'a> {
     /// What is known now: plan-time outputs, Secret names, and after-apply outputs whose
     /// producers already exist live.
     pub async fn bindings(&self) -> Result<Bindings, LiveError> {
+        self.bindings_in(None).await
+    }
+
+    /// [`Runner::bindings`], the outputs read from a plan's snapshot when given.
+    async fn bindings_in(&self, snapshot: Option<&Snapshot>) -> Result<Bindings, LiveError> {
         let mut bindings = self.graph.bindings();
         for output in self.graph.outputs() {
             if output.value.is_some() {
                 continue;
             }
-            if let Some(value) = self.read_output(output).await? {
+            if let Some(value) = self.read_output(output, snapshot).await? {
                 bindings.outputs.insert(output.r#ref.clone(), value);
             }
         }
         Ok(bindings)
     }
 
-    async fn read_output(&self, output: &engine::Output) -> Result<Option<Value>, LiveError> {
+    /// An output's value, read live (from the plan's snapshot when given: the list of its
+    /// type, else a get).
+    async fn read_output(
+        &self,
+        output: &engine::Output,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Option<Value>, LiveError> {
         let Some(source) = &output.source else {
             return Ok(None);
         };
         let Some(ty) = self.cluster.resolve(&source.api_version, &source.kind) else {
             return Ok(None);
         };
-        let object = self
-            .cluster
-            .get(&ty, source.namespace.as_deref(), &source.name)
-            .await?;
+        let namespace = source.namespace.as_deref();
+        let object = match snapshot {
+            Some(snapshot) => snapshot.get(&ty, namespace, &source.name).await?,
+            None => self.cluster.get(&ty, namespace, &source.name).await?,
+        };
         Ok(object
             .and_then(|o| o.pointer(&source.pointer).cloned())
             .filter(|v| !v.is_null() && v != "" && v != "None"))
@@ -297,16 +306,38 @@ impl<'a> Runner<'a> {
         format!("envctl-inventory-{}", self.environment)
     }
 
-    /// `(apiVersion, kind)` of every type this environment has applied objects of.
-    async fn read_inventory(&self) -> Result<Vec<(String, String)>, LiveError> {
-        let api = self.inventory_api();
-        let record = api.get_opt(&self.inventory_name()).await?;
+    /// `(apiVersion, kind)` of every type this environment has applied objects of, from its
+    /// inventory record: read from `snapshot` (the record is labelled
+    /// `app.kubernetes.io/managed-by=envctl`; one written before it was, with a get).
+    async fn read_inventory(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<(String, String)>, LiveError> {
+        let Some(ty) = self.cluster.resolve("v1", "ConfigMap") else {
+            return Ok(Vec::new());
+        };
+        let record = snapshot
+            .get(&ty, Some(INVENTORY_NAMESPACE), &self.inventory_name())
+            .await?
+            .map(serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>)
+            .transpose()?;
         Ok(record
             .as_ref()
             .map(inventory_types)
             .unwrap_or_default()
             .into_iter()
             .collect())
+    }
+
+    /// A snapshot for one plan ([`crate::snapshot`]), knowing the plan's Helm releases.
+    fn snapshot(&self) -> Snapshot {
+        let releases = self.graph.resources().filter_map(|r| match &r.spec {
+            ResourceSpec::HelmRelease(spec) if self.selected(&r.address) => {
+                Some(spec.release.clone())
+            }
+            _ => None,
+        });
+        Snapshot::new(&self.cluster, releases)
     }
 
     fn inventory_api(&self) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
@@ -333,13 +364,21 @@ impl<'a> Runner<'a> {
         for _ in 0..INVENTORY_ATTEMPTS {
             let current = api.get_opt(&name).await?;
             let mut types = current.as_ref().map(inventory_types).unwrap_or_default();
-            if current.is_some() && wanted.is_subset(&types) {
+            let labelled = current
+                .as_ref()
+                .and_then(|c| c.metadata.labels.as_ref())
+                .and_then(|l| l.get(engine::desired::MANAGED_BY_LABEL))
+                .is_some_and(|v| v == engine::desired::MANAGED_BY_VALUE);
+            if current.is_some() && labelled && wanted.is_subset(&types) {
                 return Ok(());
             }
             types.extend(wanted.iter().cloned());
             let text: Vec<String> = types.iter().map(|(v, k)| format!("{v} {k}")).collect();
+            // The ownership label (not the environment label: the record is no object to
+            // prune) lets a plan read it from its list of ConfigMaps.
             let mut record: ConfigMap = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": name, "namespace": INVENTORY_NAMESPACE,
+                             "labels": {engine::desired::MANAGED_BY_LABEL: engine::desired::MANAGED_BY_VALUE},
                              "annotations": {"envctl.dev/environment": self.environment}},
                 "data": {"types": text.join("\n")},
             }))?;

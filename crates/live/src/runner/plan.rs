@@ -15,16 +15,24 @@ struct Resolved {
 
 impl Runner<'_> {
     /// The plan of the whole environment (or the selected modules) against the live cluster:
-    /// every document resolved, the facts of the objects gathered (one list per type), the
-    /// other resources planned concurrently, then the changes in graph order and the prunes.
+    /// every document resolved, the facts of the objects gathered, the other resources planned
+    /// concurrently, then the changes in graph order and the prunes. Every read of the live
+    /// state goes through one [`Snapshot`], made for this plan and dropped with it: one list
+    /// per type for the whole plan.
     pub async fn plan(&self) -> Result<Plan, LiveError> {
-        *self.plan_lists.lock().expect("plan lists") = Default::default();
-        let bindings = self.bindings().await?;
-        let resolved = self.resolve_documents(&bindings).await?;
-        self.check_adopt(&resolved.objects)?;
-        // Types this environment applied before (its inventory): an object whose kind no longer
-        // appears in the configuration is still found, and pruned.
-        let inventory = self.read_inventory().await?;
+        let snapshot = self.snapshot();
+        // The types known from the configuration are listed at once (and Helm's storage),
+        // while the outputs are read and the documents resolved.
+        let known = self.known_types();
+        let ((), (resolved, inventory)) = tokio::try_join!(snapshot.prefetch(&known), async {
+            let bindings = self.bindings_in(Some(&snapshot)).await?;
+            let resolved = self.resolve_documents(&bindings).await?;
+            self.check_adopt(&resolved.objects)?;
+            // Types this environment applied before (its inventory): an object whose kind
+            // no longer appears in the configuration is still found, and pruned.
+            let inventory = self.read_inventory(&snapshot).await?;
+            Ok::<_, LiveError>((resolved, inventory))
+        })?;
         // The objects' facts (lists, dry runs) and the other resources (releases: renders)
         // do not depend on each other: gathered at once.
         let (facts, others) = tokio::join!(
@@ -35,14 +43,48 @@ impl Runner<'_> {
                 &resolved.planned,
                 &inventory,
                 self.options.concurrency,
+                &snapshot,
             ),
-            self.plan_others(&resolved.documents)
+            self.plan_others(&resolved.documents, &snapshot)
         );
         let (facts, others) = (facts?, others?);
         let mut plan = Plan::new(&self.environment);
         self.push_changes(&mut plan, &resolved, &facts, others)?;
         self.push_prunes(&mut plan, &facts.orphans);
         Ok(plan)
+    }
+
+    /// The types a plan reads whatever the cluster holds: those of the configuration's
+    /// objects, of the outputs' sources, Namespaces, ConfigMaps (the records) and Secrets
+    /// (generated ones, Helm's).
+    fn known_types(&self) -> Vec<crate::TypeInfo> {
+        let mut wanted: BTreeSet<(String, String)> = [("v1", "Namespace"), ("v1", "ConfigMap")]
+            .into_iter()
+            .map(|(v, k)| (v.to_owned(), k.to_owned()))
+            .collect();
+        for resource in self.graph.resources() {
+            match &resource.spec {
+                ResourceSpec::Object(spec) if self.selected(&resource.address) => {
+                    let (v, k) = type_of(&spec.manifest);
+                    wanted.insert((v.to_owned(), k.to_owned()));
+                }
+                ResourceSpec::GeneratedSecret(_) | ResourceSpec::HelmRelease(_)
+                    if self.selected(&resource.address) =>
+                {
+                    wanted.insert(("v1".into(), "Secret".into()));
+                }
+                _ => {}
+            }
+        }
+        for output in self.graph.outputs() {
+            if let Some(source) = output.source.as_ref().filter(|_| output.value.is_none()) {
+                wanted.insert((source.api_version.clone(), source.kind.clone()));
+            }
+        }
+        wanted
+            .iter()
+            .filter_map(|(v, k)| self.cluster.resolve(v, k))
+            .collect()
     }
 
     /// Every document resolved with what is known, the objects of the selected modules as
@@ -103,6 +145,7 @@ impl Runner<'_> {
     async fn plan_others(
         &self,
         documents: &BTreeMap<Address, Desired>,
+        snapshot: &Snapshot,
     ) -> Result<BTreeMap<Address, ResourceChange>, LiveError> {
         let others: Vec<&Address> = self
             .graph
@@ -115,7 +158,7 @@ impl Runner<'_> {
                 let resource = self.graph.resource(address).expect("graph resource");
                 let desired = &documents[address];
                 async move {
-                    self.other_change(address, resource, desired)
+                    self.other_change(address, resource, desired, snapshot)
                         .await
                         .map(|c| (address.clone(), c))
                         .map_err(|e| crate::retry::again_in_plan(address, e))
@@ -328,10 +371,11 @@ impl Runner<'_> {
         address: &Address,
         resource: &engine::Resource,
         desired: &Desired,
+        snapshot: &Snapshot,
     ) -> Result<ResourceChange, LiveError> {
         match &resource.spec {
             ResourceSpec::Cluster(spec) => {
-                let record = crate::provider::read_record(&self.cluster).await?;
+                let record = crate::provider::read_record_in(&self.cluster, snapshot).await?;
                 let wanted = crate::provider::cluster_document(spec);
                 let recorded = record.as_ref().and_then(|r| r.spec.clone());
                 Ok(match (&recorded, crate::provider::replace_decision(recorded.as_ref(), &wanted)) {
@@ -342,11 +386,25 @@ impl Runner<'_> {
                     (Some(before), None) => ResourceChange::from_desired(Action::NoOp, Some(before.clone()), desired),
                 })
             }
-            ResourceSpec::HelmRelease(spec) => self.release_change(address, spec, desired).await,
+            ResourceSpec::HelmRelease(spec) => {
+                self.release_change(address, spec, desired, snapshot).await
+            }
             ResourceSpec::GeneratedSecret(spec) => {
+                // One read serves both questions (whose is it, which keys does it hold).
+                let secret_type = self.cluster.resolve("v1", "Secret");
+                let live = match &secret_type {
+                    Some(ty) => snapshot
+                        .get(ty, Some(&spec.namespace), &spec.name)
+                        .await
+                        .or_else(|e| match e {
+                            // The namespace may not exist yet: the secret is simply absent.
+                            e if e.is_not_found() => Ok(None),
+                            e => Err(e),
+                        })?,
+                    None => None,
+                };
                 if !self.options.adopt.contains(&address.to_string())
-                    && let Some(live) =
-                        secrets::foreign(&self.cluster, spec, &self.environment).await?
+                    && let Some(live) = secrets::foreign_of(live.as_ref(), &self.environment)
                 {
                     let what = format!("Secret {}/{}", spec.namespace, spec.name);
                     return Err(crate::objects::not_owned(
@@ -355,14 +413,7 @@ impl Runner<'_> {
                         &live,
                     ));
                 }
-                let state =
-                    secrets::secret_state(&self.cluster, spec)
-                        .await
-                        .or_else(|e| match e {
-                            // The namespace may not exist yet: the secret is simply absent.
-                            e if e.is_not_found() => Ok(SecretState::Absent),
-                            e => Err(e),
-                        })?;
+                let state = secrets::state_of_object(spec, live.as_ref())?;
                 Ok(match state {
                     SecretState::Absent => {
                         ResourceChange::from_desired(Action::Create, None, desired)
@@ -407,6 +458,7 @@ impl Runner<'_> {
         address: &Address,
         spec: &engine::HelmReleaseSpec,
         desired: &Desired,
+        snapshot: &Snapshot,
     ) -> Result<ResourceChange, LiveError> {
         let helm_err = |e: crate::helm::HelmError| LiveError::from(e).at(address);
         // A local chart's version is its Chart.yaml's: a new version of the chart in the same
@@ -423,10 +475,13 @@ impl Runner<'_> {
         // The release's sensitive values, scrubbed from the objects shown.
         let secrets = engine::sensitive_strings(&desired.doc, &desired.sensitivity);
         let caps = self.capabilities().await?;
-        // Helm's own storage, read with the kube client: no helm process.
+        // Helm's own storage, read with the kube client (one list for every release of the
+        // plan): no helm process.
+        let storage = snapshot
+            .helm_storage(&spec.release, &spec.namespace)
+            .await?;
         let Some(stored) =
-            crate::helm_storage::read_release(&self.cluster, &spec.release, &spec.namespace)
-                .await?
+            crate::helm_storage::latest_release(&storage, &spec.release, &spec.namespace)?
         else {
             // An install: list the objects it creates (once every value is known).
             let change = ResourceChange::from_desired(Action::Create, None, desired);
@@ -487,7 +542,7 @@ impl Runner<'_> {
             && before == desired.doc
             && desired.unknown.is_empty()
             && self
-                .still_verified(&stored, &chart_ref, &caps, true)
+                .still_verified(&stored, &chart_ref, &caps, snapshot)
                 .await?;
         // The deployed manifest parsed only when it is used (istio-base's holds its CRDs: a
         // steady-state plan of a verified release does not read it).
@@ -568,13 +623,13 @@ impl Runner<'_> {
 impl Runner<'_> {
     /// Whether the release's record (see [`crate::helm_storage`]) still holds: recorded for
     /// this revision, the same chart and capabilities, every object at its resourceVersion.
-    /// `in_plan`: read through the plan's shared metadata lists (after an apply, never).
+    /// The objects are read from `snapshot` (the plan's; after an apply, one made then).
     async fn still_verified(
         &self,
         stored: &crate::helm_storage::StoredRelease,
         chart: &ChartRef,
         caps: &crate::helm::Capabilities,
-        in_plan: bool,
+        snapshot: &Snapshot,
     ) -> Result<bool, LiveError> {
         let Some(record) = &stored.record else {
             return Ok(false);
@@ -585,8 +640,7 @@ impl Runner<'_> {
         {
             return Ok(false);
         }
-        let shared = in_plan.then(|| self.plan_lists.lock().expect("plan lists").clone());
-        crate::helm_storage::unchanged_since(&self.cluster, record, shared.as_deref()).await
+        crate::helm_storage::unchanged_since(&self.cluster, record, snapshot).await
     }
 
     /// The objects of a release's deployed revision (its stored manifest, hooks excluded),
@@ -660,11 +714,14 @@ impl Runner<'_> {
         // The charts may have installed CRDs: the capabilities as the cluster serves them now.
         self.cluster.refresh_discovery().await?;
         let caps = self.capabilities().await?;
+        // Whether a record still holds is read from one snapshot, made now (after every
+        // write of the apply) and shared by the releases.
+        let snapshot = self.snapshot();
         // Releases are verified concurrently: after an apply from empty each is rendered and
         // dry-run in full, which would otherwise add up at the end of the run.
         let results: Vec<Result<(), LiveError>> = futures::stream::iter(releases)
             .map(|(address, spec)| {
-                self.record_verified_release(address, spec, &caps, checked.get(address))
+                self.record_verified_release(address, spec, &caps, checked.get(address), &snapshot)
             })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
@@ -679,6 +736,7 @@ impl Runner<'_> {
         spec: &engine::HelmReleaseSpec,
         caps: &crate::helm::Capabilities,
         checked: Option<&CheckedRelease>,
+        snapshot: &Snapshot,
     ) -> Result<(), LiveError> {
         let Some(chart) = ChartRef::from_source(&spec.chart, Path::new("")) else {
             return Ok(());
@@ -695,7 +753,7 @@ impl Runner<'_> {
             }
             _ => {
                 if !stored.status.is_deployed()
-                    || self.still_verified(&stored, &chart, caps, false).await?
+                    || self.still_verified(&stored, &chart, caps, snapshot).await?
                 {
                     return Ok(());
                 }
@@ -753,8 +811,7 @@ impl Runner<'_> {
         stored: &crate::helm_storage::StoredRelease,
     ) -> Result<Option<Vec<crate::helm_storage::RecordedObject>>, LiveError> {
         let objects = self.deployed_objects(address, spec, stored)?;
-        let Some(versions) =
-            crate::helm_storage::live_versions(&self.cluster, &objects, None).await?
+        let Some(versions) = crate::helm_storage::live_versions(&self.cluster, &objects).await?
         else {
             return Ok(None);
         };
