@@ -417,6 +417,18 @@ struct Builder {
     fatal: bool,
 }
 
+/// A mapping key refused by [`Builder::finish`].
+enum KeyError {
+    /// A list or mapping as a key (where it is).
+    NotPlain(Location),
+    /// A key written twice: the second is dropped.
+    Duplicate {
+        first_line: usize,
+        name: String,
+        key_pos: Pos,
+    },
+}
+
 enum Frame {
     Seq {
         items: Vec<Node>,
@@ -529,60 +541,76 @@ impl Builder {
             let size = node_count(&node);
             self.anchors.insert(anchor, (node.clone(), size));
         }
-        let path = self.current_path(false);
-        match self.stack.last_mut() {
-            None => self.docs.push(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
+        // An error found here names the path of the innermost mapping, built only then (not
+        // for every node): taking its pending key leaves that path as it was.
+        let error = match self.stack.last_mut() {
+            None => {
+                self.docs.push(node);
+                None
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(node);
+                None
+            }
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => {
-                    let text = match &node.value {
-                        NodeValue::Str(s) => s.clone(),
-                        NodeValue::Int(i) => i.to_string(),
-                        NodeValue::Bool(b) => b.to_string(),
-                        NodeValue::Float(f) => f.to_string(),
-                        NodeValue::Null => "null".to_string(),
+                    let (text, error) = match &node.value {
+                        NodeValue::Str(s) => (s.clone(), None),
+                        NodeValue::Int(i) => (i.to_string(), None),
+                        NodeValue::Bool(b) => (b.to_string(), None),
+                        NodeValue::Float(f) => (f.to_string(), None),
+                        NodeValue::Null => ("null".to_string(), None),
                         NodeValue::Seq(_) | NodeValue::Map(_) => {
-                            self.errors.push(
-                                ConfigError::new(
-                                    node.location(),
-                                    path,
-                                    "a mapping key must be a plain value, not a list or mapping",
-                                )
-                                .with_help("write the key as a string"),
-                            );
-                            "?".to_string()
+                            ("?".to_string(), Some(KeyError::NotPlain(node.location())))
                         }
                     };
                     *key = Some((text, node.pos));
+                    error
                 }
                 Some((name, key_pos)) => {
                     if let Some(first) = entries.iter().find(|e| e.key == name) {
-                        let field = join_key(&path, &name);
-                        self.errors.push(
-                            ConfigError::new(
-                                Location {
-                                    file: self.file.to_path_buf(),
-                                    line: key_pos.line,
-                                    column: key_pos.column,
-                                },
-                                field,
-                                format!(
-                                    "duplicate key `{name}` (first written at line {})",
-                                    first.key_pos.line
-                                ),
-                            )
-                            .with_help("remove one of the two; a key may appear only once"),
-                        );
+                        Some(KeyError::Duplicate {
+                            first_line: first.key_pos.line,
+                            name,
+                            key_pos,
+                        })
                     } else {
                         entries.push(Entry {
                             key: name,
                             key_pos,
                             value: node,
                         });
+                        None
                     }
                 }
             },
-        }
+        };
+        let Some(error) = error else {
+            return;
+        };
+        let path = self.current_path(false);
+        self.errors.push(match error {
+            KeyError::NotPlain(at) => ConfigError::new(
+                at,
+                path,
+                "a mapping key must be a plain value, not a list or mapping",
+            )
+            .with_help("write the key as a string"),
+            KeyError::Duplicate {
+                first_line,
+                name,
+                key_pos,
+            } => ConfigError::new(
+                Location {
+                    file: self.file.to_path_buf(),
+                    line: key_pos.line,
+                    column: key_pos.column,
+                },
+                join_key(&path, &name),
+                format!("duplicate key `{name}` (first written at line {first_line})"),
+            )
+            .with_help("remove one of the two; a key may appear only once"),
+        });
     }
 
     /// Field path of the node being built (with `last_key`: including the innermost
@@ -832,5 +860,34 @@ impl SourceMap {
 
     pub fn locate_setting(&self, field: &str) -> Option<Location> {
         locate_in_tree(self.settings.as_ref()?, field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str) -> Vec<(String, usize, String)> {
+        let (_, errors) = SourceFile::parse(Path::new("t.yaml"), text);
+        errors
+            .into_iter()
+            .map(|e| (e.field.clone(), e.line, e.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn key_errors_name_the_path_of_their_mapping() {
+        let errors = errors_of("a:\n  list:\n    - x: 1\n      x: 2\n  ok: 1\n  ok: 3\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].0, "a.list[0].x");
+        assert_eq!(errors[0].1, 4);
+        assert!(errors[0].2.contains("duplicate key `x`"), "{errors:?}");
+        assert_eq!(errors[1].0, "a.ok");
+        assert_eq!(errors[1].1, 6);
+
+        let errors = errors_of("top:\n  inner:\n    ? [a, b]\n    : 1\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "top.inner");
+        assert!(errors[0].2.contains("mapping key must be a plain value"));
     }
 }

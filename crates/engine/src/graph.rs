@@ -21,8 +21,8 @@ use crate::desired::{self, Desired};
 use crate::path::{FieldPath, PathError};
 use crate::resource::{Dependency, Module, Output, Resource, ResourceSpec};
 use crate::values::{
-    Bindings, OutputRef, Placeholder, PlaceholderUse, SecretRef, ValueError, find_placeholders,
-    resolve,
+    Bindings, OutputRef, Placeholder, PlaceholderUse, SecretRef, ValueError, any_dollar,
+    find_placeholders, resolve_owned,
 };
 
 /// Why one resource must come before another.
@@ -481,7 +481,7 @@ impl Graph {
             .get(address)
             .ok_or_else(|| DesiredError::UnknownAddress(address.clone()))?;
         let (template, sensitivity) = desired::template(resource, environment);
-        let resolved = resolve(&template, bindings).map_err(|source| DesiredError::Value {
+        let resolved = resolve_owned(template, bindings).map_err(|source| DesiredError::Value {
             address: address.clone(),
             source,
         })?;
@@ -608,18 +608,32 @@ fn derive_edges(
         }
 
         // Placeholders, with paths relative to the desired document.
-        let (template, sensitivity) = desired::template(resource, "");
-        for path in &sensitivity.paths {
-            path.parse::<FieldPath>()
-                .map_err(|source| GraphError::SensitivePath {
+        let uses = match &resource.spec {
+            // An object's document is its manifest plus the ownership label and annotations
+            // (module, address: no `$`) and no sensitive paths: without a `$` in the manifest
+            // it holds no placeholder, and need not be built (most objects).
+            ResourceSpec::Object(spec)
+                if !any_dollar(&spec.manifest)
+                    && !consumer.module.contains('$')
+                    && !consumer.name.contains('$') =>
+            {
+                Vec::new()
+            }
+            _ => {
+                let (template, sensitivity) = desired::template(resource, "");
+                for path in &sensitivity.paths {
+                    path.parse::<FieldPath>()
+                        .map_err(|source| GraphError::SensitivePath {
+                            address: consumer.clone(),
+                            source,
+                        })?;
+                }
+                find_placeholders(&template).map_err(|source| GraphError::Placeholder {
                     address: consumer.clone(),
                     source,
-                })?;
-        }
-        let uses = find_placeholders(&template).map_err(|source| GraphError::Placeholder {
-            address: consumer.clone(),
-            source,
-        })?;
+                })?
+            }
+        };
         for PlaceholderUse { path, placeholder } in uses {
             match placeholder {
                 Placeholder::Output(output) => {

@@ -27,49 +27,73 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Numbers and strings are written the way `serde_json` writes them, so the text is stable
 /// across runs and platforms.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // Only `serde_json`'s output and ASCII punctuation were written: valid UTF-8.
+    String::from_utf8(out).expect("canonical JSON is UTF-8")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes [`canonical_json`] of `value` to `out`. Strings and scalars are written by
+/// `serde_json` straight into `out` (no text allocated per field: a plan hashes every object
+/// it sees).
+fn write_canonical<W: std::io::Write>(value: &Value, out: &mut W) {
+    // Writing to a `Vec` or to a hasher cannot fail.
+    let write = |out: &mut W, bytes: &[u8]| out.write_all(bytes).expect("in-memory write");
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write(out, b"{");
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    write(out, b",");
                 }
                 write_string(k, out);
-                out.push(':');
+                write(out, b":");
                 write_canonical(v, out);
             }
-            out.push('}');
+            write(out, b"}");
         }
         Value::Array(items) => {
-            out.push('[');
+            write(out, b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    write(out, b",");
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            write(out, b"]");
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(text) => write_string(text, out),
+        Value::Null => write(out, b"null"),
+        Value::Bool(true) => write(out, b"true"),
+        Value::Bool(false) => write(out, b"false"),
+        number => write_scalar(number, out),
     }
 }
 
-/// `text` as a JSON string, as `serde_json` writes it (without building a `Value` for it).
-fn write_string(text: &str, out: &mut String) {
-    out.push_str(&serde_json::to_string(text).unwrap_or_default());
+/// A string or scalar as `serde_json` writes it (compact).
+fn write_scalar<W: std::io::Write, T: serde::Serialize + ?Sized>(value: &T, out: &mut W) {
+    serde_json::to_writer(out, value).expect("in-memory write");
+}
+
+/// A string as `serde_json` writes it: as it is between quotes when it holds nothing
+/// `serde_json` escapes (`"`, `\\`, control characters below U+0020), which is nearly always.
+fn write_string<W: std::io::Write>(text: &str, out: &mut W) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return write_scalar(text, out);
+    }
+    let quote: &[u8] = b"\"";
+    for part in [quote, text.as_bytes(), quote] {
+        out.write_all(part).expect("in-memory write");
+    }
 }
 
 /// The sha256 (hex) of [`canonical_json`] of `value`.
 pub fn canonical_hash(value: &Value) -> String {
-    sha256_hex(canonical_json(value).as_bytes())
+    let mut out = Vec::with_capacity(1024);
+    write_canonical(value, &mut out);
+    sha256_hex(&out)
 }
 
 /// Metadata the API server rewrites when anything of an object is written, its status included.
@@ -122,6 +146,22 @@ mod tests {
             r#"{"a":{"x":"s","y":[1,{"p":2,"q":1}]},"b":1}"#
         );
         assert_eq!(canonical_hash(&a), canonical_hash(&b));
+    }
+
+    #[test]
+    fn canonical_json_writes_strings_and_numbers_as_serde_json_does() {
+        let doc = json!({"q\"uote": "a\"b\\c\n\t\u{1}é✓", "n": [-0.5, 1e300, 42, -7, u64::MAX],
+            "e": {}, "l": [], "z": null, "b": false});
+        // With the keys sorted, serde_json's own compact text.
+        let mut sorted = serde_json::Map::new();
+        for key in ["b", "e", "l", "n", "q\"uote", "z"] {
+            sorted.insert(key.to_owned(), doc[key].clone());
+        }
+        assert_eq!(canonical_json(&doc), Value::Object(sorted).to_string());
+        assert_eq!(
+            canonical_hash(&doc),
+            sha256_hex(canonical_json(&doc).as_bytes())
+        );
     }
 
     #[test]

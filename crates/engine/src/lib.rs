@@ -96,7 +96,7 @@ pub use plan::{
     Action, FieldDrift, PLAN_FORMAT_VERSION, Plan, PlanJsonError, ResourceChange, Summary,
 };
 pub use redact::{
-    SENSITIVE, Sensitivity, redact, redact_with, sensitive_changes, sensitive_strings,
+    SENSITIVE, Sensitivity, redact, redact_owned, redact_with, sensitive_changes, sensitive_strings,
 };
 pub use release::{FieldChange, ObjectAction, ObjectChange};
 pub use render::{render_yaml_documents, to_yaml};

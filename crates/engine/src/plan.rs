@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::address::Address;
 use crate::desired::Desired;
 use crate::graph::{DesiredError, Graph};
-use crate::redact::{Sensitivity, redact_with, sensitive_changes};
+use crate::redact::{Sensitivity, redact_owned, redact_with, sensitive_changes};
 use crate::release::ObjectChange;
 use crate::values::{Bindings, OutputRef};
 
@@ -139,8 +139,8 @@ impl ResourceChange {
         ResourceChange {
             address,
             action,
-            before: before.map(|b| redact_with(&b, &sensitivity)),
-            after: after.map(|a| redact_with(&a, &sensitivity)),
+            before: before.map(|b| redact_owned(b, &sensitivity)),
+            after: after.map(|a| redact_owned(a, &sensitivity)),
             unknown: Vec::new(),
             waits_for: Vec::new(),
             drift: Vec::new(),

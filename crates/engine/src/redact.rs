@@ -112,14 +112,18 @@ pub fn redact(value: &Value, sensitive_paths: &[String]) -> Value {
 
 /// `value` with everything `sensitivity` covers replaced by [`SENSITIVE`].
 pub fn redact_with(value: &Value, sensitivity: &Sensitivity) -> Value {
-    let Some(paths) = sensitivity.concrete_paths(value) else {
+    redact_owned(value.clone(), sensitivity)
+}
+
+/// [`redact_with`] of a value the caller gives up (no copy of it is made).
+pub fn redact_owned(mut value: Value, sensitivity: &Sensitivity) -> Value {
+    let Some(paths) = sensitivity.concrete_paths(&value) else {
         return Value::String(SENSITIVE.to_owned());
     };
-    let mut redacted = value.clone();
     for path in &paths {
-        set(&mut redacted, path, Value::String(SENSITIVE.to_owned()));
+        set(&mut value, path, Value::String(SENSITIVE.to_owned()));
     }
-    redacted
+    value
 }
 
 /// Every string at the sensitive paths of `doc` (inside maps and lists there too), to scrub

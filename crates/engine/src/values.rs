@@ -383,6 +383,11 @@ fn pieces_at(path: &FieldPath, text: &str) -> Result<Vec<Piece>, ValueError> {
 ///
 /// Fails on the first malformed placeholder or leftover `${env.…}`.
 pub fn find_placeholders(value: &Value) -> Result<Vec<PlaceholderUse>, ValueError> {
+    // Without a `$` there is no placeholder (nor a malformed one): no field path to build for
+    // each field.
+    if !any_dollar(value) {
+        return Ok(Vec::new());
+    }
     let mut found = Vec::new();
     visit_strings(value, &FieldPath::root(), &mut |path, text| {
         for piece in pieces_at(path, text)? {
@@ -418,8 +423,20 @@ pub fn resolve(value: &Value, bindings: &Bindings) -> Result<Resolved, ValueErro
     Ok(Resolved { value, unknown })
 }
 
+/// [`resolve`] of a value the caller gives up: one without placeholders is returned as it is
+/// (no copy).
+pub fn resolve_owned(value: Value, bindings: &Bindings) -> Result<Resolved, ValueError> {
+    if !any_dollar(&value) {
+        return Ok(Resolved {
+            value,
+            unknown: Vec::new(),
+        });
+    }
+    resolve(&value, bindings)
+}
+
 /// Whether any string value in `value` contains a `$` (every placeholder starts with one).
-fn any_dollar(value: &Value) -> bool {
+pub(crate) fn any_dollar(value: &Value) -> bool {
     match value {
         Value::String(text) => text.contains('$'),
         Value::Array(items) => items.iter().any(any_dollar),

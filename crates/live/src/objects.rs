@@ -157,6 +157,14 @@ impl PlannedCreations {
 
 /// sha256 of a manifest's configuration (what we send, minus the hash annotation itself).
 pub fn config_hash(manifest: &Value) -> String {
+    // Nothing to take out (the usual case: `stamp` hashes before it annotates): no copy.
+    let annotations = manifest.pointer("/metadata/annotations");
+    if !annotations.is_some_and(|a| {
+        a.as_object()
+            .is_some_and(|a| a.is_empty() || a.contains_key(CONFIG_HASH_ANNOTATION))
+    }) {
+        return engine::canonical_hash(manifest);
+    }
     let mut copy = manifest.clone();
     if let Some(Value::Object(meta)) = copy.pointer_mut("/metadata")
         && let Some(Value::Object(a)) = meta.get_mut("annotations")
@@ -171,7 +179,11 @@ pub fn config_hash(manifest: &Value) -> String {
 
 /// Adds the environment label and the configuration hash to an owned manifest.
 pub fn stamp(manifest: &Value, environment: &str) -> Value {
-    let mut out = manifest.clone();
+    stamp_owned(manifest.clone(), environment)
+}
+
+/// [`stamp`] of a manifest the caller gives up (no copy of it is made).
+pub fn stamp_owned(mut out: Value, environment: &str) -> Value {
     fields::set_label(&mut out, ENVIRONMENT_LABEL, environment);
     let hash = config_hash(&out);
     fields::set_annotation(&mut out, CONFIG_HASH_ANNOTATION, &hash);

@@ -262,7 +262,7 @@ impl<'a> Runner<'a> {
             object.remove("status");
         }
         Ok(match ownership {
-            Ownership::Owned => objects::stamp(&manifest, &self.environment),
+            Ownership::Owned => objects::stamp_owned(manifest, &self.environment),
             Ownership::FieldsOnly => manifest,
         })
     }
