@@ -318,13 +318,15 @@ pub fn drift(args: &DriftArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Fails early when a prerequisite of the cluster provider is missing (`cargo xtask doctor`).
+/// Fails early when a tool the cluster provider requires is missing (the checks of `cargo
+/// xtask doctor` that block; the context is checked by the session, see
+/// [`crate::doctor::preflight`]).
 fn preflight(loaded: &Loaded) -> anyhow::Result<()> {
     let provider = cluster::settings(&loaded.env)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .provider
         .as_str();
-    let checks = crate::doctor::check(provider);
+    let checks = crate::doctor::preflight(provider);
     if checks.iter().any(|c| c.blocks()) {
         anyhow::bail!(
             "prerequisites are missing:\n{}",

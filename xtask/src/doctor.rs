@@ -6,8 +6,10 @@
 //! | `kwok`, `existing` | helm, and a kubeconfig context that answers |
 //!
 //! kubectl is optional everywhere (envctl talks to the API itself); doctor uses it to check a
-//! context when it is there. [`check`] is what `apply` runs first, to fail early with the same
-//! advice.
+//! context when it is there. Docker and kind are probed only for the provider that uses them.
+//! [`preflight`] is what `apply` runs first, to fail early with the same advice: the required
+//! tools only (the context is checked by the run itself, with the kubeconfig it uses, before it
+//! shows a plan).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,6 +80,27 @@ pub fn check(provider: &str) -> Vec<Check> {
 
 /// The checks for `provider`, with the context to check (default: the current one).
 pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
+    run_checks(provider, context, Scope::Doctor)
+}
+
+/// What `apply` checks before it starts: only the tools `provider` requires (Docker, its
+/// daemon and kind for `kind`; helm everywhere). Not the context: apply connects with the
+/// kubeconfig it is given and refuses at once, before showing a plan, when a cluster it cannot
+/// create does not answer (two kubectl processes here would only repeat that, slower, and
+/// with `$KUBECONFIG` rather than `--kubeconfig`); not the optional kubectl.
+pub fn preflight(provider: &str) -> Vec<Check> {
+    run_checks(provider, None, Scope::Preflight)
+}
+
+/// Which probes run: `doctor` reports everything its provider uses (optional ones too);
+/// `apply`'s preflight only what blocks it and it would not find out itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Doctor,
+    Preflight,
+}
+
+fn run_checks(provider: &str, context: Option<&str>, scope: Scope) -> Vec<Check> {
     let Some(needs) = Needs::of(provider) else {
         return vec![Check {
             name: "provider",
@@ -97,24 +120,29 @@ pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
         }];
     }
     // Each probe starts a program (a fraction of a second each, and `apply` waits for them
-    // before it plans): they run at once, each on its own thread, and are listed in order.
+    // before it plans): only those of tools the provider uses run, at once, each on its own
+    // thread, and are listed in order.
     let shell = || Shell::new().expect("a shell was created above");
-    let docker = locate(None, "docker");
+    let docker = needs.docker.then(|| locate(None, "docker")).flatten();
     let kubectl = locate(Some("ENVCTL_KUBECTL"), "kubectl");
+    let cluster_tools = needs.docker;
+    let kubectl_probes = scope == Scope::Doctor;
     std::thread::scope(|scope| {
-        let docker_version = scope.spawn(|| {
-            tool_check(
-                &shell(),
-                "docker",
-                docker.as_deref(),
-                &["--version"],
-                needs.docker,
-                "install Docker: https://docs.docker.com/engine/install/",
-            )
+        let docker_version = cluster_tools.then(|| {
+            scope.spawn(|| {
+                tool_check(
+                    &shell(),
+                    "docker",
+                    docker.as_deref(),
+                    &["--version"],
+                    needs.docker,
+                    "install Docker: https://docs.docker.com/engine/install/",
+                )
+            })
         });
-        let docker_daemon =
-            scope.spawn(|| docker_daemon(&shell(), docker.as_deref(), needs.docker));
-        let kind = scope.spawn(|| {
+        let docker_daemon = cluster_tools
+            .then(|| scope.spawn(|| docker_daemon(&shell(), docker.as_deref(), needs.docker)));
+        let kind = needs.kind.then(|| scope.spawn(|| {
             tool_check(
                 &shell(),
                 "kind",
@@ -124,8 +152,8 @@ pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
                 "go install sigs.k8s.io/kind@v0.32.0 (or https://kind.sigs.k8s.io/docs/user/quick-start/#installation); \
                  or set ENVCTL_KIND",
             )
-        });
-        let helm = scope.spawn(|| {
+        }));
+        let helm = Some(scope.spawn(|| {
             let mut helm = tool_check(
                 &shell(),
                 "helm",
@@ -140,25 +168,29 @@ pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
                     .push_str(" (envctl is tested with helm v3; v4 changed flags it uses)");
             }
             helm
+        }));
+        let kubectl_version = kubectl_probes.then(|| {
+            scope.spawn(|| {
+                tool_check(
+                    &shell(),
+                    "kubectl",
+                    kubectl.as_deref(),
+                    &["version", "--client"],
+                    false,
+                    "optional: https://kubernetes.io/docs/tasks/tools/ (or set ENVCTL_KUBECTL)",
+                )
+            })
         });
-        let kubectl_version = scope.spawn(|| {
-            tool_check(
-                &shell(),
-                "kubectl",
-                kubectl.as_deref(),
-                &["version", "--client"],
-                false,
-                "optional: https://kubernetes.io/docs/tasks/tools/ (or set ENVCTL_KUBECTL)",
-            )
-        });
-        let context = scope.spawn(|| {
-            context_check(
-                &shell(),
-                kubectl.as_deref(),
-                context,
-                needs.context,
-                provider,
-            )
+        let context = kubectl_probes.then(|| {
+            scope.spawn(|| {
+                context_check(
+                    &shell(),
+                    kubectl.as_deref(),
+                    context,
+                    needs.context,
+                    provider,
+                )
+            })
         });
         [
             docker_version,
@@ -169,6 +201,7 @@ pub fn check_with(provider: &str, context: Option<&str>) -> Vec<Check> {
             context,
         ]
         .into_iter()
+        .flatten()
         .map(|probe| probe.join().expect("a probe thread panicked"))
         .collect()
     })
@@ -427,6 +460,49 @@ mod tests {
         );
         assert_eq!(required("kwok"), ["helm", "context"]);
         assert_eq!(required("existing"), ["helm", "context"]);
+    }
+
+    #[test]
+    fn docker_and_kind_are_probed_only_for_the_provider_that_uses_them() {
+        let names = |checks: Vec<Check>| -> Vec<&'static str> {
+            checks.into_iter().map(|c| c.name).collect()
+        };
+        assert_eq!(names(check("kwok")), ["helm", "kubectl", "context"]);
+        assert_eq!(names(check("existing")), ["helm", "kubectl", "context"]);
+        assert_eq!(
+            names(check("kind")),
+            [
+                "docker",
+                "docker daemon",
+                "kind",
+                "helm",
+                "kubectl",
+                "context"
+            ]
+        );
+    }
+
+    #[test]
+    fn apply_preflight_probes_only_the_required_tools() {
+        let names = |provider: &str| -> Vec<(&'static str, bool)> {
+            preflight(provider)
+                .into_iter()
+                .map(|c| (c.name, c.required))
+                .collect()
+        };
+        // The context is the run's own first check (with its own kubeconfig).
+        assert_eq!(names("kwok"), [("helm", true)]);
+        assert_eq!(names("existing"), [("helm", true)]);
+        assert_eq!(
+            names("kind"),
+            [
+                ("docker", true),
+                ("docker daemon", true),
+                ("kind", true),
+                ("helm", true)
+            ]
+        );
+        assert!(preflight("minikube")[0].blocks());
     }
 
     #[test]

@@ -455,6 +455,22 @@ pub async fn find(spec: &ClusterSpec, kubeconfig: Option<&Path>) -> Result<Targe
     }
 }
 
+/// Whether envctl creates this cluster when it is absent (kind only).
+pub fn creates(spec: &ClusterSpec) -> bool {
+    matches!(spec.provider, ClusterProvider::Kind { .. })
+}
+
+/// A cluster envctl does not create ([`creates`]) does not answer (`reason`: why, when known).
+pub fn unreachable(spec: &ClusterSpec, reason: Option<&str>) -> LiveError {
+    let reason = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    LiveError::Connect(format!(
+        "cluster {} is not reachable through context `{}`{reason}, and envctl creates only kind \
+         clusters (for kwok: `cargo xtask testenv up`, then `eval \"$(cargo xtask testenv env)\"`)",
+        spec.name,
+        context_of(spec)
+    ))
+}
+
 /// Creates the cluster (kind only; the other providers are never created by envctl), then
 /// connects and records its spec with `created-by: envctl`.
 pub async fn create(
@@ -464,11 +480,7 @@ pub async fn create(
     address: &Address,
 ) -> Result<Cluster, LiveError> {
     let Some(kind) = kind_for(spec)? else {
-        return Err(LiveError::Connect(format!(
-            "cluster {} is not reachable through context `{}`, and envctl creates only kind clusters \
-             (for kwok: `cargo xtask testenv up`)",
-            spec.name, spec.context
-        )));
+        return Err(unreachable(spec, None));
     };
     kind.create(spec, kubeconfig).await?;
     let cluster = Cluster::connect(kubeconfig, Some(&spec.context)).await?;

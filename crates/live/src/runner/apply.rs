@@ -329,8 +329,12 @@ impl Runner<'_> {
                 let chart = ChartRef::from_source(&spec.chart, Path::new(""))
                     .ok_or_else(|| LiveError::config(address, "no chart source"))?;
                 let values = desired.doc.get("values").cloned().unwrap_or_default();
-                self.recover_release(address, helm, &spec.release, &spec.namespace)
-                    .await?;
+                // An install: this run's plan, made under the lock it still holds, found no
+                // revision of the release at all, so none can be pending (no list on the way).
+                if change.action != Action::Create {
+                    self.recover_release(address, helm, &spec.release, &spec.namespace)
+                        .await?;
+                }
                 helm.upgrade_install(
                     &spec.release,
                     &spec.namespace,

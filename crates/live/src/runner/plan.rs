@@ -5,7 +5,7 @@ use super::*;
 /// The documents of a plan, resolved with what is known.
 #[derive(Default)]
 struct Resolved {
-    /// Every resource's document, by address.
+    /// Every object's document, by address.
     documents: BTreeMap<Address, Desired>,
     /// The objects of the selected modules, as they are sent.
     objects: Vec<DesiredObject>,
@@ -16,38 +16,47 @@ struct Resolved {
 impl Runner<'_> {
     /// The plan of the whole environment (or the selected modules) against the live cluster:
     /// every document resolved, the facts of the objects gathered, the other resources planned
-    /// concurrently, then the changes in graph order and the prunes. Every read of the live
-    /// state goes through one [`Snapshot`], made for this plan and dropped with it: one list
-    /// per type for the whole plan.
+    /// concurrently, then the changes in graph order and the prunes. The other resources
+    /// (releases: their renders, the longest part of a plan from empty) are planned from their
+    /// own documents as soon as the bindings are known, while every object's document is
+    /// resolved and the objects' facts gathered; an error of the objects' side is reported
+    /// first. Every read of the live state goes through one [`Snapshot`], made for this plan
+    /// and dropped with it: one list per type for the whole plan (a read waits for the list
+    /// of its type already under way).
     pub async fn plan(&self) -> Result<Plan, LiveError> {
         let snapshot = self.snapshot();
         // The types known from the configuration are listed at once (and Helm's storage),
         // while the outputs are read and the documents resolved.
         let known = self.known_types();
-        let ((), (resolved, inventory)) = tokio::try_join!(snapshot.prefetch(&known), async {
+        let planned = async {
             let bindings = self.bindings_in(Some(&snapshot)).await?;
-            let resolved = self.resolve_documents(&bindings).await?;
-            self.check_adopt(&resolved.objects)?;
-            // Types this environment applied before (its inventory): an object whose kind
-            // no longer appears in the configuration is still found, and pruned.
-            let inventory = self.read_inventory(&snapshot).await?;
-            Ok::<_, LiveError>((resolved, inventory))
-        })?;
-        // The objects' facts (lists, dry runs) and the other resources (releases: renders)
-        // do not depend on each other: gathered at once.
-        let (facts, others) = tokio::join!(
-            objects::gather(
-                &self.cluster,
-                &self.environment,
-                &resolved.objects,
-                &resolved.planned,
-                &inventory,
-                self.options.concurrency,
-                &snapshot,
-            ),
-            self.plan_others(&resolved.documents, &snapshot)
-        );
-        let (facts, others) = (facts?, others?);
+            let others = async {
+                let documents = self.other_documents(&bindings)?;
+                self.plan_others(&documents, &snapshot).await
+            };
+            let objects = async {
+                let resolved = self.resolve_documents(&bindings).await?;
+                self.check_adopt(&resolved.objects)?;
+                // Types this environment applied before (its inventory): an object whose kind
+                // no longer appears in the configuration is still found, and pruned.
+                let inventory = self.read_inventory(&snapshot).await?;
+                let facts = objects::gather(
+                    &self.cluster,
+                    &self.environment,
+                    &resolved.objects,
+                    &resolved.planned,
+                    &inventory,
+                    self.options.concurrency,
+                    &snapshot,
+                )
+                .await?;
+                Ok::<_, LiveError>((resolved, facts))
+            };
+            let (objects, others) = tokio::join!(objects, others);
+            Ok::<_, LiveError>((objects?, others?))
+        };
+        let ((), ((resolved, facts), others)) =
+            tokio::try_join!(snapshot.prefetch(&known), planned)?;
         let mut plan = Plan::new(&self.environment);
         self.push_changes(&mut plan, &resolved, &facts, others)?;
         self.push_prunes(&mut plan, &facts.orphans);
@@ -87,15 +96,30 @@ impl Runner<'_> {
             .collect()
     }
 
-    /// Every document resolved with what is known, the objects of the selected modules as
-    /// they are sent, and what the plan creates that others wait for (CRDs, namespaces).
+    /// The documents of the selected resources that are not plain objects (what
+    /// [`Self::plan_others`] plans), resolved with what is known.
+    fn other_documents(
+        &self,
+        bindings: &Bindings,
+    ) -> Result<BTreeMap<Address, Desired>, LiveError> {
+        self.graph
+            .order()
+            .iter()
+            .filter(|a| self.selected(a) && a.kind != ResourceKind::Object)
+            .map(|a| Ok((a.clone(), self.desired(a, bindings)?)))
+            .collect()
+    }
+
+    /// Every object's document resolved with what is known, the objects of the selected
+    /// modules as they are sent, and what the plan creates that others wait for (CRDs,
+    /// namespaces).
     async fn resolve_documents(&self, bindings: &Bindings) -> Result<Resolved, LiveError> {
         let mut resolved = Resolved::default();
         for address in self.graph.order() {
             let resource = self.graph.resource(address).expect("graph resource");
-            let desired = self.desired(address, bindings)?;
             match &resource.spec {
                 ResourceSpec::Object(spec) => {
+                    let desired = self.desired(address, bindings)?;
                     let manifest = self.object_manifest(&desired, spec.ownership).await?;
                     resolved.planned.note(&manifest, spec.ownership);
                     if self.selected(address) {
@@ -107,13 +131,13 @@ impl Runner<'_> {
                             adopt: self.options.adopt.contains(&address.to_string()),
                         });
                     }
+                    resolved.documents.insert(address.clone(), desired);
                 }
                 ResourceSpec::HelmRelease(spec) if spec.create_namespace => {
                     resolved.planned.namespaces.insert(spec.namespace.clone());
                 }
                 _ => {}
             }
-            resolved.documents.insert(address.clone(), desired);
         }
         Ok(resolved)
     }

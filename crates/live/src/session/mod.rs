@@ -332,6 +332,28 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A cluster apply cannot create (kwok, existing) must answer before anything else: one
+    /// `GET /readyz`, [`ANSWER_WITHIN`] at most, so that a run against a testenv that is down
+    /// fails at once with how to start it (connecting would retry for most of a minute first,
+    /// as it does for an API server that stalls mid-run). A kubeconfig or context that cannot
+    /// be used is left to the connection, which says why.
+    async fn check_answers(&self, spec: &ClusterSpec) -> Result<(), SessionError> {
+        let Some(client) = lock::quick_client(self.kubeconfig(), provider::context_of(spec)).await
+        else {
+            return Ok(());
+        };
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .expect("a valid request");
+        let problem = match tokio::time::timeout(ANSWER_WITHIN, client.request_text(request)).await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => format!("GET /readyz: {}", crate::retry::chain_text(&e)),
+            Err(_) => format!("no answer to GET /readyz within {ANSWER_WITHIN:?}"),
+        };
+        Err(provider::unreachable(spec, Some(&problem)).into())
+    }
+
     /// The lock taken early, or taken now on the connected cluster.
     async fn lock_on(&self, cluster: &Cluster, early: Option<Lock>) -> Result<Lock, SessionError> {
         match early {
@@ -436,10 +458,18 @@ impl<'a> Session<'a> {
     }
 
     async fn apply_inner(&self, saved: Option<&SavedPlan>) -> Result<Outcome, SessionError> {
+        let (_, spec) = self.cluster_spec()?;
+        if !provider::creates(&spec) {
+            self.check_answers(&spec).await?;
+        }
         let early = self.lock_early().await?;
         let (address, spec, target) = self.find().await?;
         let (cluster, created) = match target {
             Target::Connected(cluster) => (cluster, false),
+            // A cluster apply cannot create: refused before a plan is shown or confirmed.
+            Target::Absent { reason } if !provider::creates(&spec) => {
+                return Err(provider::unreachable(&spec, Some(&reason)).into());
+            }
             Target::Absent { reason } => {
                 let plan = self.plan_from_nothing(&reason)?;
                 self.check_saved(saved, &plan)?;
@@ -713,6 +743,10 @@ fn applied(report: ApplyReport, cluster_created: bool, cluster_deleted: bool) ->
 /// expires by itself within its lease duration; waiting out the request retries for it would
 /// only hold the user's terminal.
 const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long apply waits for a cluster it cannot create to answer its first request (as
+/// `cargo xtask doctor`'s `kubectl --request-timeout 5s get --raw /readyz`).
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Releases a lock; a failure leaves it to expire (the run's result matters more).
 async fn release(lock: Option<Lock>) {
