@@ -45,9 +45,22 @@ fn kill_apply_at(infra: &InfraCopy, address: &str, delay: Duration) -> u32 {
         "apply reached {address}: {}",
         apply.seen.join("\n")
     );
-    // In the middle of the Helm operation when helm is seen marking it pending (a fast
-    // upgrade may end between two looks: then the kill comes after it).
-    support::wait_pending(Duration::from_secs(20));
+    // The run is frozen as soon as its helm runs, so that it cannot end on its own between
+    // two looks (an upgrade on kwok is fast), while helm goes on; killed in the middle of the
+    // Helm operation when helm is seen marking it pending, else (helm was faster than the
+    // look) after it, still holding the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !apply.has_children() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    apply.freeze();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while apply.has_children() && Instant::now() < deadline {
+        if !support::pending_releases().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(delay);
     apply.signal_group("-KILL");
     let (code, _, _) = apply.finish(Duration::from_secs(30));

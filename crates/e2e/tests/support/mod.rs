@@ -130,6 +130,33 @@ impl Background {
         assert!(status.success(), "kill {signal} {}", self.pid());
     }
 
+    /// Stops the run itself (SIGSTOP; not its children): from then on it can neither end on
+    /// its own nor renew its lock, while a helm it started goes on.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Whether a process other than the run itself lives in its process group (a helm it
+    /// started), read from `/proc`.
+    pub fn has_children(&self) -> bool {
+        let group = self.pid();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                return false;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|p| p.parse::<u32>().ok());
+            pid != group && pgrp == Some(group)
+        })
+    }
+
     /// Sends `signal` to the whole process group (the run and its helm children).
     pub fn signal_group(&self, signal: &str) {
         let status = Command::new("kill")
