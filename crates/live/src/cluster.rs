@@ -122,6 +122,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// [`Cluster::resolve`] of a type every cluster serves (`v1` Secret, ConfigMap, `apps/v1`
+    /// Deployment); that it is not served is an error naming the type.
+    pub fn resolve_served(&self, api_version: &str, kind: &str) -> Result<TypeInfo, LiveError> {
+        self.resolve(api_version, kind)
+            .ok_or_else(|| LiveError::Unserved {
+                address: None,
+                api_version: api_version.into(),
+                kind: kind.into(),
+                hint: "",
+            })
+    }
+
     /// The served type for `apiVersion` + `kind`, if the server knows it.
     pub fn resolve(&self, api_version: &str, kind: &str) -> Option<TypeInfo> {
         let (group, version) = match api_version.split_once('/') {

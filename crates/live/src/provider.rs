@@ -179,9 +179,7 @@ pub fn parse_record(config_map: &Value) -> Record {
 
 /// The record of a connected cluster; `None` when there is none.
 pub async fn read_record(cluster: &Cluster) -> Result<Option<Record>, LiveError> {
-    let ty = cluster
-        .resolve("v1", "ConfigMap")
-        .ok_or_else(unserved_configmap)?;
+    let ty = cluster.resolve_served("v1", "ConfigMap")?;
     Ok(cluster
         .get(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
         .await?
@@ -194,9 +192,7 @@ pub async fn read_record_in(
     cluster: &Cluster,
     snapshot: &crate::snapshot::Snapshot,
 ) -> Result<Option<Record>, LiveError> {
-    let ty = cluster
-        .resolve("v1", "ConfigMap")
-        .ok_or_else(unserved_configmap)?;
+    let ty = cluster.resolve_served("v1", "ConfigMap")?;
     Ok(snapshot
         .get(&ty, Some(RECORD_NAMESPACE), RECORD_NAME)
         .await?
@@ -211,9 +207,7 @@ pub async fn record(
     environment: &str,
     address: &Address,
 ) -> Result<(), LiveError> {
-    let ty = cluster
-        .resolve("v1", "ConfigMap")
-        .ok_or_else(unserved_configmap)?;
+    let ty = cluster.resolve_served("v1", "ConfigMap")?;
     let manifest = record_manifest(spec, created_by_envctl, environment, address);
     cluster.apply(&ty, &manifest, false, true).await?;
     Ok(())
@@ -617,15 +611,6 @@ impl Kind {
     async fn run(&self, args: Vec<OsString>, timeout: Duration) -> Result<String, LiveError> {
         let done = crate::process::run_async(Invocation::new(&self.bin, args, timeout)).await?;
         Ok(String::from_utf8_lossy(&done.stdout).into_owned())
-    }
-}
-
-fn unserved_configmap() -> LiveError {
-    LiveError::Unserved {
-        address: None,
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        hint: "",
     }
 }
 

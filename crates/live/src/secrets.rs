@@ -25,7 +25,7 @@ use engine::{Address, Encoding, GeneratedSecretSpec, Generator};
 use serde_json::{Map, Value, json};
 
 use crate::objects::ENVIRONMENT_LABEL;
-use crate::{Cluster, LiveError, TypeInfo, fields};
+use crate::{Cluster, LiveError, fields};
 
 /// A secret value. Its `Debug` and `Display` print `(sensitive value)`; read it with
 /// [`SecretValue::expose`].
@@ -85,17 +85,6 @@ pub struct SecretOutcome {
 
 type Data = BTreeMap<String, SecretValue>;
 
-fn secret_type(cluster: &Cluster) -> Result<TypeInfo, LiveError> {
-    cluster
-        .resolve("v1", "Secret")
-        .ok_or_else(|| LiveError::Unserved {
-            address: None,
-            api_version: "v1".into(),
-            kind: "Secret".into(),
-            hint: "",
-        })
-}
-
 /// The spec's Secret when it exists but is not envctl's for `environment` (created by
 /// someone else): plan refuses it unless adopted, destroy leaves it. A Secret (or namespace)
 /// that does not exist is `None`; any other failure to read it is returned.
@@ -104,7 +93,7 @@ pub async fn foreign(
     spec: &GeneratedSecretSpec,
     environment: &str,
 ) -> Result<Option<Value>, LiveError> {
-    let ty = secret_type(cluster)?;
+    let ty = cluster.resolve_served("v1", "Secret")?;
     Ok(cluster
         .get(&ty, Some(&spec.namespace), &spec.name)
         .await?
@@ -132,7 +121,7 @@ pub async fn read_values(
     cluster: &Cluster,
     spec: &GeneratedSecretSpec,
 ) -> Result<Option<BTreeMap<String, SecretValue>>, LiveError> {
-    let ty = secret_type(cluster)?;
+    let ty = cluster.resolve_served("v1", "Secret")?;
     let live = cluster.get(&ty, Some(&spec.namespace), &spec.name).await?;
     live.map(|object| decode_data(&object, spec)).transpose()
 }
@@ -290,7 +279,7 @@ async fn write(
     address: &Address,
     regenerate: &[String],
 ) -> Result<SecretOutcome, LiveError> {
-    let ty = secret_type(cluster)?;
+    let ty = cluster.resolve_served("v1", "Secret")?;
     let live = cluster.get(&ty, Some(&spec.namespace), &spec.name).await?;
     let live_data = live
         .as_ref()
@@ -380,14 +369,7 @@ pub async fn restart_readers(
     namespace: &str,
     name: &str,
 ) -> Result<Vec<String>, LiveError> {
-    let ty = cluster
-        .resolve("apps/v1", "Deployment")
-        .ok_or_else(|| LiveError::Unserved {
-            address: None,
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            hint: "",
-        })?;
+    let ty = cluster.resolve_served("apps/v1", "Deployment")?;
     let mut restarted = Vec::new();
     for deployment in cluster.list(&ty, "").await? {
         if deployment

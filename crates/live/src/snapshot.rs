@@ -180,7 +180,7 @@ impl Snapshot {
             return self
                 .cluster
                 .list_where(
-                    &secret_type(&self.cluster)?,
+                    &self.cluster.resolve_served("v1", "Secret")?,
                     Some(namespace),
                     &storage_selector([release]),
                     &format!("type={HELM_STORAGE_TYPE}"),
@@ -198,7 +198,7 @@ impl Snapshot {
                 let items = self
                     .cluster
                     .list_where(
-                        &secret_type(&self.cluster)?,
+                        &self.cluster.resolve_served("v1", "Secret")?,
                         None,
                         &storage_selector(&self.releases),
                         &format!("type={HELM_STORAGE_TYPE}"),
@@ -209,17 +209,6 @@ impl Snapshot {
             .await?;
         Ok(all.clone())
     }
-}
-
-fn secret_type(cluster: &Cluster) -> Result<TypeInfo, LiveError> {
-    cluster
-        .resolve("v1", "Secret")
-        .ok_or_else(|| LiveError::Unserved {
-            address: None,
-            api_version: "v1".into(),
-            kind: "Secret".into(),
-            hint: "",
-        })
 }
 
 /// Whether a type is listed whole rather than selected: Namespaces (few; "does it exist" is
